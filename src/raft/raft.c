@@ -1,0 +1,1 @@
+/* The Raft core lands here; see include/ddialab/raft.h. */
