@@ -414,16 +414,26 @@ static void text_printf(text_t *t, const char *fmt, ...)
     t->len += (size_t)n;
 }
 
+static void text_append(text_t *t, const char *data, size_t len)
+{
+    text_reserve(t, len);
+    if (t->failed)
+        return;
+    memcpy(t->data + t->len, data, len);
+    t->len += len;
+}
+
 /* Writes HELP text with '\\' and newlines escaped, as the format requires. */
 static void text_help(text_t *t, const char *help)
 {
-    for (const char *p = help; *p != '\0'; p++) {
-        if (*p == '\\')
-            text_printf(t, "\\\\");
-        else if (*p == '\n')
-            text_printf(t, "\\n");
-        else
-            text_printf(t, "%c", *p);
+    for (;;) {
+        size_t run = strcspn(help, "\\\n");
+        text_append(t, help, run);
+        help += run;
+        if (*help == '\0')
+            return;
+        text_append(t, *help == '\n' ? "\\n" : "\\\\", 2);
+        help++;
     }
 }
 
