@@ -1,1 +1,769 @@
-/* The Raft core lands here; see include/ddialab/raft.h. */
+/*
+ * The replication core: Raft's AppendEntries, commit by quorum, promotion and step-down.
+ * Pure: every input arrives as an argument, every effect leaves through dl_raft_update_t.
+ */
+#include "ddialab/raft.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ddialab/error.h"
+
+#define INFLIGHT_CAP 1024
+
+struct entry_meta {
+    uint64_t term;
+    uint32_t len;
+    uint8_t type;
+};
+
+struct progress {
+    uint64_t id;
+    uint64_t match;
+    uint64_t next;
+    uint64_t last_index;
+    uint64_t last_ack_ms;
+    uint64_t last_sent_ms;
+    int probing;    /* searching for the point where the logs agree: one APPEND at a time */
+    int probe_sent; /* a probe is out and unanswered */
+    /* Last index of each APPEND with entries not yet acknowledged, oldest first. */
+    uint64_t inflight[INFLIGHT_CAP];
+    size_t inflight_head;
+    size_t inflight_count;
+};
+
+struct dl_raft_s {
+    dl_raft_config_t config;
+    uint64_t *nodes;
+    dl_raft_hardstate_t hs;
+    dl_raft_role_t role;
+    uint64_t leader;
+
+    /* Log metadata: meta[i] describes index first_index + i. */
+    struct entry_meta *meta;
+    size_t n_meta;
+    size_t cap_meta;
+    uint64_t first_index;
+    uint64_t prev_term; /* term of first_index - 1 (0 while the log starts at 1) */
+
+    uint64_t commit;
+    uint64_t persisted;
+    uint64_t applied;
+    int started;
+
+    /* Follower: how far this log is known to match the current leader's, and whether an
+     * acknowledgement waits for the disk. */
+    uint64_t matched_upto;
+    int ack_pending;
+
+    struct progress *peers; /* every node but this one */
+    size_t n_peers;
+    uint64_t last_heartbeat_ms;
+
+    /* Output buffers, reused by every call. */
+    dl_raft_entry_t *out_entries;
+    size_t n_out_entries, cap_out_entries;
+    dl_raft_msg_t *out_msgs;
+    size_t n_out_msgs, cap_out_msgs;
+    size_t *out_msg_ent_off; /* where each message's entries start in out_msg_ents */
+    size_t cap_out_msg_off;
+    dl_raft_entry_t *out_msg_ents;
+    size_t n_out_msg_ents, cap_out_msg_ents;
+    int oom; /* an output buffer could not grow: the update was cut short */
+};
+
+static int grow(void **buf, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t cap2 = *cap ? *cap * 2 : 64;
+    while (cap2 < need)
+        cap2 *= 2;
+    void *p = realloc(*buf, cap2 * elem);
+    if (p == NULL)
+        return -ENOMEM;
+    *buf = p;
+    *cap = cap2;
+    return 0;
+}
+
+uint64_t dl_raft_last_index(const dl_raft_t *r)
+{
+    return r->first_index + r->n_meta - 1;
+}
+
+uint64_t dl_raft_term_at(const dl_raft_t *r, uint64_t index)
+{
+    if (index == 0)
+        return 0;
+    if (index == r->first_index - 1)
+        return r->prev_term;
+    if (index < r->first_index || index > dl_raft_last_index(r))
+        return 0;
+    return r->meta[index - r->first_index].term;
+}
+
+static size_t majority(size_t n)
+{
+    return n / 2 + 1;
+}
+
+/* Starts a fresh update: every call that takes an update clears it first. */
+static void begin(dl_raft_t *r, dl_raft_update_t *u)
+{
+    memset(u, 0, sizeof(*u));
+    r->n_out_entries = 0;
+    r->n_out_msgs = 0;
+    r->n_out_msg_ents = 0;
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Fills the update's pointers once no buffer will move any more. */
+static void finish(dl_raft_t *r, dl_raft_update_t *u)
+{
+    for (size_t i = 0; i < r->n_out_msgs; i++)
+        r->out_msgs[i].entries =
+            r->out_msgs[i].n_entries ? r->out_msg_ents + r->out_msg_ent_off[i] : NULL;
+    u->msgs = r->out_msgs;
+    u->n_msgs = r->n_out_msgs;
+    u->entries = r->out_entries;
+    u->n_entries = r->n_out_entries;
+    u->hardstate = r->hs;
+    u->apply_to = min_u64(r->commit, r->persisted);
+    if (u->apply_to < r->applied && u->discarded_applied == 0)
+        u->apply_to = r->applied;
+}
+
+static dl_raft_msg_t *new_msg(dl_raft_t *r, uint8_t type, uint64_t to)
+{
+    if (grow((void **)&r->out_msgs, &r->cap_out_msgs, r->n_out_msgs + 1, sizeof(dl_raft_msg_t)) ||
+        grow((void **)&r->out_msg_ent_off, &r->cap_out_msg_off, r->n_out_msgs + 1,
+             sizeof(size_t))) {
+        r->oom = 1;
+        return NULL;
+    }
+    dl_raft_msg_t *m = &r->out_msgs[r->n_out_msgs];
+    memset(m, 0, sizeof(*m));
+    r->out_msg_ent_off[r->n_out_msgs] = r->n_out_msg_ents;
+    r->n_out_msgs++;
+    m->type = type;
+    m->from = r->config.id;
+    m->to = to;
+    m->term = r->hs.term;
+    return m;
+}
+
+static struct progress *find_peer(dl_raft_t *r, uint64_t id)
+{
+    for (size_t i = 0; i < r->n_peers; i++)
+        if (r->peers[i].id == id)
+            return &r->peers[i];
+    return NULL;
+}
+
+static void reset_to_probe(struct progress *p, uint64_t last_index)
+{
+    p->probing = 1;
+    p->probe_sent = 0;
+    p->inflight_count = 0;
+    p->inflight_head = 0;
+    if (p->next == 0 || p->next > last_index + 1)
+        p->next = last_index + 1;
+    if (p->next <= p->match)
+        p->next = p->match + 1;
+}
+
+/*
+ * Sends one APPEND to p starting at p->next, carrying as many entries as the size limit allows
+ * (none for a pure heartbeat). In probe mode the leader waits for the answer before moving on;
+ * in replicate mode it advances next optimistically and remembers the message as in flight.
+ */
+static void send_append(dl_raft_t *r, struct progress *p, uint64_t now_ms, int with_entries)
+{
+    uint64_t last = dl_raft_last_index(r);
+    if (p->next < r->first_index)
+        p->next = r->first_index; /* snapshots arrive with the consensus issue */
+    dl_raft_msg_t *m = new_msg(r, DL_RAFT_MSG_APPEND, p->id);
+    if (m == NULL)
+        return;
+    m->prev_index = p->next - 1;
+    m->prev_term = dl_raft_term_at(r, m->prev_index);
+    m->commit = r->commit;
+    size_t bytes = 0;
+    size_t max_bytes = r->config.max_msg_bytes;
+    uint64_t idx = p->next;
+    while (with_entries && idx <= last && m->n_entries < DL_RAFT_MSG_MAX_ENTRIES) {
+        const struct entry_meta *e = &r->meta[idx - r->first_index];
+        if (m->n_entries > 0 && bytes + e->len > max_bytes)
+            break;
+        if (grow((void **)&r->out_msg_ents, &r->cap_out_msg_ents, r->n_out_msg_ents + 1,
+                 sizeof(dl_raft_entry_t))) {
+            r->oom = 1;
+            break;
+        }
+        dl_raft_entry_t *out = &r->out_msg_ents[r->n_out_msg_ents++];
+        out->index = idx;
+        out->term = e->term;
+        out->type = e->type;
+        out->len = e->len;
+        out->data = NULL;
+        bytes += e->len;
+        m->n_entries++;
+        idx++;
+    }
+    p->last_sent_ms = now_ms;
+    if (p->probing) {
+        p->probe_sent = 1;
+    } else if (m->n_entries > 0) {
+        p->next = idx;
+        size_t slot = (p->inflight_head + p->inflight_count) % INFLIGHT_CAP;
+        p->inflight[slot] = idx - 1;
+        p->inflight_count++;
+    }
+}
+
+/* Sends every follower what it is missing, within the in-flight limit. */
+static void replicate(dl_raft_t *r, uint64_t now_ms)
+{
+    if (r->role != DL_RAFT_LEADER)
+        return;
+    uint64_t last = dl_raft_last_index(r);
+    size_t max_inflight = r->config.max_inflight;
+    for (size_t i = 0; i < r->n_peers; i++) {
+        struct progress *p = &r->peers[i];
+        if (p->probing) {
+            if (!p->probe_sent)
+                send_append(r, p, now_ms, 1);
+            continue;
+        }
+        while (p->next <= last && p->inflight_count < max_inflight && !r->oom)
+            send_append(r, p, now_ms, 1);
+    }
+}
+
+/* Commits the highest index of the current term that commit_quorum nodes hold durably. */
+static void maybe_commit(dl_raft_t *r)
+{
+    if (r->role != DL_RAFT_LEADER)
+        return;
+    uint64_t matches[64];
+    size_t n = 0;
+    matches[n++] = r->persisted;
+    for (size_t i = 0; i < r->n_peers && n < 64; i++)
+        matches[n++] = r->peers[i].match;
+    /* Sort descending; n is small. */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && matches[j] > matches[j - 1]; j--) {
+            uint64_t t = matches[j];
+            matches[j] = matches[j - 1];
+            matches[j - 1] = t;
+        }
+    size_t q = r->config.commit_quorum;
+    uint64_t candidate = matches[q - 1];
+    if (candidate > dl_raft_last_index(r))
+        candidate = dl_raft_last_index(r);
+    /* Raft commits only entries of the leader's own term by counting; earlier ones follow. */
+    if (candidate > r->commit && dl_raft_term_at(r, candidate) == r->hs.term)
+        r->commit = candidate;
+}
+
+static int append_meta(dl_raft_t *r, uint64_t term, uint8_t type, uint32_t len)
+{
+    if (grow((void **)&r->meta, &r->cap_meta, r->n_meta + 1, sizeof(struct entry_meta)))
+        return -ENOMEM;
+    r->meta[r->n_meta].term = term;
+    r->meta[r->n_meta].type = type;
+    r->meta[r->n_meta].len = len;
+    r->n_meta++;
+    return 0;
+}
+
+static int out_entry(dl_raft_t *r, uint64_t index, uint64_t term, uint8_t type, const void *data,
+                     uint32_t len)
+{
+    if (grow((void **)&r->out_entries, &r->cap_out_entries, r->n_out_entries + 1,
+             sizeof(dl_raft_entry_t)))
+        return -ENOMEM;
+    dl_raft_entry_t *e = &r->out_entries[r->n_out_entries++];
+    e->index = index;
+    e->term = term;
+    e->type = type;
+    e->data = data;
+    e->len = len;
+    return 0;
+}
+
+static void become_leader(dl_raft_t *r, uint64_t term, uint64_t now_ms, dl_raft_update_t *u)
+{
+    r->role = DL_RAFT_LEADER;
+    r->leader = r->config.id;
+    if (r->hs.term != term || r->hs.vote != r->config.id) {
+        r->hs.term = term;
+        r->hs.vote = r->config.id;
+        u->hardstate_changed = 1;
+    }
+    u->role_changed = 1;
+    r->ack_pending = 0;
+    uint64_t last = dl_raft_last_index(r);
+    for (size_t i = 0; i < r->n_peers; i++) {
+        struct progress *p = &r->peers[i];
+        p->match = 0;
+        p->next = last + 1;
+        p->last_ack_ms = 0;
+        reset_to_probe(p, last);
+    }
+    /* A no-op of the new term lets entries of earlier terms commit with it. */
+    if (append_meta(r, term, DL_RAFT_ENTRY_NOOP, 0) == 0)
+        out_entry(r, last + 1, term, DL_RAFT_ENTRY_NOOP, NULL, 0);
+    else
+        r->oom = 1;
+    r->last_heartbeat_ms = now_ms;
+    replicate(r, now_ms);
+    maybe_commit(r);
+}
+
+static void become_follower(dl_raft_t *r, uint64_t term, uint64_t leader, dl_raft_update_t *u)
+{
+    if (r->role != DL_RAFT_FOLLOWER)
+        u->role_changed = 1;
+    r->role = DL_RAFT_FOLLOWER;
+    if (term != r->hs.term || r->hs.vote != leader) {
+        r->hs.term = term;
+        r->hs.vote = leader;
+        u->hardstate_changed = 1;
+    }
+    r->leader = leader;
+    r->matched_upto = 0;
+    r->ack_pending = 0;
+}
+
+int dl_raft_new(const dl_raft_config_t *config, const dl_raft_hardstate_t *hardstate,
+                uint64_t first_index, dl_raft_t **out)
+{
+    if (config->id == 0 || config->n_nodes == 0 || config->n_nodes > 64 || first_index == 0)
+        return -EINVAL;
+    int self_found = 0;
+    for (size_t i = 0; i < config->n_nodes; i++) {
+        if (config->nodes[i] == 0)
+            return -EINVAL;
+        if (config->nodes[i] == config->id)
+            self_found = 1;
+        for (size_t j = 0; j < i; j++)
+            if (config->nodes[j] == config->nodes[i])
+                return -EINVAL;
+    }
+    if (!self_found || config->commit_quorum > config->n_nodes)
+        return -EINVAL;
+    dl_raft_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return -ENOMEM;
+    r->config = *config;
+    if (r->config.commit_quorum == 0)
+        r->config.commit_quorum = majority(config->n_nodes);
+    if (r->config.heartbeat_ms == 0)
+        r->config.heartbeat_ms = 100;
+    if (r->config.max_msg_bytes == 0)
+        r->config.max_msg_bytes = 1 << 20;
+    if (r->config.max_inflight == 0 || r->config.max_inflight > INFLIGHT_CAP)
+        r->config.max_inflight = 64;
+    r->nodes = malloc(config->n_nodes * sizeof(uint64_t));
+    r->peers = calloc(config->n_nodes, sizeof(struct progress));
+    if (r->nodes == NULL || r->peers == NULL) {
+        dl_raft_free(r);
+        return -ENOMEM;
+    }
+    memcpy(r->nodes, config->nodes, config->n_nodes * sizeof(uint64_t));
+    r->config.nodes = r->nodes;
+    for (size_t i = 0; i < config->n_nodes; i++)
+        if (config->nodes[i] != config->id)
+            r->peers[r->n_peers++].id = config->nodes[i];
+    r->hs = *hardstate;
+    r->first_index = first_index;
+    r->role = DL_RAFT_FOLLOWER;
+    *out = r;
+    return 0;
+}
+
+int dl_raft_restore_entry(dl_raft_t *r, uint64_t term, uint8_t type, uint32_t len)
+{
+    assert(!r->started);
+    return append_meta(r, term, type, len);
+}
+
+void dl_raft_start(dl_raft_t *r, uint64_t persisted_index, uint64_t applied_index, uint64_t now_ms,
+                   dl_raft_update_t *u)
+{
+    begin(r, u);
+    r->started = 1;
+    uint64_t last = dl_raft_last_index(r);
+    r->persisted = min_u64(persisted_index, last);
+    r->applied = applied_index;
+    /* Everything applied was committed once; that much stays committed here. */
+    r->commit = min_u64(applied_index, last);
+    if (r->hs.term == 0) {
+        if (r->config.static_leader == r->config.id)
+            become_leader(r, 1, now_ms, u);
+        else
+            r->leader = r->config.static_leader;
+    } else if (r->hs.vote == r->config.id) {
+        become_leader(r, r->hs.term, now_ms, u);
+    } else {
+        r->leader = r->hs.vote;
+    }
+    finish(r, u);
+}
+
+void dl_raft_free(dl_raft_t *r)
+{
+    if (r == NULL)
+        return;
+    free(r->nodes);
+    free(r->peers);
+    free(r->meta);
+    free(r->out_entries);
+    free(r->out_msgs);
+    free(r->out_msg_ent_off);
+    free(r->out_msg_ents);
+    free(r);
+}
+
+int dl_raft_propose(dl_raft_t *r, const dl_raft_entry_t *entries, size_t n, uint64_t *first_index,
+                    dl_raft_update_t *u)
+{
+    begin(r, u);
+    if (r->role != DL_RAFT_LEADER) {
+        finish(r, u);
+        return DL_ENOTLEADER;
+    }
+    uint64_t first = dl_raft_last_index(r) + 1;
+    for (size_t i = 0; i < n; i++) {
+        if (append_meta(r, r->hs.term, entries[i].type, entries[i].len) != 0 ||
+            out_entry(r, first + i, r->hs.term, entries[i].type, entries[i].data, entries[i].len) !=
+                0) {
+            /* Keep meta and output in step: drop what was added for this entry. */
+            if (r->n_meta > 0 && dl_raft_last_index(r) == first + i)
+                r->n_meta--;
+            finish(r, u);
+            u->n_entries = i;
+            if (first_index)
+                *first_index = first;
+            return i > 0 ? 0 : -ENOMEM;
+        }
+    }
+    if (first_index)
+        *first_index = first;
+    finish(r, u);
+    return 0;
+}
+
+void dl_raft_flush(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
+{
+    begin(r, u);
+    replicate(r, now_ms);
+    finish(r, u);
+}
+
+/* Answers an APPEND; match is only ever what this node holds durably. */
+static void send_append_resp(dl_raft_t *r, uint64_t to, int reject, uint64_t match, uint64_t hint)
+{
+    dl_raft_msg_t *m = new_msg(r, DL_RAFT_MSG_APPEND_RESP, to);
+    if (m == NULL)
+        return;
+    m->reject = (uint8_t)reject;
+    m->match_index = match;
+    m->hint_index = hint;
+    m->last_index = dl_raft_last_index(r);
+}
+
+/* Drops index `from` and everything after it, counting what was lost. */
+static void truncate_from(dl_raft_t *r, uint64_t from, dl_raft_update_t *u)
+{
+    uint64_t last = dl_raft_last_index(r);
+    assert(from >= r->first_index && from <= last);
+    u->truncate_from = from;
+    u->discarded += last - from + 1;
+    if (r->applied >= from) {
+        u->discarded_applied += r->applied - from + 1;
+        r->applied = 0; /* the driver rebuilds its state machine from the log */
+    }
+    r->n_meta = from - r->first_index;
+    if (r->persisted >= from)
+        r->persisted = from - 1;
+    if (r->commit >= from)
+        r->commit = from - 1;
+}
+
+static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
+                          dl_raft_update_t *u)
+{
+    if (r->role == DL_RAFT_LEADER) {
+        /* Two leaders in one term cannot happen with promotion always raising the term. */
+        return;
+    }
+    if (r->hs.vote != 0 && r->hs.vote != m->from) {
+        /* Like a vote, following is once per term: two operators promoting two nodes into the
+         * same term must not make this node flip between their logs. */
+        return;
+    }
+    if (r->leader != m->from) {
+        r->leader = m->from;
+        if (r->hs.vote != m->from) {
+            r->hs.vote = m->from;
+            u->hardstate_changed = 1;
+        }
+    }
+    uint64_t last = dl_raft_last_index(r);
+    if (m->prev_index > last) {
+        send_append_resp(r, m->from, 1, 0, last);
+        return;
+    }
+    if (m->prev_index >= r->first_index - 1 && dl_raft_term_at(r, m->prev_index) != m->prev_term) {
+        /* Skip back over the whole conflicting term in one step. */
+        uint64_t t = dl_raft_term_at(r, m->prev_index);
+        uint64_t i = m->prev_index;
+        while (i > r->first_index && dl_raft_term_at(r, i - 1) == t)
+            i--;
+        send_append_resp(r, m->from, 1, 0, i - 1);
+        return;
+    }
+    for (uint32_t k = 0; k < m->n_entries; k++) {
+        const dl_raft_entry_t *e = &m->entries[k];
+        uint64_t idx = m->prev_index + 1 + k;
+        if (idx < r->first_index)
+            continue;
+        if (idx <= dl_raft_last_index(r)) {
+            if (dl_raft_term_at(r, idx) == e->term)
+                continue;
+            truncate_from(r, idx, u);
+        }
+        if (append_meta(r, e->term, e->type, e->len) != 0 ||
+            out_entry(r, idx, e->term, e->type, e->data, e->len) != 0) {
+            r->oom = 1;
+            if (dl_raft_last_index(r) == idx)
+                r->n_meta--;
+            send_append_resp(r, m->from, 1, 0, dl_raft_last_index(r));
+            return;
+        }
+    }
+    uint64_t matched = m->prev_index + m->n_entries;
+    r->matched_upto = matched;
+    uint64_t commit = min_u64(m->commit, matched);
+    if (commit > r->commit)
+        r->commit = commit;
+    if (matched <= r->persisted || m->n_entries == 0) {
+        send_append_resp(r, m->from, 0, min_u64(matched, r->persisted), 0);
+        r->ack_pending = matched > r->persisted;
+    } else {
+        r->ack_pending = 1;
+    }
+    (void)now_ms;
+}
+
+static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms)
+{
+    if (r->role != DL_RAFT_LEADER)
+        return;
+    struct progress *p = find_peer(r, m->from);
+    if (p == NULL)
+        return;
+    p->last_ack_ms = now_ms;
+    p->last_index = m->last_index;
+    uint64_t last = dl_raft_last_index(r);
+    if (m->reject) {
+        /* Back off next_index, never below what the follower already matched. */
+        uint64_t next = m->hint_index + 1;
+        if (p->next > 1 && next > p->next - 1)
+            next = p->next - 1;
+        if (next <= p->match)
+            next = p->match + 1;
+        if (next < 1)
+            next = 1;
+        p->next = next;
+        reset_to_probe(p, last);
+        send_append(r, p, now_ms, 1);
+        return;
+    }
+    if (m->match_index > last)
+        return; /* cannot be: a follower never holds more of this term's log than the leader */
+    if (m->match_index > p->match)
+        p->match = m->match_index;
+    while (p->inflight_count > 0 && p->inflight[p->inflight_head] <= p->match) {
+        p->inflight_head = (p->inflight_head + 1) % INFLIGHT_CAP;
+        p->inflight_count--;
+    }
+    if (p->probing) {
+        /* The logs agree up to match: stream from there on. */
+        p->probing = 0;
+        p->probe_sent = 0;
+        p->inflight_count = 0;
+        p->inflight_head = 0;
+        p->next = p->match + 1;
+    }
+    maybe_commit(r);
+    replicate(r, now_ms);
+}
+
+void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft_update_t *u)
+{
+    begin(r, u);
+    if (m->to != r->config.id || find_peer(r, m->from) == NULL) {
+        finish(r, u);
+        return;
+    }
+    if (m->term > r->hs.term) {
+        /* A higher term always wins: step down and follow whoever leads it. */
+        become_follower(r, m->term, m->type == DL_RAFT_MSG_APPEND ? m->from : 0, u);
+    } else if (m->term < r->hs.term) {
+        /* Tell a deposed leader about the newer term so that it steps down. */
+        if (m->type == DL_RAFT_MSG_APPEND)
+            send_append_resp(r, m->from, 1, 0, dl_raft_last_index(r));
+        finish(r, u);
+        return;
+    }
+    switch (m->type) {
+    case DL_RAFT_MSG_APPEND:
+        handle_append(r, m, now_ms, u);
+        break;
+    case DL_RAFT_MSG_APPEND_RESP:
+        handle_append_resp(r, m, now_ms);
+        break;
+    default:
+        break;
+    }
+    finish(r, u);
+}
+
+void dl_raft_tick(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
+{
+    begin(r, u);
+    if (r->role == DL_RAFT_LEADER && now_ms - r->last_heartbeat_ms >= r->config.heartbeat_ms) {
+        r->last_heartbeat_ms = now_ms;
+        for (size_t i = 0; i < r->n_peers; i++) {
+            struct progress *p = &r->peers[i];
+            if (p->probing) {
+                /* Re-send the probe: the last one may have gone to a closed connection. */
+                p->probe_sent = 0;
+                send_append(r, p, now_ms, 1);
+            } else {
+                send_append(r, p, now_ms, 0);
+            }
+        }
+    }
+    finish(r, u);
+}
+
+void dl_raft_persisted(dl_raft_t *r, uint64_t index, uint64_t now_ms, dl_raft_update_t *u)
+{
+    begin(r, u);
+    index = min_u64(index, dl_raft_last_index(r));
+    if (index > r->persisted)
+        r->persisted = index;
+    if (r->role == DL_RAFT_LEADER) {
+        maybe_commit(r);
+    } else if (r->ack_pending && r->leader != 0) {
+        send_append_resp(r, r->leader, 0, min_u64(r->matched_upto, r->persisted), 0);
+        r->ack_pending = r->matched_upto > r->persisted;
+    }
+    (void)now_ms;
+    finish(r, u);
+}
+
+void dl_raft_applied(dl_raft_t *r, uint64_t index)
+{
+    r->applied = index;
+}
+
+void dl_raft_peer_down(dl_raft_t *r, uint64_t id)
+{
+    struct progress *p = find_peer(r, id);
+    if (p == NULL)
+        return;
+    p->next = p->match + 1;
+    reset_to_probe(p, dl_raft_last_index(r));
+}
+
+int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
+{
+    begin(r, u);
+    if (r->role == DL_RAFT_LEADER) {
+        finish(r, u);
+        return -EALREADY;
+    }
+    become_leader(r, r->hs.term + 1, now_ms, u);
+    finish(r, u);
+    return 0;
+}
+
+dl_raft_role_t dl_raft_role(const dl_raft_t *r)
+{
+    return r->role;
+}
+
+uint64_t dl_raft_id(const dl_raft_t *r)
+{
+    return r->config.id;
+}
+
+uint64_t dl_raft_term(const dl_raft_t *r)
+{
+    return r->hs.term;
+}
+
+uint64_t dl_raft_leader(const dl_raft_t *r)
+{
+    return r->leader;
+}
+
+uint64_t dl_raft_first_index(const dl_raft_t *r)
+{
+    return r->first_index;
+}
+
+uint64_t dl_raft_commit_index(const dl_raft_t *r)
+{
+    return r->commit;
+}
+
+uint64_t dl_raft_persisted_index(const dl_raft_t *r)
+{
+    return r->persisted;
+}
+
+uint64_t dl_raft_applied_index(const dl_raft_t *r)
+{
+    return r->applied;
+}
+
+size_t dl_raft_commit_quorum(const dl_raft_t *r)
+{
+    return r->config.commit_quorum;
+}
+
+size_t dl_raft_progress(const dl_raft_t *r, dl_raft_progress_t *out, size_t cap)
+{
+    for (size_t i = 0; i < r->n_peers && i < cap; i++) {
+        const struct progress *p = &r->peers[i];
+        out[i].id = p->id;
+        out[i].match_index = p->match;
+        out[i].next_index = p->next;
+        out[i].last_index = p->last_index;
+        out[i].last_ack_ms = p->last_ack_ms;
+        out[i].probing = p->probing;
+    }
+    return r->n_peers;
+}
+
+size_t dl_raft_replicas_of(const dl_raft_t *r, uint64_t index)
+{
+    size_t n = r->persisted >= index ? 1 : 0;
+    for (size_t i = 0; i < r->n_peers; i++)
+        if (r->peers[i].match >= index)
+            n++;
+    return n;
+}

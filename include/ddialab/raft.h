@@ -1,0 +1,177 @@
+/*
+ * The replication core: Raft's log replication as a pure state machine.
+ *
+ * No sockets, files, clocks or randomness live here. The driver (src/kv/node.c, or a simulator)
+ * feeds inputs — a tick with the current time, a received message, proposals, "persisted up to"
+ * notices, a manual promotion — and each call fills a dl_raft_update_t saying what to do, in order:
+ *
+ *   1. persist the hard state (term, vote) if hardstate_changed, durably, before anything else;
+ *   2. truncate the log from truncate_from (if non-zero), then write entries[] (they may be
+ *      written without fsync; durability is reported back with dl_raft_persisted());
+ *   3. send msgs[] (an APPEND's entries carry index and term only: the driver fills in payloads
+ *      from its log when it encodes the message);
+ *   4. apply committed entries up to apply_to (never past what this node has persisted).
+ *
+ * Replication follows Raft's AppendEntries: every APPEND names the entry before its first one
+ * (prev_index, prev_term); a follower whose log does not contain that entry rejects it with a
+ * hint, and the leader backs off next_index; a follower truncates a conflicting suffix before
+ * appending. A follower acknowledges only entries it has persisted. The leader counts itself
+ * once its own write is durable, and commits an entry of its current term once commit_quorum
+ * copies (itself included) are durable. The replication modes of the kv lab are commit quorums:
+ * async = 1, semi-sync = 2, sync = all nodes, majority = floor(n/2)+1.
+ *
+ * Elections are not part of this version: a static leader starts the cluster, and a manual
+ * promotion (dl_raft_promote) makes a node leader at a higher term. Anyone who sees a higher term
+ * steps down, so an old leader that returns follows the new one and discards the entries the new
+ * leader never had; update.discarded counts them.
+ *
+ * Memory: the core keeps the term and size of every entry from first_index on (12 bytes an
+ * entry). Pointers in an update stay valid until the next call into the core.
+ */
+#ifndef DDIALAB_RAFT_H
+#define DDIALAB_RAFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dl_raft_s dl_raft_t;
+
+typedef enum {
+    DL_RAFT_FOLLOWER = 0,
+    DL_RAFT_LEADER = 1,
+} dl_raft_role_t;
+
+typedef enum {
+    DL_RAFT_ENTRY_NORMAL = 0, /* a command for the state machine */
+    DL_RAFT_ENTRY_NOOP = 1,   /* appended by a new leader to commit entries of earlier terms */
+} dl_raft_entry_type_t;
+
+typedef struct dl_raft_entry_s {
+    uint64_t index;
+    uint64_t term;
+    uint8_t type;     /* dl_raft_entry_type_t */
+    const void *data; /* payload; NULL in messages the core builds (the driver fills it in) */
+    uint32_t len;
+} dl_raft_entry_t;
+
+typedef enum {
+    DL_RAFT_MSG_APPEND = 1,      /* leader -> follower: entries and/or heartbeat */
+    DL_RAFT_MSG_APPEND_RESP = 2, /* follower -> leader: persisted match index, or a rejection */
+} dl_raft_msg_type_t;
+
+#define DL_RAFT_MSG_MAX_ENTRIES 4096
+
+typedef struct dl_raft_msg_s {
+    uint8_t type;
+    uint64_t from;
+    uint64_t to;
+    uint64_t term;
+    /* APPEND */
+    uint64_t prev_index;
+    uint64_t prev_term;
+    uint64_t commit;
+    uint32_t n_entries;
+    dl_raft_entry_t *entries; /* entries[i].index == prev_index + 1 + i */
+    /* APPEND_RESP */
+    uint8_t reject;
+    uint64_t match_index; /* accepted: this follower's log matches the leader's and is durable up to
+                             here */
+    uint64_t hint_index;  /* rejected: the leader should retry from hint_index + 1 or lower */
+    uint64_t last_index;  /* the follower's last log index (for lag reporting) */
+} dl_raft_msg_t;
+
+typedef struct dl_raft_hardstate_s {
+    uint64_t term;
+    uint64_t vote; /* whom this node follows or voted for in term; 0 = nobody */
+} dl_raft_hardstate_t;
+
+typedef struct dl_raft_config_s {
+    uint64_t id;
+    const uint64_t *nodes; /* every node id of the cluster, this one included */
+    size_t n_nodes;
+    size_t commit_quorum;   /* copies, leader included, that commit an entry; 0 = majority */
+    uint64_t static_leader; /* the node that leads a fresh cluster (elections off) */
+    uint64_t heartbeat_ms;  /* 0 = 100 */
+    size_t max_msg_bytes;   /* entry bytes per APPEND; 0 = 1 MiB (one entry always fits) */
+    size_t max_inflight;    /* unacknowledged APPENDs with entries per follower; 0 = 64 */
+} dl_raft_config_t;
+
+typedef struct dl_raft_update_s {
+    int hardstate_changed;
+    dl_raft_hardstate_t hardstate;
+    uint64_t truncate_from; /* 0 = none; else drop this index and everything after it */
+    size_t n_entries;
+    const dl_raft_entry_t *entries; /* to write after the truncation, in index order */
+    size_t n_msgs;
+    const dl_raft_msg_t *msgs;
+    uint64_t apply_to; /* apply every entry up to this index (it only grows, except after a
+                          truncation below it: see discarded_applied) */
+    int role_changed;
+    uint64_t discarded;         /* entries dropped by truncate_from */
+    uint64_t discarded_applied; /* of those, entries this node had already applied: the driver must
+                                   rebuild its state machine from the log up to apply_to */
+} dl_raft_update_t;
+
+/* Progress of one node as the leader sees it (for /status and write-timeout replies). */
+typedef struct dl_raft_progress_s {
+    uint64_t id;
+    uint64_t match_index;
+    uint64_t next_index;
+    uint64_t last_index;  /* the follower's last index from its latest reply */
+    uint64_t last_ack_ms; /* time of its latest reply; 0 = never */
+    int probing;          /* 1 while the leader searches for the point where logs agree */
+} dl_raft_progress_t;
+
+/*
+ * Creates a core from what the node persisted: its hard state, the log's first index, and (with
+ * dl_raft_restore_entry) the term, type and size of each entry in order. persisted_index is the
+ * highest index known durable, applied_index what the state machine has applied. Returns 0,
+ * -EINVAL for a bad config, or -ENOMEM. Call dl_raft_start() after restoring entries.
+ */
+int dl_raft_new(const dl_raft_config_t *config, const dl_raft_hardstate_t *hardstate,
+                uint64_t first_index, dl_raft_t **out);
+int dl_raft_restore_entry(dl_raft_t *r, uint64_t term, uint8_t type, uint32_t len);
+/* Begins: a fresh static leader takes term 1; a node that led its last term leads again. */
+void dl_raft_start(dl_raft_t *r, uint64_t persisted_index, uint64_t applied_index, uint64_t now_ms,
+                   dl_raft_update_t *u);
+void dl_raft_free(dl_raft_t *r);
+
+/* Appends client commands (leader only; -EPERM, DL_ENOTLEADER otherwise). *first_index gets the
+ * index of entries[0]; the entries' index/term fields are ignored. Messages go out with
+ * dl_raft_flush. */
+int dl_raft_propose(dl_raft_t *r, const dl_raft_entry_t *entries, size_t n, uint64_t *first_index,
+                    dl_raft_update_t *u);
+/* Sends whatever replication is due (new entries, retries); call once per loop iteration. */
+void dl_raft_flush(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u);
+/* Handles a message from a peer. Messages for another node or of unknown type are ignored. */
+void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft_update_t *u);
+/* Advances time: the leader sends heartbeats. */
+void dl_raft_tick(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u);
+/* Reports that the log is durable up to index (after the driver's fsync). */
+void dl_raft_persisted(dl_raft_t *r, uint64_t index, uint64_t now_ms, dl_raft_update_t *u);
+/* Reports that the driver applied entries up to index to its state machine. */
+void dl_raft_applied(dl_raft_t *r, uint64_t index);
+/* The connection to a peer broke or came back: progress falls back to probing. */
+void dl_raft_peer_down(dl_raft_t *r, uint64_t id);
+/* Makes this node leader at term + 1 (manual failover). -EALREADY if it already leads. */
+int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u);
+
+dl_raft_role_t dl_raft_role(const dl_raft_t *r);
+uint64_t dl_raft_id(const dl_raft_t *r);
+uint64_t dl_raft_term(const dl_raft_t *r);
+uint64_t dl_raft_leader(const dl_raft_t *r); /* 0 = unknown */
+uint64_t dl_raft_first_index(const dl_raft_t *r);
+uint64_t dl_raft_last_index(const dl_raft_t *r);
+uint64_t dl_raft_commit_index(const dl_raft_t *r);
+uint64_t dl_raft_persisted_index(const dl_raft_t *r);
+uint64_t dl_raft_applied_index(const dl_raft_t *r);
+size_t dl_raft_commit_quorum(const dl_raft_t *r);
+/* Term of the entry at index (0 for index 0 or outside the log). */
+uint64_t dl_raft_term_at(const dl_raft_t *r, uint64_t index);
+/* Copies the progress of every other node into out (up to cap); returns how many nodes there are.
+ */
+size_t dl_raft_progress(const dl_raft_t *r, dl_raft_progress_t *out, size_t cap);
+/* How many nodes, this one included, hold index durably as far as the leader knows. */
+size_t dl_raft_replicas_of(const dl_raft_t *r, uint64_t index);
+
+#endif

@@ -1,0 +1,528 @@
+/*
+ * The replication core driven by an in-memory cluster: messages in a queue, a "disk" per node
+ * that persists on demand, links that can be cut. Each test is a scenario from the kv lab.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ddialab/raft.h"
+
+#define MAX_NODES 5
+#define MAX_LOG   4096
+
+struct stored {
+    uint64_t term;
+    uint8_t type;
+    char data[32];
+    uint32_t len;
+};
+
+struct node {
+    dl_raft_t *r;
+    uint64_t id;
+    dl_raft_hardstate_t hs;
+    struct stored log[MAX_LOG + 1]; /* log[i] is index i */
+    uint64_t last;
+    uint64_t applied;
+    int up;
+    int auto_persist;
+    uint64_t discarded;
+    uint64_t discarded_applied;
+    uint64_t rebuilt; /* times the state machine was rebuilt from the log */
+};
+
+struct queued {
+    dl_raft_msg_t m;
+    dl_raft_entry_t entries[64];
+    struct stored payload[64];
+};
+
+struct cluster {
+    struct node nodes[MAX_NODES];
+    size_t n;
+    size_t quorum;
+    int cut[MAX_NODES + 1][MAX_NODES + 1];
+    struct queued *queue;
+    size_t qlen, qcap;
+    uint64_t now;
+};
+
+static struct node *node_of(struct cluster *c, uint64_t id)
+{
+    return &c->nodes[id - 1];
+}
+
+static void handle(struct cluster *c, struct node *nd, const dl_raft_update_t *u);
+
+static void persist_all(struct cluster *c, struct node *nd)
+{
+    if (nd->auto_persist && nd->last > dl_raft_persisted_index(nd->r)) {
+        dl_raft_update_t u;
+        dl_raft_persisted(nd->r, nd->last, c->now, &u);
+        handle(c, nd, &u);
+    }
+}
+
+/* Carries out an update the way the kv driver does, in the documented order. */
+static void handle(struct cluster *c, struct node *nd, const dl_raft_update_t *u)
+{
+    if (u->hardstate_changed)
+        nd->hs = u->hardstate;
+    if (u->truncate_from) {
+        assert_true(u->truncate_from <= nd->last);
+        nd->last = u->truncate_from - 1;
+        nd->discarded += u->discarded;
+        nd->discarded_applied += u->discarded_applied;
+        if (u->discarded_applied) {
+            nd->applied = 0;
+            nd->rebuilt++;
+        }
+    }
+    for (size_t i = 0; i < u->n_entries; i++) {
+        const dl_raft_entry_t *e = &u->entries[i];
+        assert_int_equal(e->index, nd->last + 1);
+        struct stored *s = &nd->log[e->index];
+        s->term = e->term;
+        s->type = e->type;
+        s->len = e->len < sizeof(s->data) ? e->len : sizeof(s->data);
+        if (e->len)
+            memcpy(s->data, e->data, s->len);
+        nd->last = e->index;
+    }
+    for (size_t i = 0; i < u->n_msgs; i++) {
+        const dl_raft_msg_t *m = &u->msgs[i];
+        if (c->qlen == c->qcap) {
+            c->qcap = c->qcap ? c->qcap * 2 : 64;
+            c->queue = realloc(c->queue, c->qcap * sizeof(*c->queue));
+        }
+        struct queued *q = &c->queue[c->qlen++];
+        q->m = *m;
+        assert_true(m->n_entries <= 64);
+        for (uint32_t k = 0; k < m->n_entries; k++) {
+            q->entries[k] = m->entries[k];
+            /* The driver fills payloads from the sender's log. */
+            q->payload[k] = nd->log[m->entries[k].index];
+            q->entries[k].data = q->payload[k].data;
+            q->entries[k].len = q->payload[k].len;
+            assert_int_equal(q->payload[k].term, m->entries[k].term);
+        }
+        q->m.entries = m->n_entries ? q->entries : NULL;
+    }
+    if (u->apply_to > nd->applied) {
+        nd->applied = u->apply_to;
+        dl_raft_applied(nd->r, nd->applied);
+    }
+    persist_all(c, nd);
+}
+
+static void start_node(struct cluster *c, uint64_t id, uint64_t persisted, uint64_t applied)
+{
+    struct node *nd = node_of(c, id);
+    uint64_t ids[MAX_NODES];
+    for (size_t i = 0; i < c->n; i++)
+        ids[i] = i + 1;
+    dl_raft_config_t cfg = {.id = id,
+                            .nodes = ids,
+                            .n_nodes = c->n,
+                            .commit_quorum = c->quorum,
+                            .static_leader = 1,
+                            .heartbeat_ms = 100,
+                            .max_inflight = 4,
+                            .max_msg_bytes = 32};
+    assert_int_equal(dl_raft_new(&cfg, &nd->hs, 1, &nd->r), 0);
+    for (uint64_t i = 1; i <= nd->last; i++)
+        assert_int_equal(
+            dl_raft_restore_entry(nd->r, nd->log[i].term, nd->log[i].type, nd->log[i].len), 0);
+    dl_raft_update_t u;
+    dl_raft_start(nd->r, persisted, applied, c->now, &u);
+    nd->up = 1;
+    handle(c, nd, &u);
+}
+
+static struct cluster *new_cluster(size_t n, size_t quorum)
+{
+    struct cluster *c = calloc(1, sizeof(*c));
+    c->n = n;
+    c->quorum = quorum;
+    for (size_t i = 0; i < n; i++) {
+        c->nodes[i].id = i + 1;
+        c->nodes[i].auto_persist = 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        start_node(c, i + 1, 0, 0);
+    return c;
+}
+
+static void free_cluster(struct cluster *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        dl_raft_free(c->nodes[i].r);
+    free(c->queue);
+    free(c);
+}
+
+/* Delivers queued messages (dropping those to down nodes or over cut links) until quiet. */
+static void deliver(struct cluster *c)
+{
+    for (int rounds = 0; c->qlen > 0; rounds++) {
+        assert_true(rounds < 100000);
+        struct queued q = c->queue[0];
+        memmove(c->queue, c->queue + 1, (c->qlen - 1) * sizeof(*c->queue));
+        c->qlen--;
+        q.m.entries = q.m.n_entries ? q.entries : NULL;
+        for (uint32_t k = 0; k < q.m.n_entries; k++)
+            q.entries[k].data = q.payload[k].data;
+        struct node *to = node_of(c, q.m.to);
+        if (!to->up || !node_of(c, q.m.from)->up || c->cut[q.m.from][q.m.to])
+            continue;
+        dl_raft_update_t u;
+        dl_raft_step(to->r, &q.m, c->now, &u);
+        handle(c, to, &u);
+    }
+}
+
+/* One "loop iteration" on every node: flush, then deliver. */
+static void settle(struct cluster *c)
+{
+    for (int i = 0; i < 20; i++) {
+        for (size_t k = 0; k < c->n; k++) {
+            struct node *nd = &c->nodes[k];
+            if (!nd->up)
+                continue;
+            dl_raft_update_t u;
+            dl_raft_flush(nd->r, c->now, &u);
+            handle(c, nd, &u);
+        }
+        deliver(c);
+    }
+}
+
+static void tick(struct cluster *c, uint64_t ms)
+{
+    c->now += ms;
+    for (size_t k = 0; k < c->n; k++) {
+        struct node *nd = &c->nodes[k];
+        if (!nd->up)
+            continue;
+        dl_raft_update_t u;
+        dl_raft_tick(nd->r, c->now, &u);
+        handle(c, nd, &u);
+    }
+    settle(c);
+}
+
+static uint64_t propose(struct cluster *c, uint64_t id, const char *text)
+{
+    struct node *nd = node_of(c, id);
+    dl_raft_entry_t e = {.type = DL_RAFT_ENTRY_NORMAL, .data = text, .len = (uint32_t)strlen(text)};
+    dl_raft_update_t u;
+    uint64_t index = 0;
+    assert_int_equal(dl_raft_propose(nd->r, &e, 1, &index, &u), 0);
+    handle(c, nd, &u);
+    return index;
+}
+
+static void set_link(struct cluster *c, uint64_t a, uint64_t b, int cut)
+{
+    c->cut[a][b] = c->cut[b][a] = cut;
+    if (!cut) {
+        dl_raft_peer_down(node_of(c, a)->r, b);
+        dl_raft_peer_down(node_of(c, b)->r, a);
+    }
+}
+
+static void assert_same_log(struct node *a, struct node *b)
+{
+    assert_int_equal(a->last, b->last);
+    for (uint64_t i = 1; i <= a->last; i++) {
+        assert_int_equal(a->log[i].term, b->log[i].term);
+        assert_int_equal(a->log[i].len, b->log[i].len);
+        assert_memory_equal(a->log[i].data, b->log[i].data, a->log[i].len);
+    }
+}
+
+static void test_static_leader_replicates_and_commits_on_a_majority(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 0);
+    assert_int_equal(dl_raft_role(node_of(c, 1)->r), DL_RAFT_LEADER);
+    assert_int_equal(dl_raft_term(node_of(c, 1)->r), 1);
+    assert_int_equal(dl_raft_leader(node_of(c, 2)->r), 1);
+    uint64_t a = propose(c, 1, "a");
+    uint64_t b = propose(c, 1, "b");
+    assert_int_equal(a, 2); /* index 1 is the new leader's no-op */
+    assert_int_equal(b, 3);
+    settle(c);
+    tick(c, 100); /* a heartbeat carries the commit index to the followers */
+    for (uint64_t id = 1; id <= 3; id++) {
+        assert_int_equal(node_of(c, id)->applied, 3);
+        assert_same_log(node_of(c, 1), node_of(c, id));
+    }
+    assert_int_equal(dl_raft_commit_index(node_of(c, 1)->r), 3);
+    free_cluster(c);
+}
+
+static void test_sync_waits_for_every_node_and_commits_when_it_returns(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 3);
+    settle(c);
+    node_of(c, 3)->up = 0;
+    dl_raft_peer_down(node_of(c, 1)->r, 3);
+    uint64_t idx = propose(c, 1, "x");
+    settle(c);
+    tick(c, 100);
+    assert_true(dl_raft_commit_index(node_of(c, 1)->r) < idx);
+    assert_int_equal(dl_raft_replicas_of(node_of(c, 1)->r, idx), 2);
+    node_of(c, 3)->up = 1;
+    tick(c, 100); /* the leader re-probes the returning follower */
+    tick(c, 100);
+    assert_int_equal(dl_raft_commit_index(node_of(c, 1)->r), idx);
+    assert_same_log(node_of(c, 1), node_of(c, 3));
+    free_cluster(c);
+}
+
+static void test_async_commits_on_the_leaders_disk_alone(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 1);
+    set_link(c, 1, 2, 1);
+    set_link(c, 1, 3, 1);
+    uint64_t idx = propose(c, 1, "lonely");
+    settle(c);
+    assert_int_equal(dl_raft_commit_index(node_of(c, 1)->r), idx);
+    assert_int_equal(node_of(c, 1)->applied, idx);
+    assert_int_equal(node_of(c, 2)->last, 0);
+    free_cluster(c);
+}
+
+static void test_follower_acknowledges_only_what_it_persisted(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 3);
+    settle(c);
+    node_of(c, 2)->auto_persist = 0;
+    uint64_t idx = propose(c, 1, "slow-disk");
+    settle(c);
+    tick(c, 100);
+    assert_int_equal(node_of(c, 2)->last, idx);                /* written... */
+    assert_true(dl_raft_commit_index(node_of(c, 1)->r) < idx); /* ...but not acknowledged */
+    node_of(c, 2)->auto_persist = 1;
+    persist_all(c, node_of(c, 2));
+    settle(c);
+    assert_int_equal(dl_raft_commit_index(node_of(c, 1)->r), idx);
+    free_cluster(c);
+}
+
+static void test_promotion_discards_the_old_leaders_unreplicated_writes(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 1);
+    uint64_t a = propose(c, 1, "a");
+    settle(c);
+    tick(c, 100);
+    assert_int_equal(node_of(c, 2)->applied, a);
+    /* Node 1 is cut off; under async replication it still acknowledges b and c. */
+    set_link(c, 1, 2, 1);
+    set_link(c, 1, 3, 1);
+    propose(c, 1, "b");
+    uint64_t lost = propose(c, 1, "c");
+    settle(c);
+    assert_int_equal(node_of(c, 1)->applied, lost);
+    /* An operator promotes node 2, which writes d at term 2. */
+    dl_raft_update_t u;
+    assert_int_equal(dl_raft_promote(node_of(c, 2)->r, c->now, &u), 0);
+    handle(c, node_of(c, 2), &u);
+    assert_int_equal(dl_raft_term(node_of(c, 2)->r), 2);
+    propose(c, 2, "d");
+    settle(c);
+    tick(c, 100);
+    /* Node 1 comes back: it steps down, drops b and c, and rebuilds from the new leader's log. */
+    set_link(c, 1, 2, 0);
+    set_link(c, 1, 3, 0);
+    tick(c, 100);
+    tick(c, 100);
+    struct node *old = node_of(c, 1);
+    assert_int_equal(dl_raft_role(old->r), DL_RAFT_FOLLOWER);
+    assert_int_equal(dl_raft_term(old->r), 2);
+    assert_int_equal(dl_raft_leader(old->r), 2);
+    assert_int_equal(old->discarded, 2);
+    assert_int_equal(old->discarded_applied, 2);
+    assert_int_equal(old->rebuilt, 1);
+    assert_same_log(node_of(c, 2), old);
+    assert_int_equal(old->applied, node_of(c, 2)->applied);
+    free_cluster(c);
+}
+
+static void test_deposed_leader_steps_down_when_a_follower_answers_with_a_higher_term(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 0);
+    settle(c);
+    set_link(c, 1, 2, 1);
+    set_link(c, 1, 3, 1);
+    dl_raft_update_t u;
+    assert_int_equal(dl_raft_promote(node_of(c, 3)->r, c->now, &u), 0);
+    handle(c, node_of(c, 3), &u);
+    settle(c);
+    /* Node 1 only talks to node 2, which already follows term 2. */
+    set_link(c, 1, 2, 0);
+    tick(c, 100);
+    assert_int_equal(dl_raft_role(node_of(c, 1)->r), DL_RAFT_FOLLOWER);
+    assert_int_equal(dl_raft_term(node_of(c, 1)->r), 2);
+    assert_int_equal(dl_raft_propose(node_of(c, 1)->r, NULL, 0, NULL, &u),
+                     -1006 /* DL_ENOTLEADER */);
+    free_cluster(c);
+}
+
+static void test_divergent_suffix_of_an_older_term_is_replaced(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 1);
+    settle(c);
+    /* Node 1 (async) replicates 30 writes to node 3 only, then is cut off entirely. */
+    set_link(c, 1, 2, 1);
+    for (int i = 0; i < 30; i++)
+        propose(c, 1, "x");
+    settle(c);
+    tick(c, 100);
+    assert_int_equal(node_of(c, 3)->last, 31);
+    set_link(c, 1, 3, 1);
+    /* Node 2, which never saw them, is promoted and writes at term 2. */
+    dl_raft_update_t u;
+    assert_int_equal(dl_raft_promote(node_of(c, 2)->r, c->now, &u), 0);
+    handle(c, node_of(c, 2), &u);
+    for (int i = 0; i < 10; i++)
+        propose(c, 2, "z");
+    settle(c);
+    tick(c, 100);
+    set_link(c, 1, 2, 0);
+    set_link(c, 1, 3, 0);
+    for (int i = 0; i < 5; i++)
+        tick(c, 100);
+    for (uint64_t id = 1; id <= 3; id++) {
+        assert_int_equal(dl_raft_role(node_of(c, id)->r),
+                         id == 2 ? DL_RAFT_LEADER : DL_RAFT_FOLLOWER);
+        assert_same_log(node_of(c, 2), node_of(c, id));
+        assert_int_equal(node_of(c, id)->applied, node_of(c, 2)->applied);
+    }
+    assert_int_equal(node_of(c, 3)->discarded, 30);
+    assert_int_equal(node_of(c, 1)->discarded, 30);
+    free_cluster(c);
+}
+
+static void test_a_node_follows_only_one_leader_per_term(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 0);
+    settle(c);
+    /* Two operators promote nodes 2 and 3 while they cannot see each other: both take term 2. */
+    set_link(c, 2, 3, 1);
+    set_link(c, 1, 3, 1);
+    dl_raft_update_t u;
+    dl_raft_promote(node_of(c, 2)->r, c->now, &u);
+    handle(c, node_of(c, 2), &u);
+    settle(c);
+    assert_int_equal(dl_raft_leader(node_of(c, 1)->r), 2);
+    dl_raft_promote(node_of(c, 3)->r, c->now, &u);
+    handle(c, node_of(c, 3), &u);
+    propose(c, 3, "split");
+    set_link(c, 1, 3, 0);
+    for (int i = 0; i < 5; i++)
+        tick(c, 100);
+    /* Node 1 stays with the leader it followed first in term 2; its log never takes node 3's. */
+    assert_int_equal(dl_raft_leader(node_of(c, 1)->r), 2);
+    assert_same_log(node_of(c, 2), node_of(c, 1));
+    assert_int_equal(node_of(c, 1)->discarded, 0);
+    free_cluster(c);
+}
+
+static void test_restarted_follower_catches_up_from_its_own_log(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 0);
+    propose(c, 1, "before");
+    settle(c);
+    tick(c, 100);
+    struct node *f = node_of(c, 3);
+    uint64_t applied = f->applied;
+    f->up = 0;
+    dl_raft_peer_down(node_of(c, 1)->r, 3);
+    dl_raft_free(f->r);
+    f->r = NULL;
+    for (int i = 0; i < 100; i++)
+        propose(c, 1, "while-down");
+    settle(c);
+    tick(c, 100);
+    start_node(c, 3, f->last, applied);
+    assert_int_equal(dl_raft_role(f->r), DL_RAFT_FOLLOWER);
+    for (int i = 0; i < 5; i++)
+        tick(c, 100);
+    assert_same_log(node_of(c, 1), f);
+    assert_int_equal(f->applied, node_of(c, 1)->applied);
+    free_cluster(c);
+}
+
+static void test_restarted_leader_leads_again_in_its_term(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 0);
+    propose(c, 1, "a");
+    settle(c);
+    tick(c, 100);
+    struct node *l = node_of(c, 1);
+    dl_raft_free(l->r);
+    start_node(c, 1, l->last, l->applied);
+    assert_int_equal(dl_raft_role(l->r), DL_RAFT_LEADER);
+    assert_int_equal(dl_raft_term(l->r), 1);
+    uint64_t idx = propose(c, 1, "b");
+    settle(c);
+    tick(c, 100);
+    assert_int_equal(node_of(c, 2)->applied, idx);
+    free_cluster(c);
+}
+
+static void test_config_is_validated(void **state)
+{
+    (void)state;
+    dl_raft_t *r;
+    dl_raft_hardstate_t hs = {0};
+    uint64_t ids[] = {1, 2, 2};
+    dl_raft_config_t cfg = {.id = 1, .nodes = ids, .n_nodes = 3};
+    assert_int_not_equal(dl_raft_new(&cfg, &hs, 1, &r), 0); /* duplicate id */
+    uint64_t ok[] = {1, 2, 3};
+    cfg.nodes = ok;
+    cfg.id = 4;
+    assert_int_not_equal(dl_raft_new(&cfg, &hs, 1, &r), 0); /* self not a member */
+    cfg.id = 1;
+    cfg.commit_quorum = 4;
+    assert_int_not_equal(dl_raft_new(&cfg, &hs, 1, &r), 0); /* quorum larger than cluster */
+    cfg.commit_quorum = 0;
+    assert_int_equal(dl_raft_new(&cfg, &hs, 1, &r), 0);
+    assert_int_equal(dl_raft_commit_quorum(r), 2);
+    dl_raft_free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_static_leader_replicates_and_commits_on_a_majority),
+        cmocka_unit_test(test_sync_waits_for_every_node_and_commits_when_it_returns),
+        cmocka_unit_test(test_async_commits_on_the_leaders_disk_alone),
+        cmocka_unit_test(test_follower_acknowledges_only_what_it_persisted),
+        cmocka_unit_test(test_promotion_discards_the_old_leaders_unreplicated_writes),
+        cmocka_unit_test(test_deposed_leader_steps_down_when_a_follower_answers_with_a_higher_term),
+        cmocka_unit_test(test_divergent_suffix_of_an_older_term_is_replaced),
+        cmocka_unit_test(test_a_node_follows_only_one_leader_per_term),
+        cmocka_unit_test(test_restarted_follower_catches_up_from_its_own_log),
+        cmocka_unit_test(test_restarted_leader_leads_again_in_its_term),
+        cmocka_unit_test(test_config_is_validated),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
