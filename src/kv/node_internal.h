@@ -1,0 +1,133 @@
+/*
+ * The pieces of one kv node shared by the driver (node.c) and its HTTP API (node_http.c).
+ *
+ * One libuv loop runs everything. A write arrives over HTTP and becomes a waiter; at the end of
+ * the loop iteration every waiting command is proposed to the replication core at once, written
+ * to the log, sent to the followers, and fsynced on the thread pool (group commit). When the core
+ * says the entry is committed and durable here, it is applied to SQLite and the waiter answered.
+ */
+#ifndef DDIALAB_KV_NODE_INTERNAL_H
+#define DDIALAB_KV_NODE_INTERNAL_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "ddialab/buf.h"
+#include "ddialab/http_server.h"
+#include "ddialab/metrics.h"
+#include "ddialab/raft.h"
+#include "ddialab/seglog.h"
+#include "kv/peer.h"
+#include "kv/store.h"
+
+#define DL_KV_MAX_NODES     16
+#define DL_KV_MAX_KEY_BYTES 4096
+#define DL_KV_MAX_WAITERS   100000
+
+/* A client write waiting for its entry to commit and apply. */
+typedef struct dl_kv_waiter_s {
+    dl_http_req_t *req; /* NULL once answered or the client went away */
+    uint64_t index;     /* 0 until proposed */
+    uint64_t deadline_ms;
+    uint8_t op;
+    struct dl_kv_waiter_s *next;
+} dl_kv_waiter_t;
+
+/* A recently written entry kept in memory so followers and apply need no disk read. */
+typedef struct dl_kv_cached_entry_s {
+    uint64_t index;
+    uint64_t term;
+    uint8_t type;
+    uint32_t len;
+    uint8_t *data;
+} dl_kv_cached_entry_t;
+
+typedef struct dl_kv_node_s {
+    uv_loop_t *loop;
+
+    /* Configuration. */
+    uint64_t id;
+    const char *cluster_id;
+    const char *data_dir;
+    char http_addr[128]; /* host:port */
+    dl_peer_addr_t nodes[DL_KV_MAX_NODES];
+    size_t n_nodes;
+    uint64_t static_leader;
+    char replication[32]; /* as given: async, semi-sync, sync, majority, quorum=W */
+    size_t quorum;
+    int64_t write_timeout_ms;
+    int64_t max_value_bytes;
+    int64_t heartbeat_ms;
+    dl_sync_policy_t sync_policy;
+    int64_t sync_interval_ms;
+
+    /* Components. */
+    dl_raft_t *raft;
+    dl_seglog_t *log;
+    dl_kv_store_t *store;
+    dl_peer_net_t *net;
+    dl_http_server_t *http;
+    dl_metrics_t *metrics;
+
+    /* Writes received this iteration, proposed together at its end. */
+    dl_buf_t batch_cmds;
+    size_t *batch_offsets;
+    dl_kv_waiter_t **batch_waiters;
+    size_t batch_len;
+    size_t batch_cap;
+
+    /* Proposed writes in index order, waiting to apply. */
+    dl_kv_waiter_t *wait_head;
+    dl_kv_waiter_t *wait_tail;
+    size_t n_waiters;
+
+    /* Group commit. */
+    int sync_busy;
+    uv_work_t sync_work;
+    dl_seglog_sync_t sync_job;
+    uint64_t sync_started_ns;
+
+    /* Recent entries. */
+    dl_kv_cached_entry_t *cache;
+    size_t cache_cap;
+    size_t cache_bytes;
+
+    uv_check_t check;
+    uv_timer_t tick;
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+    int stopping;
+    int exit_code;
+
+    /* Metrics. */
+    dl_metric_t *m_discarded;
+    dl_metric_t *m_discarded_applied;
+    dl_metric_t *m_fsync_seconds;
+    dl_metric_t *m_fsync_entries;
+    dl_metric_t *m_writes_ok;
+    dl_metric_t *m_writes_failed;
+    dl_metric_t *m_writes_timeout;
+    dl_metric_t *m_redirects;
+    dl_metric_t *m_http_requests;
+    dl_metric_t *m_http_seconds;
+    uint64_t discarded_total;
+    uint64_t discarded_applied_total;
+    uint64_t last_sync_index;
+} dl_kv_node_t;
+
+/* node.c */
+uint64_t dl__kv_now_ms(dl_kv_node_t *n);
+/* Queues a write for the end of this iteration; the waiter answers req later. */
+int dl__kv_submit(dl_kv_node_t *n, dl_http_req_t *req, const dl_kv_command_t *cmd);
+/* Makes this node leader at a higher term (manual failover). */
+int dl__kv_promote(dl_kv_node_t *n);
+/* The leader's HTTP address as host:port, or NULL when unknown. */
+const char *dl__kv_leader_http(dl_kv_node_t *n);
+
+/* node_http.c */
+int dl__kv_http_start(dl_kv_node_t *n, const char *host, int port, char *err, size_t errlen);
+/* Answers a waiter's request once its entry applied (or failed). */
+void dl__kv_reply_applied(dl_kv_node_t *n, dl_kv_waiter_t *w, const dl_kv_result_t *res);
+void dl__kv_reply_failed(dl_kv_node_t *n, dl_kv_waiter_t *w, int rv, const char *why);
+
+#endif

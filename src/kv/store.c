@@ -1,0 +1,418 @@
+/* The kv state machine on SQLite: commands, conditional writes, applied index. */
+#include "kv/store.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ddialab/base64.h"
+#include "ddialab/error.h"
+#include "ddialab/sqlite_util.h"
+
+#define COMMAND_FIXED_BYTES (1 + 1 + 8 + 4)
+
+int dl_kv_command_encode(dl_buf_t *out, const dl_kv_command_t *cmd)
+{
+    if (dl_buf_reserve(out, COMMAND_FIXED_BYTES + cmd->key_len + cmd->value_len))
+        return -ENOMEM;
+    dl_buf_put_u8(out, cmd->op);
+    dl_buf_put_u8(out, cmd->cond);
+    dl_buf_put_u64(out, cmd->expected_version);
+    dl_buf_put_u32(out, (uint32_t)cmd->key_len);
+    dl_buf_append(out, cmd->key, cmd->key_len);
+    if (cmd->op == DL_KV_OP_PUT)
+        dl_buf_append(out, cmd->value, cmd->value_len);
+    return 0;
+}
+
+int dl_kv_command_decode(const void *data, size_t len, dl_kv_command_t *cmd)
+{
+    const uint8_t *p = data;
+    if (len < COMMAND_FIXED_BYTES)
+        return DL_EPROTO;
+    memset(cmd, 0, sizeof(*cmd));
+    cmd->op = p[0];
+    cmd->cond = p[1];
+    cmd->expected_version = dl_get_u64(p + 2);
+    cmd->key_len = dl_get_u32(p + 10);
+    if (cmd->key_len > len - COMMAND_FIXED_BYTES)
+        return DL_EPROTO;
+    if (cmd->op != DL_KV_OP_PUT && cmd->op != DL_KV_OP_DELETE)
+        return DL_EPROTO;
+    if (cmd->cond > DL_KV_COND_PRESENT)
+        return DL_EPROTO;
+    cmd->key = p + COMMAND_FIXED_BYTES;
+    cmd->value = p + COMMAND_FIXED_BYTES + cmd->key_len;
+    cmd->value_len = len - COMMAND_FIXED_BYTES - cmd->key_len;
+    if (cmd->op == DL_KV_OP_DELETE && cmd->value_len != 0)
+        return DL_EPROTO;
+    return 0;
+}
+
+enum {
+    STMT_GET,
+    STMT_PUT,
+    STMT_DELETE,
+    STMT_SET_APPLIED,
+    STMT_LIST,
+    STMT_LIST_ALL,
+    STMT_COUNT,
+    N_STMTS
+};
+
+static const char *const statements[N_STMTS] = {
+    [STMT_GET] = "SELECT value, version FROM kv WHERE key = ?1",
+    [STMT_PUT] =
+        "INSERT INTO kv (key, value, version) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version",
+    [STMT_DELETE] = "DELETE FROM kv WHERE key = ?1",
+    [STMT_SET_APPLIED] = "UPDATE meta SET value = ?1 WHERE name = 'applied_index'",
+    [STMT_LIST] = "SELECT key, value, version FROM kv WHERE key >= ?1 AND key < ?2 "
+                  "ORDER BY key LIMIT ?3",
+    [STMT_LIST_ALL] = "SELECT key, value, version FROM kv WHERE key >= ?1 ORDER BY key LIMIT ?2",
+    [STMT_COUNT] = "SELECT count(*) FROM kv",
+};
+
+static const char *const migrations[] = {
+    "CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB NOT NULL, version INTEGER NOT NULL) "
+    "WITHOUT ROWID;"
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "INSERT INTO meta (name, value) VALUES ('applied_index', 0);",
+};
+
+struct dl_kv_store_s {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[N_STMTS];
+    uint64_t applied;
+    int in_txn;
+};
+
+static int sqlite_rv(sqlite3 *db, int rc)
+{
+    (void)db;
+    if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB)
+        return DL_ECORRUPT;
+    if (rc == SQLITE_NOMEM)
+        return -ENOMEM;
+    if (rc == SQLITE_FULL)
+        return -ENOSPC;
+    return -EIO;
+}
+
+static int load_applied(dl_kv_store_t *s)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE name = 'applied_index'", -1,
+                                &st, NULL);
+    if (rc != SQLITE_OK)
+        return sqlite_rv(s->db, rc);
+    rc = sqlite3_step(st);
+    s->applied = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : DL_ECORRUPT;
+}
+
+int dl_kv_store_open(const char *path, dl_kv_store_t **out, char *errmsg, size_t errlen)
+{
+    int rv;
+    dl_kv_store_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    rv = dl_sqlite_open(path, &s->db, errmsg, errlen);
+    if (rv)
+        goto err_after_alloc;
+    rv = dl_sqlite_migrate(s->db, migrations, (int)(sizeof(migrations) / sizeof(migrations[0])),
+                           errmsg, errlen);
+    if (rv)
+        goto err_after_open;
+    for (int i = 0; i < N_STMTS; i++) {
+        int rc = sqlite3_prepare_v3(s->db, statements[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &s->stmt[i], NULL);
+        if (rc != SQLITE_OK) {
+            snprintf(errmsg, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+            rv = sqlite_rv(s->db, rc);
+            goto err_after_open;
+        }
+    }
+    rv = load_applied(s);
+    if (rv) {
+        snprintf(errmsg, errlen, "%s: cannot read the applied index", path);
+        goto err_after_open;
+    }
+    *out = s;
+    return 0;
+
+err_after_open:
+    for (int i = 0; i < N_STMTS; i++)
+        sqlite3_finalize(s->stmt[i]);
+    sqlite3_close(s->db);
+err_after_alloc:
+    free(s);
+    return rv;
+}
+
+void dl_kv_store_close(dl_kv_store_t *s)
+{
+    if (s == NULL)
+        return;
+    if (s->in_txn)
+        dl_kv_store_rollback(s);
+    for (int i = 0; i < N_STMTS; i++)
+        sqlite3_finalize(s->stmt[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+uint64_t dl_kv_store_applied(const dl_kv_store_t *s)
+{
+    return s->applied;
+}
+
+static int exec(dl_kv_store_t *s, const char *sql)
+{
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : sqlite_rv(s->db, rc);
+}
+
+int dl_kv_store_begin(dl_kv_store_t *s)
+{
+    int rv = exec(s, "BEGIN");
+    if (rv == 0)
+        s->in_txn = 1;
+    return rv;
+}
+
+void dl_kv_store_rollback(dl_kv_store_t *s)
+{
+    exec(s, "ROLLBACK");
+    s->in_txn = 0;
+}
+
+/* Runs a statement that returns no rows and resets it. */
+static int step_done(dl_kv_store_t *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : sqlite_rv(s->db, rc);
+}
+
+/* Looks up a key's version; 0 when absent. */
+static int current_version(dl_kv_store_t *s, const void *key, size_t key_len, uint64_t *version)
+{
+    sqlite3_stmt *st = s->stmt[STMT_GET];
+    sqlite3_bind_blob(st, 1, key, (int)key_len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int rv = 0;
+    if (rc == SQLITE_ROW)
+        *version = (uint64_t)sqlite3_column_int64(st, 1);
+    else if (rc == SQLITE_DONE)
+        *version = 0;
+    else
+        rv = sqlite_rv(s->db, rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rv;
+}
+
+int dl_kv_store_apply(dl_kv_store_t *s, uint64_t index, const void *data, size_t len,
+                      dl_kv_result_t *result)
+{
+    memset(result, 0, sizeof(*result));
+    if (data == NULL)
+        return 0;
+    dl_kv_command_t cmd;
+    if (dl_kv_command_decode(data, len, &cmd) != 0) {
+        /* Only our own leader writes commands; a bad one means damage, not user error. */
+        return DL_ECORRUPT;
+    }
+    uint64_t version;
+    int rv = current_version(s, cmd.key, cmd.key_len, &version);
+    if (rv)
+        return rv;
+    int holds = 1;
+    switch (cmd.cond) {
+    case DL_KV_COND_VERSION:
+        holds = version != 0 && version == cmd.expected_version;
+        break;
+    case DL_KV_COND_ABSENT:
+        holds = version == 0;
+        break;
+    case DL_KV_COND_PRESENT:
+        holds = version != 0;
+        break;
+    default:
+        break;
+    }
+    if (!holds) {
+        result->rv = DL_EPRECONDITION;
+        result->current_version = version;
+        return 0;
+    }
+    if (cmd.op == DL_KV_OP_DELETE) {
+        if (version == 0) {
+            result->rv = DL_ENOTFOUND;
+            return 0;
+        }
+        sqlite3_stmt *st = s->stmt[STMT_DELETE];
+        sqlite3_bind_blob(st, 1, cmd.key, (int)cmd.key_len, SQLITE_STATIC);
+        return step_done(s, st);
+    }
+    sqlite3_stmt *st = s->stmt[STMT_PUT];
+    sqlite3_bind_blob(st, 1, cmd.key, (int)cmd.key_len, SQLITE_STATIC);
+    /* A zero-length blob must still be a blob, not NULL. */
+    sqlite3_bind_blob(st, 2, cmd.value_len ? cmd.value : "", (int)cmd.value_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)index);
+    rv = step_done(s, st);
+    if (rv == 0)
+        result->version = index;
+    return rv;
+}
+
+int dl_kv_store_commit(dl_kv_store_t *s, uint64_t applied_index)
+{
+    sqlite3_stmt *st = s->stmt[STMT_SET_APPLIED];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)applied_index);
+    int rv = step_done(s, st);
+    if (rv == 0)
+        rv = exec(s, "COMMIT");
+    if (rv != 0) {
+        dl_kv_store_rollback(s);
+        return rv;
+    }
+    s->in_txn = 0;
+    s->applied = applied_index;
+    return 0;
+}
+
+int dl_kv_store_reset(dl_kv_store_t *s)
+{
+    int rv = exec(s, "BEGIN; DELETE FROM kv; UPDATE meta SET value = 0 WHERE name = "
+                     "'applied_index'; COMMIT;");
+    if (rv == 0)
+        s->applied = 0;
+    else
+        exec(s, "ROLLBACK");
+    return rv;
+}
+
+int dl_kv_store_get(dl_kv_store_t *s, const void *key, size_t key_len, void **value,
+                    size_t *value_len, uint64_t *version)
+{
+    sqlite3_stmt *st = s->stmt[STMT_GET];
+    sqlite3_bind_blob(st, 1, key, (int)key_len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int rv = 0;
+    if (rc == SQLITE_ROW) {
+        int n = sqlite3_column_bytes(st, 0);
+        const void *blob = sqlite3_column_blob(st, 0);
+        *value = malloc((size_t)n + 1);
+        if (*value == NULL) {
+            rv = -ENOMEM;
+        } else {
+            if (n > 0)
+                memcpy(*value, blob, (size_t)n);
+            ((char *)*value)[n] = '\0';
+            *value_len = (size_t)n;
+            *version = (uint64_t)sqlite3_column_int64(st, 1);
+        }
+    } else if (rc == SQLITE_DONE) {
+        rv = DL_ENOTFOUND;
+    } else {
+        rv = sqlite_rv(s->db, rc);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rv;
+}
+
+/* Sets obj[name] to the bytes as a string when they are UTF-8, else obj[name_base64]. */
+static int set_bytes(json_t *obj, const char *name, const void *data, size_t len)
+{
+    json_t *str = json_stringn(len ? data : "", len);
+    if (str != NULL)
+        return json_object_set_new(obj, name, str);
+    char *b64 = dl_base64_encode(data, len);
+    if (b64 == NULL)
+        return -1;
+    char field[64];
+    snprintf(field, sizeof(field), "%s_base64", name);
+    int rc = json_object_set_new(obj, field, json_string(b64));
+    free(b64);
+    return rc;
+}
+
+/* The smallest byte string greater than every string starting with prefix, if there is one. */
+static int prefix_end(const uint8_t *prefix, size_t len, uint8_t *end, size_t *end_len)
+{
+    memcpy(end, prefix, len);
+    while (len > 0 && end[len - 1] == 0xff)
+        len--;
+    if (len == 0)
+        return 0;
+    end[len - 1]++;
+    *end_len = len;
+    return 1;
+}
+
+int dl_kv_store_list(dl_kv_store_t *s, const void *prefix, size_t prefix_len, size_t limit,
+                     json_t **items, int *more)
+{
+    uint8_t end[4096 + 1];
+    size_t end_len = 0;
+    if (prefix_len > 4096)
+        return DL_ETOOLARGE;
+    int bounded = prefix_len > 0 && prefix_end(prefix, prefix_len, end, &end_len);
+    sqlite3_stmt *st = s->stmt[bounded ? STMT_LIST : STMT_LIST_ALL];
+    sqlite3_bind_blob(st, 1, prefix_len ? prefix : "", (int)prefix_len, SQLITE_STATIC);
+    if (bounded) {
+        sqlite3_bind_blob(st, 2, end, (int)end_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)limit + 1);
+    } else {
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)limit + 1);
+    }
+    json_t *arr = json_array();
+    int rv = arr ? 0 : -ENOMEM;
+    size_t n = 0;
+    *more = 0;
+    int rc = SQLITE_DONE;
+    while (rv == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == limit) {
+            *more = 1;
+            break;
+        }
+        json_t *item = json_object();
+        if (item == NULL ||
+            set_bytes(item, "key", sqlite3_column_blob(st, 0),
+                      (size_t)sqlite3_column_bytes(st, 0)) != 0 ||
+            set_bytes(item, "value", sqlite3_column_blob(st, 1),
+                      (size_t)sqlite3_column_bytes(st, 1)) != 0 ||
+            json_object_set_new(item, "version", json_integer(sqlite3_column_int64(st, 2))) ||
+            json_array_append_new(arr, item)) {
+            json_decref(item);
+            rv = -ENOMEM;
+            break;
+        }
+        n++;
+    }
+    if (rv == 0 && !*more && rc != SQLITE_DONE)
+        rv = sqlite_rv(s->db, rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rv) {
+        json_decref(arr);
+        return rv;
+    }
+    *items = arr;
+    return 0;
+}
+
+int64_t dl_kv_store_count(dl_kv_store_t *s)
+{
+    sqlite3_stmt *st = s->stmt[STMT_COUNT];
+    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_reset(st);
+    return n;
+}

@@ -1,0 +1,82 @@
+/*
+ * The kv state machine: committed log entries applied to SQLite.
+ *
+ * A command is the payload of a normal log entry (encoded by dl_kv_command_encode). Conditions
+ * (If-Match, If-None-Match) are evaluated when the entry is applied, so every node reaches the
+ * same result in the same order. A key's version is the log index of the write that produced its
+ * current value: it only grows and is never reused, even when a key is deleted and created again,
+ * so a conditional write can never match a value it did not see (no ABA).
+ *
+ * Each batch of applied entries is one SQLite transaction that also records the applied index, so
+ * after a crash the node resumes exactly after the last applied entry.
+ */
+#ifndef DDIALAB_KV_STORE_H
+#define DDIALAB_KV_STORE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ddialab/buf.h"
+
+typedef enum {
+    DL_KV_OP_PUT = 1,
+    DL_KV_OP_DELETE = 2,
+} dl_kv_op_t;
+
+typedef enum {
+    DL_KV_COND_NONE = 0,
+    DL_KV_COND_VERSION = 1, /* If-Match: <version> */
+    DL_KV_COND_ABSENT = 2,  /* If-None-Match: * (create only) */
+    DL_KV_COND_PRESENT = 3, /* If-Match: * */
+} dl_kv_cond_t;
+
+typedef struct dl_kv_command_s {
+    uint8_t op;   /* dl_kv_op_t */
+    uint8_t cond; /* dl_kv_cond_t */
+    uint64_t expected_version;
+    const void *key;
+    size_t key_len;
+    const void *value; /* PUT only */
+    size_t value_len;
+} dl_kv_command_t;
+
+/* Appends the encoded command to out. 0 or -ENOMEM. */
+int dl_kv_command_encode(dl_buf_t *out, const dl_kv_command_t *cmd);
+/* Decodes data into cmd (pointers into data). 0 or DL_EPROTO. */
+int dl_kv_command_decode(const void *data, size_t len, dl_kv_command_t *cmd);
+
+typedef struct dl_kv_result_s {
+    int rv;                   /* 0, DL_EPRECONDITION or DL_ENOTFOUND */
+    uint64_t version;         /* the key's version after the write (PUT) */
+    uint64_t current_version; /* on DL_EPRECONDITION: what the key had (0 = absent) */
+} dl_kv_result_t;
+
+typedef struct dl_kv_store_s dl_kv_store_t;
+
+int dl_kv_store_open(const char *path, dl_kv_store_t **out, char *errmsg, size_t errlen);
+void dl_kv_store_close(dl_kv_store_t *s);
+uint64_t dl_kv_store_applied(const dl_kv_store_t *s);
+
+/* Applying: begin, apply each entry in index order, commit with the last index applied. A noop
+ * entry is applied with cmd == NULL (it only moves the applied index). */
+int dl_kv_store_begin(dl_kv_store_t *s);
+int dl_kv_store_apply(dl_kv_store_t *s, uint64_t index, const void *cmd, size_t len,
+                      dl_kv_result_t *result);
+int dl_kv_store_commit(dl_kv_store_t *s, uint64_t applied_index);
+void dl_kv_store_rollback(dl_kv_store_t *s);
+
+/* Empties the state machine (applied index 0) so it can be rebuilt from the log. */
+int dl_kv_store_reset(dl_kv_store_t *s);
+
+/* Reads a key: 0 with *value malloc'd (caller frees) and *version, or DL_ENOTFOUND. */
+int dl_kv_store_get(dl_kv_store_t *s, const void *key, size_t key_len, void **value,
+                    size_t *value_len, uint64_t *version);
+/* Lists up to limit keys that start with prefix, in key order, as a JSON array of
+ * {"key", "value" (or "value_base64" when not UTF-8), "version"}; *more says whether more exist. */
+int dl_kv_store_list(dl_kv_store_t *s, const void *prefix, size_t prefix_len, size_t limit,
+                     json_t **items, int *more);
+/* Number of keys (for /status and metrics). */
+int64_t dl_kv_store_count(dl_kv_store_t *s);
+
+#endif
