@@ -38,7 +38,7 @@ typedef struct fake_http_request_s {
 
 typedef struct fake_http_response_s {
     int status;         /* 200 when left 0 */
-    char headers[1024]; /* extra "Name: value\r\n" lines */
+    char headers[4096]; /* extra "Name: value\r\n" lines */
     char body[16384];
     size_t body_len;
     int hold; /* set to never answer: the connection stays open and silent */
