@@ -97,7 +97,8 @@ typedef struct dl_http_result_s {
     size_t body_len;
     char *location;
     char *etag;
-    char *error; /* when rv != 0 */
+    char *effective_url; /* where the last attempt went (after redirects); NULL when unknown */
+    char *error;         /* when rv != 0 */
 } dl_http_result_t;
 
 /*

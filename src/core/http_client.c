@@ -586,6 +586,7 @@ static void on_fetched(void *ctx, const dl_http_response_t *resp)
     }
     out->location = copy_or_null(resp->location, &failed);
     out->etag = copy_or_null(resp->etag, &failed);
+    out->effective_url = copy_or_null(resp->effective_url, &failed);
     out->error = copy_or_null(resp->error, &failed);
     if (failed) {
         dl_http_result_free(out);
@@ -638,7 +639,8 @@ void dl_http_result_free(dl_http_result_t *r)
     free(r->body);
     free(r->location);
     free(r->etag);
+    free(r->effective_url);
     free(r->error);
-    r->body = r->location = r->etag = r->error = NULL;
+    r->body = r->location = r->etag = r->effective_url = r->error = NULL;
     r->body_len = 0;
 }

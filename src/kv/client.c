@@ -250,6 +250,19 @@ static void note_attempt(char *tried, size_t len, const char *endpoint, const ch
     snprintf(tried + used, len - used, "%s%s (%s)", used > 0 ? ", " : "", endpoint, reason);
 }
 
+/* Appends why endpoint failed, naming the leader it redirected to when that one failed. */
+static void note_failure(char *tried, size_t len, const char *endpoint, const dl_http_result_t *res)
+{
+    const char *url = res->effective_url;
+    if (url == NULL || strncmp(url, endpoint, strlen(endpoint)) == 0) {
+        note_attempt(tried, len, endpoint, res->error);
+        return;
+    }
+    char reason[1024];
+    snprintf(reason, sizeof(reason), "redirected to %s: %s", url, res->error);
+    note_attempt(tried, len, endpoint, reason);
+}
+
 /*
  * Sends method path to the leader: the endpoints in order, following redirects, skipping an
  * endpoint that cannot be reached or has no leader. Returns 0 with the answer in *res (any
@@ -291,12 +304,13 @@ static int send_to_leader(const options_t *o, const char *method, const char *pa
         } else if (rv == 0) {
             return 0;
         } else if (rv == -ECONNREFUSED || rv == -EINVAL || may_retry) {
-            note_attempt(tried, sizeof(tried), endpoint, res->error);
+            note_failure(tried, sizeof(tried), endpoint, res);
         } else {
             fprintf(stderr,
                     "ddialab kv %s: %s: %s; the write may or may not have been applied, so it "
                     "was not retried\n",
-                    o->verb, endpoint, res->error);
+                    o->verb, res->effective_url != NULL ? res->effective_url : endpoint,
+                    res->error);
             dl_http_result_free(res);
             return EXIT_UNAVAILABLE;
         }

@@ -501,6 +501,7 @@ static void test_fetch_returns_owned_result(void **state)
     assert_string_equal(res.etag, "\"7\"");
     assert_null(res.location);
     assert_null(res.error);
+    assert_string_equal(res.effective_url, url);
     dl_http_result_free(&res);
 
     snprintf(url, sizeof(url), "%s/redirect", server.url);
@@ -510,6 +511,8 @@ static void test_fetch_returns_owned_result(void **state)
     req.body_len = 3;
     assert_int_equal(dl_http_fetch(&req, &res), 0);
     assert_string_equal(res.body, "POST /echo abc");
+    snprintf(url, sizeof(url), "%s/echo", server.url);
+    assert_string_equal(res.effective_url, url);
     dl_http_result_free(&res);
     dl_http_result_free(&res); /* twice is harmless */
 

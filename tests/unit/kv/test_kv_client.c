@@ -26,7 +26,8 @@
 
 typedef struct cluster_s {
     fake_http_server_t leader, follower, leaderless, short_of_replicas, silent;
-    char closed_url[64]; /* an endpoint nothing listens on */
+    fake_http_server_t orphan; /* a follower whose leader is gone: redirects to closed_url */
+    char closed_url[64];       /* an endpoint nothing listens on */
 } cluster_t;
 
 static void leader_route(void *ctx, const fake_http_request_t *req, fake_http_response_t *resp)
@@ -85,6 +86,14 @@ static void follower_route(void *ctx, const fake_http_request_t *req, fake_http_
     }
 }
 
+static void orphan_route(void *ctx, const fake_http_request_t *req, fake_http_response_t *resp)
+{
+    cluster_t *cl = ctx;
+    fake_http_respond(resp, 307, "", "{\"error\": \"not_leader\", \"leader\": 1}");
+    snprintf(resp->headers, sizeof(resp->headers), "Location: %s%s\r\n", cl->closed_url,
+             req->target);
+}
+
 static void leaderless_route(void *ctx, const fake_http_request_t *req, fake_http_response_t *resp)
 {
     fake_http_respond(resp, 503, "",
@@ -133,6 +142,7 @@ static int setup(void **state)
     assert_int_equal(
         fake_http_server_start_thread(&cl->short_of_replicas, short_of_replicas_route, cl), 0);
     assert_int_equal(fake_http_server_start_thread(&cl->silent, silent_route, cl), 0);
+    assert_int_equal(fake_http_server_start_thread(&cl->orphan, orphan_route, cl), 0);
     closed_url(cl->closed_url, sizeof(cl->closed_url));
     *state = cl;
     return 0;
@@ -146,6 +156,7 @@ static int teardown(void **state)
     assert_int_equal(fake_http_server_stop_thread(&cl->leaderless), 0);
     assert_int_equal(fake_http_server_stop_thread(&cl->short_of_replicas), 0);
     assert_int_equal(fake_http_server_stop_thread(&cl->silent), 0);
+    assert_int_equal(fake_http_server_stop_thread(&cl->orphan), 0);
     free(cl);
     return 0;
 }
@@ -431,6 +442,27 @@ static void test_every_endpoint_tried_is_named_when_none_can_serve(void **state)
     assert_non_null(strstr(r.err, "no leader elected yet"));
 }
 
+static void test_a_redirect_to_a_dead_leader_moves_on_and_is_named(void **state)
+{
+    cluster_t *cl = *state;
+    run_t r;
+    char endpoints[256], redirected[128];
+    snprintf(redirected, sizeof(redirected), "redirected to %s/kv/k", cl->closed_url);
+
+    run(&r, NULL, "put", "k", "v", "--endpoints", cl->orphan.url, NULL);
+
+    assert_int_equal(r.code, 3);
+    assert_int_equal(r.err_lines, 1);
+    assert_non_null(strstr(r.err, cl->orphan.url));
+    assert_non_null(strstr(r.err, redirected));
+
+    snprintf(endpoints, sizeof(endpoints), "%s,%s", cl->orphan.url, cl->leader.url);
+    run(&r, NULL, "put", "k", "v", "--endpoints", endpoints, NULL);
+
+    assert_int_equal(r.code, 0);
+    assert_int_equal(requests_to(&cl->leader), 1);
+}
+
 static void test_a_failed_replication_is_reported_not_retried(void **state)
 {
     cluster_t *cl = *state;
@@ -594,6 +626,7 @@ int main(void)
         T(test_del_removes_and_reports_missing_keys),
         T(test_unreachable_and_leaderless_endpoints_are_skipped),
         T(test_every_endpoint_tried_is_named_when_none_can_serve),
+        T(test_a_redirect_to_a_dead_leader_moves_on_and_is_named),
         T(test_a_failed_replication_is_reported_not_retried),
         T(test_a_timed_out_write_is_not_retried_but_a_read_is),
         T(test_status_prints_one_row_per_endpoint),
