@@ -26,8 +26,9 @@ struct progress {
     uint64_t last_index;
     uint64_t last_ack_ms;
     uint64_t last_sent_ms;
-    int probing;    /* searching for the point where the logs agree: one APPEND at a time */
-    int probe_sent; /* a probe is out and unanswered */
+    uint64_t commit_sent; /* the commit index the follower was last told */
+    int probing;          /* searching for the point where the logs agree: one APPEND at a time */
+    int probe_sent;       /* a probe is out and unanswered */
     /* Last index of each APPEND with entries not yet acknowledged, oldest first. */
     uint64_t inflight[INFLIGHT_CAP];
     size_t inflight_head;
@@ -195,6 +196,7 @@ static void send_append(dl_raft_t *r, struct progress *p, uint64_t now_ms, int w
     m->prev_index = p->next - 1;
     m->prev_term = dl_raft_term_at(r, m->prev_index);
     m->commit = r->commit;
+    p->commit_sent = r->commit;
     size_t bytes = 0;
     size_t max_bytes = r->config.max_msg_bytes;
     uint64_t idx = p->next;
@@ -244,6 +246,10 @@ static void replicate(dl_raft_t *r, uint64_t now_ms)
         }
         while (p->next <= last && p->inflight_count < max_inflight && !r->oom)
             send_append(r, p, now_ms, 1);
+        /* Tell followers about a new commit index at once, not at the next heartbeat, so that
+         * stale reads on followers lag by one round trip only. */
+        if (p->commit_sent < r->commit)
+            send_append(r, p, now_ms, 0);
     }
 }
 
