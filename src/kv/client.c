@@ -263,31 +263,45 @@ static void note_failure(char *tried, size_t len, const char *endpoint, const dl
     note_attempt(tried, len, endpoint, reason);
 }
 
+/* One request on the key o->positional[0]. */
+typedef struct key_request_s {
+    const char *method;
+    const char *query; /* "?..." or NULL */
+    const char *const *headers;
+    const char *body;
+    size_t body_len;
+    int may_retry; /* may it be sent again once its fate is unknown? reads: yes; writes: no */
+} key_request_t;
+
 /*
- * Sends method path to the leader: the endpoints in order, following redirects, skipping an
- * endpoint that cannot be reached or has no leader. Returns 0 with the answer in *res (any
- * status), or EXIT_UNAVAILABLE after printing why (res is then freed). may_retry says whether
- * the request may be sent again after its fate became unknown (reads: yes; writes: no).
+ * Sends kr to the leader: the endpoints in order, following redirects, skipping an endpoint
+ * that cannot be reached or has no leader. Returns 0 with the answer in *res (any status), or
+ * EXIT_UNAVAILABLE after printing why (res is then freed).
  */
-static int send_to_leader(const options_t *o, const char *method, const char *path,
-                          const char *const *headers, const char *body, size_t body_len,
-                          int may_retry, dl_http_result_t *res)
+static int send_to_leader(const options_t *o, const key_request_t *kr, dl_http_result_t *res)
 {
     char tried[2048] = "";
+    int answered = 0;
+    char *path = kv_path(o->positional[0], kr->query);
+    if (path == NULL) {
+        fprintf(stderr, "ddialab kv %s: out of memory\n", o->verb);
+        return EXIT_UNAVAILABLE;
+    }
     for (int i = 0; i < o->endpoint_count; i++) {
         const char *endpoint = o->endpoints[i];
         size_t url_len = strlen(endpoint) + strlen(path) + 1;
         char *url = malloc(url_len);
         if (url == NULL) {
             fprintf(stderr, "ddialab kv %s: out of memory\n", o->verb);
+            free(path);
             return EXIT_UNAVAILABLE;
         }
         snprintf(url, url_len, "%s%s", endpoint, path);
-        dl_http_request_t req = {.method = method,
+        dl_http_request_t req = {.method = kr->method,
                                  .url = url,
-                                 .headers = headers,
-                                 .body = body,
-                                 .body_len = body_len,
+                                 .headers = kr->headers,
+                                 .body = kr->body,
+                                 .body_len = kr->body_len,
                                  .timeout_ms = o->timeout_ms,
                                  .follow_redirects = 1};
         int rv = dl_http_fetch(&req, res);
@@ -296,14 +310,17 @@ static int send_to_leader(const options_t *o, const char *method, const char *pa
         if (rv == 0 && res->status == 503) {
             char code[64], message[256];
             error_fields(res, code, sizeof(code), message, sizeof(message));
-            if (strcmp(code, "no_leader") != 0 && strcmp(code, "shutting_down") != 0)
-                return 0; /* the leader itself failed the request: report it */
+            if (strcmp(code, "no_leader") != 0 && strcmp(code, "shutting_down") != 0) {
+                answered = 1; /* the leader itself failed the request: report it */
+                break;
+            }
             char reason[sizeof(code) + sizeof(message) + 2];
             snprintf(reason, sizeof(reason), "%s%s%s", code, message[0] ? ": " : "", message);
             note_attempt(tried, sizeof(tried), endpoint, reason);
         } else if (rv == 0) {
-            return 0;
-        } else if (rv == -ECONNREFUSED || rv == -EINVAL || may_retry) {
+            answered = 1;
+            break;
+        } else if (rv == -ECONNREFUSED || rv == -EINVAL || kr->may_retry) {
             note_failure(tried, sizeof(tried), endpoint, res);
         } else {
             fprintf(stderr,
@@ -312,10 +329,14 @@ static int send_to_leader(const options_t *o, const char *method, const char *pa
                     o->verb, res->effective_url != NULL ? res->effective_url : endpoint,
                     res->error);
             dl_http_result_free(res);
+            free(path);
             return EXIT_UNAVAILABLE;
         }
         dl_http_result_free(res);
     }
+    free(path);
+    if (answered)
+        return 0;
     fprintf(stderr, "ddialab kv %s: no endpoint could serve the request; tried %s\n", o->verb,
             tried);
     return EXIT_UNAVAILABLE;
@@ -340,18 +361,29 @@ static int report_failure(const options_t *o, const dl_http_result_t *res)
     return res->status == 404 || res->status == 412 ? EXIT_REFUSED : EXIT_UNAVAILABLE;
 }
 
-/* Prints "OK" and the given integer members of the JSON answer, e.g. "OK version=3 index=12". */
-static void print_ok(const dl_http_result_t *res, const char *const *members)
+/*
+ * Reports the answer to a write and frees it: on 200, "OK" and the given integer members of the
+ * JSON answer ("OK version=3 index=12"); otherwise what report_failure() says. Returns the exit
+ * code.
+ */
+static int report_write(const options_t *o, dl_http_result_t *res, const char *const *members)
 {
-    json_t *root = json_loadb(res->body, res->body_len, 0, NULL);
-    printf("OK");
-    for (; *members != NULL; members++) {
-        json_t *v = json_object_get(root, *members);
-        if (json_is_integer(v))
-            printf(" %s=%" JSON_INTEGER_FORMAT, *members, json_integer_value(v));
+    int rv = EXIT_OK;
+    if (res->status == 200) {
+        json_t *root = json_loadb(res->body, res->body_len, 0, NULL);
+        printf("OK");
+        for (; *members != NULL; members++) {
+            json_t *v = json_object_get(root, *members);
+            if (json_is_integer(v))
+                printf(" %s=%" JSON_INTEGER_FORMAT, *members, json_integer_value(v));
+        }
+        printf("\n");
+        json_decref(root);
+    } else {
+        rv = report_failure(o, res);
     }
-    printf("\n");
-    json_decref(root);
+    dl_http_result_free(res);
+    return rv;
 }
 
 /* ---- verbs ---- */
@@ -376,12 +408,10 @@ static int cmd_get(options_t *o, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    char *path = kv_path(o->positional[0], stale ? "?consistency=stale" : NULL);
-    if (path == NULL)
-        return EXIT_UNAVAILABLE;
+    key_request_t kr = {
+        .method = "GET", .query = stale ? "?consistency=stale" : NULL, .may_retry = 1};
     dl_http_result_t res;
-    rv = send_to_leader(o, "GET", path, NULL, NULL, 0, 1, &res);
-    free(path);
+    rv = send_to_leader(o, &kr, &res);
     if (rv != 0)
         return rv;
     if (res.status == 200) {
@@ -464,20 +494,13 @@ static int cmd_put(options_t *o, int argc, char **argv)
         }
         value = file_value;
     }
-    char *path = kv_path(o->positional[0], NULL);
+    key_request_t kr = {.method = "PUT", .headers = headers, .body = value, .body_len = value_len};
     dl_http_result_t res;
-    rv = path == NULL ? EXIT_UNAVAILABLE
-                      : send_to_leader(o, "PUT", path, headers, value, value_len, 0, &res);
-    free(path);
+    rv = send_to_leader(o, &kr, &res);
     free(file_value);
     if (rv != 0)
         return rv;
-    if (res.status == 200)
-        print_ok(&res, (const char *const[]){"version", "index", NULL});
-    else
-        rv = report_failure(o, &res);
-    dl_http_result_free(&res);
-    return rv;
+    return report_write(o, &res, (const char *const[]){"version", "index", NULL});
 }
 
 static int cmd_del(options_t *o, int argc, char **argv)
@@ -486,20 +509,12 @@ static int cmd_del(options_t *o, int argc, char **argv)
     int rv = parse_command_line(o, "ddialab kv del KEY [flags]", flags, 1, 1, argc, argv);
     if (rv != 0)
         return rv == 1 ? EXIT_OK : rv;
-    char *path = kv_path(o->positional[0], NULL);
-    if (path == NULL)
-        return EXIT_UNAVAILABLE;
+    key_request_t kr = {.method = "DELETE"};
     dl_http_result_t res;
-    rv = send_to_leader(o, "DELETE", path, NULL, NULL, 0, 0, &res);
-    free(path);
+    rv = send_to_leader(o, &kr, &res);
     if (rv != 0)
         return rv;
-    if (res.status == 200)
-        print_ok(&res, (const char *const[]){"index", NULL});
-    else
-        rv = report_failure(o, &res);
-    dl_http_result_free(&res);
-    return rv;
+    return report_write(o, &res, (const char *const[]){"index", NULL});
 }
 
 /* ---- status: every endpoint at once, then one table ---- */
