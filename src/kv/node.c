@@ -408,6 +408,18 @@ static int apply_upto(dl_kv_node_t *n, uint64_t upto)
             free(owned);
             if (rv)
                 break;
+            /* A waiter whose entry is behind us can only be one a truncation replaced. */
+            while (n->wait_head != NULL && n->wait_head->index < i) {
+                dl_kv_waiter_t *stale = pop_waiter(n);
+                dl__kv_reply_failed(n, stale, DL_EDISCARDED, "the entry was replaced");
+                free(stale);
+            }
+            /* A waiter whose entry is behind us can only be one a truncation replaced. */
+            while (n->wait_head != NULL && n->wait_head->index < i) {
+                dl_kv_waiter_t *stale = pop_waiter(n);
+                dl__kv_reply_failed(n, stale, DL_EDISCARDED, "the entry was replaced");
+                free(stale);
+            }
             if (n->wait_head != NULL && n->wait_head->index == i) {
                 results[n_answered] = res;
                 answered[n_answered++] = pop_waiter(n);

@@ -394,9 +394,15 @@ void dl__kv_reply_applied(dl_kv_node_t *n, dl_kv_waiter_t *w, const dl_kv_result
     size_t key_len;
     dl_http_req_wildcard(req, &key, &key_len);
     if (res->rv == DL_EPRECONDITION) {
-        json_t *body = dl_http_error_body(
-            DL_EPRECONDITION, res->current_version ? "the key's current version does not match"
-                                                   : "the key does not exist");
+        char message[160];
+        if (res->current_version)
+            snprintf(message, sizeof(message),
+                     "the condition did not hold: the key exists with version %" PRIu64,
+                     res->current_version);
+        else
+            snprintf(message, sizeof(message),
+                     "the condition did not hold: the key does not exist");
+        json_t *body = dl_http_error_body(DL_EPRECONDITION, message);
         json_object_set_new(body, "current_version",
                             res->current_version ? json_integer((json_int_t)res->current_version)
                                                  : json_null());
