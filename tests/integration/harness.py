@@ -15,6 +15,7 @@ Python 3.11 standard library only.
 """
 
 import atexit
+import base64
 import http.client
 import json
 import os
@@ -24,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -453,6 +455,23 @@ class Cluster:
     def delete(self, i, key, headers=None, timeout=HTTP_TIMEOUT):
         return self.request(i, "DELETE", key_path(key), None, headers, timeout)
 
+    def list_keys(self, i, prefix, stale=False):
+        """{key: value bytes} of every key under prefix on node i (at most 10000)."""
+        query = {"prefix": prefix, "limit": "10000"}
+        if stale:
+            query["consistency"] = "stale"
+        r = self.request(i, "GET", "/kv?" + urllib.parse.urlencode(query))
+        if r.status != 200:
+            raise AssertionError(f"listing {prefix!r} on node {i}: {r}")
+        body = r.json()
+        assert not body["more"], "more than 10000 keys"
+        out = {}
+        for item in body["items"]:
+            value = item["value"].encode() if "value" in item else \
+                base64.b64decode(item["value_base64"])
+            out[item["key"]] = value
+        return out
+
     def metrics(self, i):
         r = self.request(i, "GET", "/metrics")
         if r.status != 200:
@@ -548,6 +567,59 @@ class ClusterTestCase(unittest.TestCase):
         if code is not None:
             self.assertEqual(body["error"], code, resp)
         return body
+
+
+class Writer(threading.Thread):
+    """A thread that PUTs prefix0, prefix1, ... to one node until stopped.
+
+    acked maps each key answered 200 to (value, index); every other outcome (an error status, a
+    refused or broken connection) is counted in failed and the key is not retried. A refused
+    connection backs off briefly so that a dead node does not make the thread spin.
+    """
+
+    def __init__(self, cluster, node, prefix, timeout=5.0):
+        super().__init__(daemon=True)
+        self.cluster = cluster
+        self.node = node
+        self.prefix = prefix
+        self.timeout = timeout
+        self.acked = {}
+        self.failed = 0
+        self.attempted = 0
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self):
+        i = 0
+        while not self.stopping.is_set():
+            key = f"{self.prefix}{i:06d}"
+            value = f"value of {key}".encode()
+            i += 1
+            self.attempted += 1
+            try:
+                r = self.cluster.put(self.node, key, value, timeout=self.timeout)
+            except (OSError, http.client.HTTPException):
+                self.failed += 1
+                self.stopping.wait(0.02)
+                continue
+            with self.lock:
+                if r.status == 200:
+                    self.acked[key] = (value, r.json()["index"])
+                else:
+                    self.failed += 1
+            if r.status != 200:
+                self.stopping.wait(0.02)
+
+    def count(self):
+        with self.lock:
+            return len(self.acked)
+
+    def stop(self):
+        self.stopping.set()
+        self.join(timeout=30)
+        if self.is_alive():
+            raise AssertionError("the writer thread did not stop")
+        return dict(self.acked)
 
 
 # ------------------------------------------------------------------------------------------------
