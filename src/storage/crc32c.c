@@ -1,5 +1,6 @@
 /* CRC-32C: SSE4.2 crc32 instruction when available, slicing-by-8 tables otherwise. */
 #include "ddialab/crc32c.h"
+#include "storage/crc32c_internal.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -72,4 +73,16 @@ uint32_t dl_crc32c(uint32_t crc, const void *data, size_t len)
         return ~crc_hw(crc, data, len);
 #endif
     return ~crc_soft(crc, data, len);
+}
+
+uint32_t dl__crc32c_sw(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&table_once, init_tables);
+    return ~crc_soft(~crc, data, len);
+}
+
+int dl__crc32c_hw_available(void)
+{
+    pthread_once(&table_once, init_tables);
+    return have_sse42;
 }
