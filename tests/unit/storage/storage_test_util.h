@@ -45,6 +45,24 @@ static inline void test_remove_tree(const char *path)
     nftw(path, test_remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* cmocka fixture: *state is a new temporary directory, removed after the test, also when the
+   test fails. Use as cmocka_unit_test_setup_teardown(f, test_tmpdir_setup, test_tmpdir_teardown)
+   or through TMPDIR_TEST(f). */
+static inline int test_tmpdir_setup(void **state)
+{
+    *state = test_tmpdir();
+    return 0;
+}
+
+static inline int test_tmpdir_teardown(void **state)
+{
+    test_remove_tree(*state);
+    free(*state);
+    return 0;
+}
+
+#define TMPDIR_TEST(f) cmocka_unit_test_setup_teardown(f, test_tmpdir_setup, test_tmpdir_teardown)
+
 static inline char *test_path(const char *dir, const char *name)
 {
     char *p = NULL;

@@ -19,7 +19,7 @@ static int is_dir(const char *path)
 
 static void test_mkdir_p_creates_nested_directories_and_accepts_existing_ones(void **state)
 {
-    char *root = test_tmpdir();
+    const char *root = *state;
     char *deep = test_path(root, "a/b/c");
     assert_int_equal(dl_mkdir_p(deep), 0);
     assert_true(is_dir(deep));
@@ -29,30 +29,26 @@ static void test_mkdir_p_creates_nested_directories_and_accepts_existing_ones(vo
     char *clean = test_path(root, "x/y");
     assert_true(is_dir(clean));
     assert_int_equal(dl_mkdir_p(""), -EINVAL);
-    test_remove_tree(root);
     free(clean);
     free(messy);
     free(deep);
-    free(root);
 }
 
 static void test_mkdir_p_fails_when_a_file_is_in_the_way(void **state)
 {
-    char *root = test_tmpdir();
+    const char *root = *state;
     char *file = test_path(root, "file");
     assert_int_equal(dl_atomic_write_file(file, "x", 1), 0);
     assert_int_equal(dl_mkdir_p(file), -ENOTDIR);
     char *below = test_path(file, "sub");
     assert_int_equal(dl_mkdir_p(below), -ENOTDIR);
-    test_remove_tree(root);
     free(below);
     free(file);
-    free(root);
 }
 
 static void test_atomic_write_file_replaces_content_and_leaves_no_temporary_files(void **state)
 {
-    char *root = test_tmpdir();
+    const char *root = *state;
     char *path = test_path(root, "meta.json");
     assert_int_equal(dl_atomic_write_file(path, "{\"term\": 1, \"long\": true}", 25), 0);
     assert_int_equal(dl_atomic_write_file(path, "{\"term\": 2}", 11), 0);
@@ -75,19 +71,15 @@ static void test_atomic_write_file_replaces_content_and_leaves_no_temporary_file
     assert_int_equal(len, 0);
     assert_string_equal(data, "");
     free(data);
-    test_remove_tree(root);
     free(path);
-    free(root);
 }
 
 static void test_atomic_write_file_into_missing_directory_fails(void **state)
 {
-    char *root = test_tmpdir();
+    const char *root = *state;
     char *path = test_path(root, "missing/file");
     assert_int_equal(dl_atomic_write_file(path, "x", 1), -ENOENT);
-    test_remove_tree(root);
     free(path);
-    free(root);
 }
 
 static void test_read_file_of_missing_file_is_enoent(void **state)
@@ -113,7 +105,7 @@ static void test_read_file_reads_files_whose_size_is_unknown(void **state)
 
 static void test_read_file_reads_large_binary_files_whole(void **state)
 {
-    char *root = test_tmpdir();
+    const char *root = *state;
     char *path = test_path(root, "blob");
     size_t big = 1 << 20;
     unsigned char *buf = malloc(big);
@@ -128,14 +120,12 @@ static void test_read_file_reads_large_binary_files_whole(void **state)
     assert_int_equal(data[big], '\0');
     free(data);
     free(buf);
-    test_remove_tree(root);
     free(path);
-    free(root);
 }
 
 static void test_pread_all_stops_at_end_of_file(void **state)
 {
-    char *root = test_tmpdir();
+    const char *root = *state;
     char *path = test_path(root, "f");
     int fd = open(path, O_RDWR | O_CREAT, 0644);
     assert_true(fd >= 0);
@@ -147,9 +137,7 @@ static void test_pread_all_stops_at_end_of_file(void **state)
     assert_int_equal(dl_pread_all(fd, buf, 32, 100), 0);
     close(fd);
     assert_int_equal(dl_pread_all(fd, buf, 1, 0), -EBADF);
-    test_remove_tree(root);
     free(path);
-    free(root);
 }
 
 static void test_fsync_dir_of_missing_directory_is_enoent(void **state)
@@ -161,14 +149,14 @@ static void test_fsync_dir_of_missing_directory_is_enoent(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mkdir_p_creates_nested_directories_and_accepts_existing_ones),
-        cmocka_unit_test(test_mkdir_p_fails_when_a_file_is_in_the_way),
-        cmocka_unit_test(test_atomic_write_file_replaces_content_and_leaves_no_temporary_files),
-        cmocka_unit_test(test_atomic_write_file_into_missing_directory_fails),
+        TMPDIR_TEST(test_mkdir_p_creates_nested_directories_and_accepts_existing_ones),
+        TMPDIR_TEST(test_mkdir_p_fails_when_a_file_is_in_the_way),
+        TMPDIR_TEST(test_atomic_write_file_replaces_content_and_leaves_no_temporary_files),
+        TMPDIR_TEST(test_atomic_write_file_into_missing_directory_fails),
         cmocka_unit_test(test_read_file_of_missing_file_is_enoent),
         cmocka_unit_test(test_read_file_reads_files_whose_size_is_unknown),
-        cmocka_unit_test(test_read_file_reads_large_binary_files_whole),
-        cmocka_unit_test(test_pread_all_stops_at_end_of_file),
+        TMPDIR_TEST(test_read_file_reads_large_binary_files_whole),
+        TMPDIR_TEST(test_pread_all_stops_at_end_of_file),
         cmocka_unit_test(test_fsync_dir_of_missing_directory_is_enoent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -114,7 +114,7 @@ static void layout_of(const char *dir, const char *name, unsigned seed, layout_t
 
 static void test_open_creates_empty_log_with_first_index_1(void **state)
 {
-    char *root = test_tmpdir();
+    const char *root = *state;
     char *dir = test_path(root, "a/b/log");
     dl_seglog_recovery_t report;
     dl_seglog_t *log = open_ok(dir, NULL, &report);
@@ -130,14 +130,12 @@ static void test_open_creates_empty_log_with_first_index_1(void **state)
     assert_int_equal(dl_seglog_read(log, 1, &data, &len), -ENOENT);
     assert_int_equal(dl_seglog_read(log, 0, &data, &len), -ENOENT);
     dl_seglog_close(log);
-    test_remove_tree(root);
     free(dir);
-    free(root);
 }
 
 static void test_append_read_round_trip_across_segment_rolls_and_reopen(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_options_t opts = small_segments(100);
     dl_seglog_t *log = open_ok(dir, &opts, NULL);
     append_range(log, 1, 10, 0, 1);
@@ -169,13 +167,12 @@ static void test_append_read_round_trip_across_segment_rolls_and_reopen(void **s
     append_range(log, 201, 210, 0, 3);
     check_range(log, 195, 210, 0);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void test_append_one_batch_larger_than_iov_max(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_t *log = open_ok(dir, NULL, NULL);
     enum { N = 3000 };
     static unsigned char bufs[N][64];
@@ -191,13 +188,12 @@ static void test_append_one_batch_larger_than_iov_max(void **state)
     log = open_ok(dir, NULL, NULL);
     check_range(log, 1, N, 0);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void test_append_empty_batch_and_empty_record(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_t *log = open_ok(dir, NULL, NULL);
     uint64_t first = 0;
     assert_int_equal(dl_seglog_append(log, NULL, 0, &first), 0);
@@ -215,13 +211,12 @@ static void test_append_empty_batch_and_empty_record(void **state)
     assert_int_equal(len, 0);
     free(data);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void test_append_rejects_record_above_max_record_bytes(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_options_t opts = {.max_record_bytes = 16};
     dl_seglog_t *log = open_ok(dir, &opts, NULL);
     char small[16] = "0123456789abcdef", big[17] = "0123456789abcdefg";
@@ -232,13 +227,12 @@ static void test_append_rejects_record_above_max_record_bytes(void **state)
     assert_int_equal(dl_seglog_append(log, batch, 1, NULL), 0);
     assert_int_equal(dl_seglog_last_index(log), 1);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void test_failed_write_undoes_the_whole_batch(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_t *log = open_ok(dir, NULL, NULL);
     append_range(log, 1, 5, 0, 5);
     char *seg = test_path(dir, "00000000000000000001.seg");
@@ -268,14 +262,13 @@ static void test_failed_write_undoes_the_whole_batch(void **state)
     log = open_ok(dir, NULL, NULL);
     check_range(log, 1, 15, 0);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(seg);
     free(dir);
 }
 
 static void test_read_keeps_few_sealed_segments_open(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_options_t opts = small_segments(1); /* one record per segment */
     dl_seglog_t *log = open_ok(dir, &opts, NULL);
     append_range(log, 1, 150, 0, 10);
@@ -288,13 +281,12 @@ static void test_read_keeps_few_sealed_segments_open(void **state)
     test_free_names(fds, nfds);
     assert_true(nfds < 60);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void test_read_detects_corruption_after_open(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_t *log = open_ok(dir, NULL, NULL);
     append_range(log, 1, 3, 0, 3);
     layout_t l;
@@ -312,14 +304,13 @@ static void test_read_detects_corruption_after_open(void **state)
     check_range(log, 1, 1, 0);
     check_range(log, 3, 3, 0);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(seg);
     free(dir);
 }
 
 static void test_open_refuses_a_second_opener(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_t *log = open_ok(dir, NULL, NULL), *second = (dl_seglog_t *)1;
     char err[256];
     assert_int_equal(dl_seglog_open(dir, NULL, &second, NULL, err, sizeof(err)), -EBUSY);
@@ -328,13 +319,12 @@ static void test_open_refuses_a_second_opener(void **state)
     dl_seglog_close(log);
     log = open_ok(dir, NULL, NULL); /* closing released the lock */
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void test_open_rejects_bad_options(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_t *log;
     char err[256];
     dl_seglog_options_t opts = {.sync_policy = (dl_sync_policy_t)7};
@@ -342,7 +332,6 @@ static void test_open_rejects_bad_options(void **state)
     opts = (dl_seglog_options_t){.sync_policy = DL_SYNC_INTERVAL, .sync_interval_ms = -1};
     assert_int_equal(dl_seglog_open(dir, &opts, &log, NULL, err, sizeof(err)), DL_ECONFIG);
     assert_non_null(strstr(err, "sync_interval_ms"));
-    test_remove_tree(dir);
     free(dir);
 }
 
@@ -351,9 +340,9 @@ static void test_open_rejects_bad_options(void **state)
 /* A log of FIXTURE_RECORDS records in segments of about 150 bytes; the last segment holds
    several, and the last record has a 22-byte payload. */
 #define FIXTURE_RECORDS 43
-static char *make_recovery_fixture(size_t *nsegs)
+static char *make_recovery_fixture(const char *root, size_t *nsegs)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(root, "log");
     dl_seglog_options_t opts = small_segments(150);
     dl_seglog_t *log = open_ok(dir, &opts, NULL);
     append_range(log, 1, FIXTURE_RECORDS, 0, 4);
@@ -371,12 +360,12 @@ static char *make_recovery_fixture(size_t *nsegs)
 static void test_recovery_truncates_torn_tail_at_every_offset_of_last_segment(void **state)
 {
     size_t nsegs;
-    char *dir = make_recovery_fixture(&nsegs);
+    char *dir = make_recovery_fixture(*state, &nsegs);
     char **names = test_list_names(dir, ".seg", &nsegs);
     layout_t l;
     layout_of(dir, names[nsegs - 1], 0, &l);
     uint64_t before_last = l.first_index - 1; /* records in the earlier segments */
-    char *copy = test_tmpdir();
+    char *copy = test_path(*state, "copy");
     dl_seglog_options_t opts = small_segments(150);
 
     for (long long cut = 0; cut <= l.end; cut++) {
@@ -414,8 +403,6 @@ static void test_recovery_truncates_torn_tail_at_every_offset_of_last_segment(vo
         dl_seglog_close(log);
         free(last);
     }
-    test_remove_tree(copy);
-    test_remove_tree(dir);
     test_free_names(names, nsegs);
     free(copy);
     free(dir);
@@ -424,9 +411,9 @@ static void test_recovery_truncates_torn_tail_at_every_offset_of_last_segment(vo
 static void test_recovery_refuses_or_drops_only_last_record_for_every_flipped_byte(void **state)
 {
     size_t nsegs;
-    char *dir = make_recovery_fixture(&nsegs);
+    char *dir = make_recovery_fixture(*state, &nsegs);
     char **names = test_list_names(dir, ".seg", &nsegs);
-    char *copy = test_tmpdir();
+    char *copy = test_path(*state, "copy");
     dl_seglog_options_t opts = small_segments(150);
     int refused = 0, dropped = 0;
 
@@ -473,8 +460,6 @@ static void test_recovery_refuses_or_drops_only_last_record_for_every_flipped_by
     }
     assert_int_equal(dropped, 22); /* each byte of the last payload */
     assert_true(refused > 300);
-    test_remove_tree(copy);
-    test_remove_tree(dir);
     test_free_names(names, nsegs);
     free(copy);
     free(dir);
@@ -483,7 +468,7 @@ static void test_recovery_refuses_or_drops_only_last_record_for_every_flipped_by
 static void test_recovery_treats_zero_filled_tail_as_torn(void **state)
 {
     size_t nsegs;
-    char *dir = make_recovery_fixture(&nsegs);
+    char *dir = make_recovery_fixture(*state, &nsegs);
     char **names = test_list_names(dir, ".seg", &nsegs);
     char *last = test_path(dir, names[nsegs - 1]);
     layout_t l;
@@ -506,7 +491,6 @@ static void test_recovery_treats_zero_filled_tail_as_torn(void **state)
     assert_int_equal(report.truncated_offset, (uint64_t)l.starts[l.count - 1]);
     check_range(log, 1, FIXTURE_RECORDS - 1, 0);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     test_free_names(names, nsegs);
     free(last);
     free(dir);
@@ -515,7 +499,7 @@ static void test_recovery_treats_zero_filled_tail_as_torn(void **state)
 static void test_recovery_refuses_zeros_followed_by_valid_records(void **state)
 {
     size_t nsegs;
-    char *dir = make_recovery_fixture(&nsegs);
+    char *dir = make_recovery_fixture(*state, &nsegs);
     char **names = test_list_names(dir, ".seg", &nsegs);
     char *last = test_path(dir, names[nsegs - 1]);
     layout_t l;
@@ -528,7 +512,6 @@ static void test_recovery_refuses_zeros_followed_by_valid_records(void **state)
     snprintf(want, sizeof(want), "corrupt record in %s at offset %lld: header checksum mismatch",
              last, l.starts[1]);
     assert_non_null(strstr(err, want));
-    test_remove_tree(dir);
     test_free_names(names, nsegs);
     free(last);
     free(dir);
@@ -537,9 +520,9 @@ static void test_recovery_refuses_zeros_followed_by_valid_records(void **state)
 static void test_recovery_refuses_damage_in_an_earlier_segment(void **state)
 {
     size_t nsegs;
-    char *dir = make_recovery_fixture(&nsegs);
+    char *dir = make_recovery_fixture(*state, &nsegs);
     char **names = test_list_names(dir, ".seg", &nsegs);
-    char *copy = test_tmpdir();
+    char *copy = test_path(*state, "copy");
     layout_t l;
     layout_of(dir, names[1], 0, &l);
     dl_seglog_t *log;
@@ -561,9 +544,6 @@ static void test_recovery_refuses_damage_in_an_earlier_segment(void **state)
     char want[64];
     snprintf(want, sizeof(want), "at offset %lld", l.end);
     assert_non_null(strstr(err, want));
-
-    test_remove_tree(copy);
-    test_remove_tree(dir);
     test_free_names(names, nsegs);
     free(middle);
     free(copy);
@@ -573,7 +553,7 @@ static void test_recovery_refuses_damage_in_an_earlier_segment(void **state)
 static void test_recovery_refuses_gap_between_segments(void **state)
 {
     size_t nsegs;
-    char *dir = make_recovery_fixture(&nsegs);
+    char *dir = make_recovery_fixture(*state, &nsegs);
     char **names = test_list_names(dir, ".seg", &nsegs);
     char *middle = test_path(dir, names[1]);
     assert_int_equal(unlink(middle), 0);
@@ -583,7 +563,6 @@ static void test_recovery_refuses_gap_between_segments(void **state)
     assert_non_null(strstr(err, names[2]));
     assert_non_null(strstr(err, "at offset 0"));
     assert_non_null(strstr(err, "a gap"));
-    test_remove_tree(dir);
     test_free_names(names, nsegs);
     free(middle);
     free(dir);
@@ -591,7 +570,7 @@ static void test_recovery_refuses_gap_between_segments(void **state)
 
 static void test_recovery_refuses_length_above_max_with_valid_header(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_t *log = open_ok(dir, NULL, NULL);
     char big[100];
     memset(big, 'x', sizeof(big));
@@ -606,13 +585,12 @@ static void test_recovery_refuses_length_above_max_with_valid_header(void **stat
     assert_int_equal(dl_seglog_open(dir, &opts, &log, NULL, err, sizeof(err)), DL_ECORRUPT);
     assert_non_null(strstr(err, "00000000000000000001.seg at offset 0: length 100 is above "
                                 "max_record_bytes 50"));
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void test_recovery_ignores_files_that_are_not_segments(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_t *log = open_ok(dir, NULL, NULL);
     append_range(log, 1, 3, 0, 3);
     dl_seglog_close(log);
@@ -622,7 +600,6 @@ static void test_recovery_ignores_files_that_are_not_segments(void **state)
     log = open_ok(dir, NULL, &report);
     assert_int_equal(report.records, 3);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(notes);
     free(dir);
 }
@@ -631,7 +608,7 @@ static void test_recovery_ignores_files_that_are_not_segments(void **state)
 
 static void test_truncate_suffix_then_append_reuses_indices(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_options_t opts = small_segments(120);
     dl_seglog_t *log = open_ok(dir, &opts, NULL);
     append_range(log, 1, 50, 0, 5);
@@ -677,13 +654,12 @@ static void test_truncate_suffix_then_append_reuses_indices(void **state)
     assert_int_equal(dl_seglog_last_index(log), 0);
     append_range(log, 1, 2, 3, 2);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void test_drop_prefix_removes_only_whole_old_segments(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_options_t opts = small_segments(120);
     dl_seglog_t *log = open_ok(dir, &opts, NULL);
     append_range(log, 1, 60, 0, 3);
@@ -723,13 +699,12 @@ static void test_drop_prefix_removes_only_whole_old_segments(void **state)
     append_range(log, 61, 62, 0, 2);
     check_range(log, dl_seglog_first_index(log), 62, 0);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void test_reset_starts_an_empty_log_at_next_index(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_options_t opts = small_segments(120);
     dl_seglog_t *log = open_ok(dir, &opts, NULL);
     append_range(log, 1, 40, 0, 4);
@@ -757,7 +732,6 @@ static void test_reset_starts_an_empty_log_at_next_index(void **state)
     log = open_ok(dir, &opts, NULL);
     check_range(log, 1000, 1001, 1);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
@@ -765,7 +739,7 @@ static void test_reset_starts_an_empty_log_at_next_index(void **state)
 
 static void test_group_commit_prepare_run_finish_advances_synced_index(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_t *log = open_ok(dir, NULL, NULL);
     dl_seglog_sync_t job;
     assert_int_equal(dl_seglog_sync_prepare(log, 0, &job), 1); /* nothing to sync */
@@ -791,7 +765,6 @@ static void test_group_commit_prepare_run_finish_advances_synced_index(void **st
     assert_int_equal(dl_seglog_stable_index(log), 8);
     assert_int_equal(dl_seglog_sync_prepare(log, 0, &job), 1);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
@@ -803,7 +776,7 @@ static void *run_job(void *arg)
 
 static void test_group_commit_run_on_another_thread_while_appending(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_options_t opts = small_segments(200);
     dl_seglog_t *log = open_ok(dir, &opts, NULL);
     uint64_t next = 1;
@@ -824,14 +797,13 @@ static void test_group_commit_run_on_another_thread_while_appending(void **state
     assert_int_equal(dl_seglog_synced_index(log), next - 1);
     check_range(log, 1, next - 1, 0);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void
 test_group_commit_truncation_before_finish_does_not_mark_new_records_synced(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_t *log = open_ok(dir, NULL, NULL);
     append_range(log, 1, 10, 0, 10);
     dl_seglog_sync_t job;
@@ -857,13 +829,12 @@ test_group_commit_truncation_before_finish_does_not_mark_new_records_synced(void
     assert_int_equal(dl_seglog_sync(log), 0);
     assert_int_equal(dl_seglog_synced_index(log), 20);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void test_sync_policy_interval_waits_between_syncs_and_is_stable_when_written(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_options_t opts = {.sync_policy = DL_SYNC_INTERVAL, .sync_interval_ms = 100};
     dl_seglog_t *log = open_ok(dir, &opts, NULL);
     append_range(log, 1, 3, 0, 3);
@@ -887,13 +858,12 @@ static void test_sync_policy_interval_waits_between_syncs_and_is_stable_when_wri
     assert_int_equal(dl_seglog_synced_index(log), 5);
     assert_int_equal(dl_seglog_sync_prepare(log, 5000, &job), 1); /* nothing unsynced */
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void test_sync_policy_none_never_prepares_but_sync_forces(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_options_t opts = {.sync_policy = DL_SYNC_NONE};
     dl_seglog_t *log = open_ok(dir, &opts, NULL);
     append_range(log, 1, 4, 0, 4);
@@ -905,13 +875,12 @@ static void test_sync_policy_none_never_prepares_but_sync_forces(void **state)
     assert_int_equal(dl_seglog_sync(log), 0);
     assert_int_equal(dl_seglog_synced_index(log), 4);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void test_sealing_a_segment_syncs_it(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_options_t opts = small_segments(100);
     dl_seglog_t *log = open_ok(dir, &opts, NULL);
     append_range(log, 1, 30, 0, 30);
@@ -923,13 +892,12 @@ static void test_sealing_a_segment_syncs_it(void **state)
     assert_int_equal(dl_seglog_synced_index(log), active_first - 1);
     test_free_names(names, n);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 static void test_failed_fsync_puts_log_in_failed_state(void **state)
 {
-    char *dir = test_tmpdir();
+    char *dir = test_path(*state, "log");
     dl_seglog_t *log = open_ok(dir, NULL, NULL);
     append_range(log, 1, 3, 0, 3);
     dl_seglog_sync_t job;
@@ -950,42 +918,40 @@ static void test_failed_fsync_puts_log_in_failed_state(void **state)
     log = open_ok(dir, NULL, NULL);
     assert_int_equal(dl_seglog_synced_index(log), 3);
     dl_seglog_close(log);
-    test_remove_tree(dir);
     free(dir);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_open_creates_empty_log_with_first_index_1),
-        cmocka_unit_test(test_append_read_round_trip_across_segment_rolls_and_reopen),
-        cmocka_unit_test(test_append_one_batch_larger_than_iov_max),
-        cmocka_unit_test(test_append_empty_batch_and_empty_record),
-        cmocka_unit_test(test_append_rejects_record_above_max_record_bytes),
-        cmocka_unit_test(test_failed_write_undoes_the_whole_batch),
-        cmocka_unit_test(test_read_keeps_few_sealed_segments_open),
-        cmocka_unit_test(test_read_detects_corruption_after_open),
-        cmocka_unit_test(test_open_refuses_a_second_opener),
-        cmocka_unit_test(test_open_rejects_bad_options),
-        cmocka_unit_test(test_recovery_truncates_torn_tail_at_every_offset_of_last_segment),
-        cmocka_unit_test(test_recovery_refuses_or_drops_only_last_record_for_every_flipped_byte),
-        cmocka_unit_test(test_recovery_treats_zero_filled_tail_as_torn),
-        cmocka_unit_test(test_recovery_refuses_zeros_followed_by_valid_records),
-        cmocka_unit_test(test_recovery_refuses_damage_in_an_earlier_segment),
-        cmocka_unit_test(test_recovery_refuses_gap_between_segments),
-        cmocka_unit_test(test_recovery_refuses_length_above_max_with_valid_header),
-        cmocka_unit_test(test_recovery_ignores_files_that_are_not_segments),
-        cmocka_unit_test(test_truncate_suffix_then_append_reuses_indices),
-        cmocka_unit_test(test_drop_prefix_removes_only_whole_old_segments),
-        cmocka_unit_test(test_reset_starts_an_empty_log_at_next_index),
-        cmocka_unit_test(test_group_commit_prepare_run_finish_advances_synced_index),
-        cmocka_unit_test(test_group_commit_run_on_another_thread_while_appending),
-        cmocka_unit_test(
-            test_group_commit_truncation_before_finish_does_not_mark_new_records_synced),
-        cmocka_unit_test(test_sync_policy_interval_waits_between_syncs_and_is_stable_when_written),
-        cmocka_unit_test(test_sync_policy_none_never_prepares_but_sync_forces),
-        cmocka_unit_test(test_sealing_a_segment_syncs_it),
-        cmocka_unit_test(test_failed_fsync_puts_log_in_failed_state),
+        TMPDIR_TEST(test_open_creates_empty_log_with_first_index_1),
+        TMPDIR_TEST(test_append_read_round_trip_across_segment_rolls_and_reopen),
+        TMPDIR_TEST(test_append_one_batch_larger_than_iov_max),
+        TMPDIR_TEST(test_append_empty_batch_and_empty_record),
+        TMPDIR_TEST(test_append_rejects_record_above_max_record_bytes),
+        TMPDIR_TEST(test_failed_write_undoes_the_whole_batch),
+        TMPDIR_TEST(test_read_keeps_few_sealed_segments_open),
+        TMPDIR_TEST(test_read_detects_corruption_after_open),
+        TMPDIR_TEST(test_open_refuses_a_second_opener),
+        TMPDIR_TEST(test_open_rejects_bad_options),
+        TMPDIR_TEST(test_recovery_truncates_torn_tail_at_every_offset_of_last_segment),
+        TMPDIR_TEST(test_recovery_refuses_or_drops_only_last_record_for_every_flipped_byte),
+        TMPDIR_TEST(test_recovery_treats_zero_filled_tail_as_torn),
+        TMPDIR_TEST(test_recovery_refuses_zeros_followed_by_valid_records),
+        TMPDIR_TEST(test_recovery_refuses_damage_in_an_earlier_segment),
+        TMPDIR_TEST(test_recovery_refuses_gap_between_segments),
+        TMPDIR_TEST(test_recovery_refuses_length_above_max_with_valid_header),
+        TMPDIR_TEST(test_recovery_ignores_files_that_are_not_segments),
+        TMPDIR_TEST(test_truncate_suffix_then_append_reuses_indices),
+        TMPDIR_TEST(test_drop_prefix_removes_only_whole_old_segments),
+        TMPDIR_TEST(test_reset_starts_an_empty_log_at_next_index),
+        TMPDIR_TEST(test_group_commit_prepare_run_finish_advances_synced_index),
+        TMPDIR_TEST(test_group_commit_run_on_another_thread_while_appending),
+        TMPDIR_TEST(test_group_commit_truncation_before_finish_does_not_mark_new_records_synced),
+        TMPDIR_TEST(test_sync_policy_interval_waits_between_syncs_and_is_stable_when_written),
+        TMPDIR_TEST(test_sync_policy_none_never_prepares_but_sync_forces),
+        TMPDIR_TEST(test_sealing_a_segment_syncs_it),
+        TMPDIR_TEST(test_failed_fsync_puts_log_in_failed_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,7 +54,7 @@ static const char *query_text(sqlite3 *db, const char *sql, char *out, size_t ou
 
 static void test_sqlite_open_sets_wal_normal_sync_busy_timeout_and_foreign_keys(void **state)
 {
-    char *root = test_tmpdir();
+    const char *root = *state;
     char *path = test_path(root, "state.db");
     sqlite3 *db = open_ok(path);
     char mode[32];
@@ -63,14 +63,12 @@ static void test_sqlite_open_sets_wal_normal_sync_busy_timeout_and_foreign_keys(
     assert_int_equal(query_int(db, "PRAGMA foreign_keys"), 1);
     assert_int_equal(query_int(db, "PRAGMA busy_timeout"), DL_SQLITE_BUSY_TIMEOUT_MS);
     sqlite3_close(db);
-    test_remove_tree(root);
     free(path);
-    free(root);
 }
 
 static void test_sqlite_migrate_from_empty_applies_every_migration(void **state)
 {
-    char *root = test_tmpdir();
+    const char *root = *state;
     char *path = test_path(root, "state.db");
     sqlite3 *db = open_ok(path);
     char err[256];
@@ -83,14 +81,12 @@ static void test_sqlite_migrate_from_empty_applies_every_migration(void **state)
         dl_sqlite_exec(db, "INSERT INTO child (key) VALUES ('nope')", err, sizeof(err)), -EIO);
     assert_non_null(strstr(err, "FOREIGN KEY"));
     sqlite3_close(db);
-    test_remove_tree(root);
     free(path);
-    free(root);
 }
 
 static void test_sqlite_migrate_again_after_reopen_is_idempotent(void **state)
 {
-    char *root = test_tmpdir();
+    const char *root = *state;
     char *path = test_path(root, "state.db");
     char err[256];
     sqlite3 *db = open_ok(path);
@@ -106,14 +102,12 @@ static void test_sqlite_migrate_again_after_reopen_is_idempotent(void **state)
     assert_int_equal(query_int(db, "PRAGMA user_version"), 3);
     assert_int_equal(query_int(db, "SELECT count(*) FROM kv"), 1);
     sqlite3_close(db);
-    test_remove_tree(root);
     free(path);
-    free(root);
 }
 
 static void test_sqlite_migrate_refuses_a_newer_database(void **state)
 {
-    char *root = test_tmpdir();
+    const char *root = *state;
     char *path = test_path(root, "state.db");
     char err[256];
     sqlite3 *db = open_ok(path);
@@ -125,14 +119,12 @@ static void test_sqlite_migrate_refuses_a_newer_database(void **state)
     assert_non_null(strstr(err, "schema version 3"));
     assert_int_equal(query_int(db, "PRAGMA user_version"), 3); /* untouched */
     sqlite3_close(db);
-    test_remove_tree(root);
     free(path);
-    free(root);
 }
 
 static void test_sqlite_failed_migration_leaves_previous_version(void **state)
 {
-    char *root = test_tmpdir();
+    const char *root = *state;
     char *path = test_path(root, "state.db");
     char err[256];
     sqlite3 *db = open_ok(path);
@@ -149,14 +141,12 @@ static void test_sqlite_failed_migration_leaves_previous_version(void **state)
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'a'"), 1);
     assert_int_equal(sqlite3_get_autocommit(db), 1); /* no transaction left open */
     sqlite3_close(db);
-    test_remove_tree(root);
     free(path);
-    free(root);
 }
 
 static void test_sqlite_open_of_a_file_that_is_not_a_database_is_corrupt(void **state)
 {
-    char *root = test_tmpdir();
+    const char *root = *state;
     char *path = test_path(root, "junk.db");
     char junk[4096];
     memset(junk, 'j', sizeof(junk));
@@ -166,9 +156,7 @@ static void test_sqlite_open_of_a_file_that_is_not_a_database_is_corrupt(void **
     assert_int_equal(dl_sqlite_open(path, &db, err, sizeof(err)), DL_ECORRUPT);
     assert_null(db);
     assert_non_null(strstr(err, "not a database"));
-    test_remove_tree(root);
     free(path);
-    free(root);
 }
 
 static void test_sqlite_open_in_missing_directory_is_eio(void **state)
@@ -199,12 +187,12 @@ static void test_sqlite_exec_reports_sqlite_message(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sqlite_open_sets_wal_normal_sync_busy_timeout_and_foreign_keys),
-        cmocka_unit_test(test_sqlite_migrate_from_empty_applies_every_migration),
-        cmocka_unit_test(test_sqlite_migrate_again_after_reopen_is_idempotent),
-        cmocka_unit_test(test_sqlite_migrate_refuses_a_newer_database),
-        cmocka_unit_test(test_sqlite_failed_migration_leaves_previous_version),
-        cmocka_unit_test(test_sqlite_open_of_a_file_that_is_not_a_database_is_corrupt),
+        TMPDIR_TEST(test_sqlite_open_sets_wal_normal_sync_busy_timeout_and_foreign_keys),
+        TMPDIR_TEST(test_sqlite_migrate_from_empty_applies_every_migration),
+        TMPDIR_TEST(test_sqlite_migrate_again_after_reopen_is_idempotent),
+        TMPDIR_TEST(test_sqlite_migrate_refuses_a_newer_database),
+        TMPDIR_TEST(test_sqlite_failed_migration_leaves_previous_version),
+        TMPDIR_TEST(test_sqlite_open_of_a_file_that_is_not_a_database_is_corrupt),
         cmocka_unit_test(test_sqlite_open_in_missing_directory_is_eio),
         cmocka_unit_test(test_sqlite_exec_reports_sqlite_message),
     };
