@@ -27,7 +27,7 @@
  *                           an absolute path, a broken chunked body or Content-Length;
  *   404 not_found           no route pattern matches the path;
  *   405 method_not_allowed  some pattern matches the path but none for this method (with Allow);
- *   413 too_large           the body is larger than max_body_bytes (the connection is closed).
+ *   413 too_large           the body is larger than max_body_bytes (the connection may close).
  * Bytes that do not parse as HTTP/1.x at all, and request heads (request line and headers)
  * larger than 417,792 bytes, get libh2o's plain-text "400 Bad Request" and the connection is
  * closed. HTTP/2 is not offered.
