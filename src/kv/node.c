@@ -22,6 +22,8 @@
 #define CACHE_MAX_BYTES     (64u << 20)
 #define RECORD_HEADER_BYTES 9 /* u64 term, u8 type */
 #define APPLY_CHUNK         4096
+/* The largest value (64 MiB), a key and the record and command headers. */
+#define LOG_MAX_RECORD_BYTES ((64u << 20) + DL_KV_MAX_KEY_BYTES + 64)
 
 uint64_t dl__kv_now_ms(dl_kv_node_t *n)
 {
@@ -641,8 +643,11 @@ static void maybe_start_sync(dl_kv_node_t *n, int force)
             process(n, &u);
         }
     }
-    if (dl_seglog_sync_prepare(n->log, now, &n->sync_job) != 0)
-        return;
+    int rv = dl_seglog_sync_prepare(n->log, now, &n->sync_job);
+    if (rv < 0)
+        return fatal(n, "the log cannot be synced", rv);
+    if (rv > 0)
+        return; /* nothing to sync now */
     n->sync_busy = 1;
     n->sync_started_ns = uv_hrtime();
     n->sync_work.data = n;
@@ -909,7 +914,9 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
     snprintf(path, sizeof(path), "%s/log", n->data_dir);
     dl_seglog_options_t lo = {.sync_policy = n->sync_policy,
                               .sync_interval_ms = n->sync_interval_ms,
-                              .max_record_bytes = (uint32_t)(n->max_value_bytes + 8192 + 64)};
+                              /* Fixed, so that lowering --max-value-bytes later never makes
+                                 existing records look corrupt. */
+                              .max_record_bytes = LOG_MAX_RECORD_BYTES};
     dl_seglog_recovery_t rec;
     rv = dl_seglog_open(path, &lo, &n->log, &rec, err, errlen);
     if (rv)
