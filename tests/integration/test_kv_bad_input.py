@@ -116,10 +116,6 @@ class BadHttpInputTest(harness.ClusterTestCase):
             self.assertJsonError(r, 405, "method_not_allowed")
             self.assertTrue(r.header("allow"), r)
 
-    # BUG: a 405 for a method the server does not know by name says "OTHER is not allowed here"
-    # (PATCH /kv/x, OPTIONS, ...): the message uses the metrics label instead of the request's
-    # method. Remove the decorator once fixed.
-    @unittest.expectedFailure
     def test_405_message_names_the_method_used(self):
         r = self.cluster.request(1, "PATCH", "/kv/x", b"")
         self.assertIn("PATCH", r.json()["message"])

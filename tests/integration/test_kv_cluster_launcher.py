@@ -149,6 +149,8 @@ class ClusterLauncherTest(unittest.TestCase):
         proc = harness.run(["pgrep", "-f", L.data_root])
         self.assertEqual(proc.stdout.decode().split(), [], "no process uses the data root")
         self.assertIn("stopping 3 nodes", L.output())
+        for i in range(1, 4):
+            self.assertIn(f"kv-{i} exited with status 0", L.output(), "a clean stop of each node")
 
     def test_reports_a_killed_node_and_keeps_the_others(self):
         L = self.start(3)

@@ -116,12 +116,6 @@ class RecoveryTest(unittest.TestCase):
         statuses = [c.status(i) for i in (1, 2, 3)]
         self.assertEqual(len({(s["applied_index"], s["term"]) for s in statuses}), 1, statuses)
 
-    # BUG: a node stopped with SIGTERM (or SIGINT) aborts instead of exiting 0: libh2o's
-    # h2o_timeout_dispose() asserts "h2o_linklist_is_empty(&timeout->_entries)" for the context's
-    # one_sec_timeout, called from dispose_h2o_context() (src/core/http_server.c:797) while the
-    # HTTP server stops; the process dies with SIGABRT (exit 134) after "shutting down". It happens
-    # with no HTTP request at all. Remove the decorator once fixed.
-    @unittest.expectedFailure
     def test_sigterm_stops_each_node_with_exit_0(self):
         c = self.c
         self.assertEqual(c.put(1, "sigterm/k", b"v").status, 200)
