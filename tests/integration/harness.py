@@ -247,7 +247,7 @@ class NodeStartError(RuntimeError):
 class Cluster:
     """n `ddialab kv` nodes on 127.0.0.1 with fresh ports and data in a temporary directory.
 
-    Nodes are numbered 1..n like the node ids. Usage:
+    Nodes are numbered 1..n like the node ids; replication=None leaves --replication out. Usage:
 
         c = Cluster(3, replication="majority")
         self.addCleanup(c.close)
@@ -290,8 +290,8 @@ class Cluster:
             "--peer", f"127.0.0.1:{self.peer_ports[i]}",
             "--peers", self.peers_flag(),
             "--data-dir", self.data_dir(i),
-            "--replication", self.replication,
-        ] + self.extra_flags + self.node_flags.get(i, [])
+        ] + (["--replication", self.replication] if self.replication else []) \
+            + self.extra_flags + self.node_flags.get(i, [])
 
     def addr(self, i):
         return f"127.0.0.1:{self.http_ports[i]}"

@@ -230,6 +230,29 @@ class CliTest(harness.ClusterTestCase):
             self.assertIn(b"--endpoints", p.stdout)
 
 
+class CliDeadLeaderTest(unittest.TestCase):
+    """The leader is dead and nobody promoted another: writes fail, saying where they went."""
+
+    def test_write_fails_naming_the_dead_leader_and_stale_reads_still_work(self):
+        c = harness.Cluster(3)
+        self.addCleanup(c.close)
+        c.start_all()
+        self.assertEqual(c.put(1, "dead/k", b"before").status, 200)
+        c.wait_converged()
+        c.kill(1)
+        urls = ",".join(c.url(i) for i in (2, 3))
+        p = harness.run([harness.BIN, "kv", "put", "dead/k", "after", "--endpoints", urls,
+                         "--timeout", "2s"])
+        self.assertEqual(p.returncode, 3, p.stderr)
+        msg = one_line(self, p.stderr, "write with the leader dead")
+        self.assertIn(f"redirected to {c.url(1)}/kv/dead%2Fk", msg)
+        for i in (2, 3):
+            self.assertIn(c.url(i), msg)
+        p = harness.run([harness.BIN, "kv", "get", "dead/k", "--consistency", "stale",
+                         "--endpoints", urls])
+        self.assertEqual((p.returncode, p.stdout), (0, b"before"), p.stderr)
+
+
 class NodeRefusalTest(unittest.TestCase):
     """The node itself: a data directory of another node, and bad flags."""
 
@@ -285,6 +308,19 @@ class NodeRefusalTest(unittest.TestCase):
             msg = one_line(self, p.stderr, " ".join(argv[2:]))
             self.assertTrue(msg.startswith("ddialab kv: "), msg)
         self.assertFalse(os.path.exists(d), "a refused start creates no data directory")
+
+    def test_config_file_gives_defaults_and_flags_override_it(self):
+        path = os.path.join(self.c.dir, "node.conf")
+        with open(path, "w") as f:
+            f.write("# a comment\nreplication = async\nmax-value-bytes = 100\n")
+        c = harness.Cluster(3, replication=None,
+                            extra_flags=["--config", path, "--max-value-bytes", "200"])
+        self.addCleanup(c.close)
+        c.start_all()
+        s = c.status(1)
+        self.assertEqual((s["replication"], s["commit_quorum"]), ("async", 1))
+        self.assertEqual(c.put(1, "conf/k", b"x" * 200).status, 200)
+        self.assertEqual(c.put(1, "conf/k", b"x" * 201).status, 413)
 
     def test_an_http_port_in_use_is_a_one_line_error(self):
         import socket

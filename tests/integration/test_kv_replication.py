@@ -3,8 +3,10 @@ followers redirect to the leader, conditional writes, listing, and keys and valu
 """
 
 import base64
+import http.client
 import json
 import os
+import threading
 
 import harness
 from harness import key_path
@@ -252,6 +254,71 @@ class ReplicationTest(harness.ClusterTestCase):
         items = c.request(L, "GET", "/kv?prefix=repl-b64/").json()["items"]
         self.assertEqual(len(items), 1)
         self.assertEqual(base64.b64decode(items[0]["value_base64"]), value)
+
+    def test_concurrent_compare_and_set_loses_no_increment(self):
+        # Eight clients increment one counter with read, then PUT If-Match: the version read.
+        # Each successful PUT must have seen the previous value: the final count is exact.
+        c = self.cluster
+        L = self.leader_id
+        self.assertEqual(c.put(L, "repl-counter", b"0").status, 200)
+        per_client = 15
+        conflicts = []
+
+        errors = []
+
+        def client():
+            done = 0
+            while done < per_client:
+                g = c.get(L, "repl-counter")
+                version = g.header("etag")
+                r = c.put(L, "repl-counter", str(int(g.body) + 1), {"If-Match": version})
+                if r.status == 200:
+                    done += 1
+                elif r.status == 412:
+                    conflicts.append(r.json()["current_version"])
+                else:
+                    errors.append(r)
+                    return
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        self.assertFalse(any(t.is_alive() for t in threads))
+        self.assertEqual(errors, [])
+        self.assertEqual(c.get(L, "repl-counter").body, str(8 * per_client).encode())
+        for f in self.followers():
+            self.wait_stale_value(f, "repl-counter", str(8 * per_client).encode())
+
+    def test_one_keep_alive_connection_serves_many_requests(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.cluster.http_ports[self.leader_id],
+                                          timeout=10)
+        try:
+            for i in range(50):
+                conn.request("PUT", f"/kv/repl-keepalive-{i}", body=str(i).encode())
+                r = conn.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200)
+                conn.request("GET", f"/kv/repl-keepalive-{i}")
+                r = conn.getresponse()
+                self.assertEqual((r.status, r.read()), (200, str(i).encode()))
+                # A 404 and a redirect-free error keep the connection too.
+                conn.request("GET", "/kv/repl-keepalive-missing")
+                r = conn.getresponse()
+                r.read()
+                self.assertEqual(r.status, 404)
+        finally:
+            conn.close()
+
+    def test_head_gives_the_headers_of_a_get(self):
+        c = self.cluster
+        L = self.leader_id
+        v = c.put(L, "repl-head", b"twelve bytes").json()["version"]
+        r = c.request(L, "HEAD", key_path("repl-head"))
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("etag"), f'"{v}"')
+        self.assertEqual(r.body, b"")
 
     def test_versions_increase_with_every_write(self):
         c = self.cluster

@@ -54,5 +54,41 @@ class SyncTimeoutTest(harness.ClusterTestCase):
         self.assertEqual(c.put(1, "sync/after", b"ok").status, 200)
 
 
+class SemiSyncTest(harness.ClusterTestCase):
+    REPLICATION = "semi-sync"
+    FLAGS = ("--write-timeout", "1s")
+
+    def test_one_follower_is_enough_and_none_is_not(self):
+        c = self.cluster
+        self.assertEqual(c.status(1)["commit_quorum"], 2)
+        c.stop(3)
+        r = c.put(1, "semi/one-down", b"ok")
+        self.assertEqual(r.status, 200, r)
+        c.stop(2)
+        started = time.monotonic()
+        r = c.put(1, "semi/both-down", b"late", timeout=10)
+        self.assertLess(time.monotonic() - started, 5.0)
+        body = self.assertJsonError(r, 503, "not_enough_replicas")
+        self.assertEqual((body["acknowledged_by"], body["required"]), (1, 2), body)
+        self.assertEqual(body["replication"], "semi-sync")
+
+        # The client reports the leader's own 503 at once instead of trying the other nodes.
+        urls = ",".join(c.url(i) for i in (1, 2, 3))
+        started = time.monotonic()
+        p = harness.run([harness.BIN, "kv", "put", "semi/cli", "v", "--endpoints", urls])
+        self.assertLess(time.monotonic() - started, 5.0)
+        self.assertEqual(p.returncode, 3, p.stderr)
+        err = p.stderr.decode()
+        self.assertEqual(err.count("\n"), 1, err)
+        self.assertIn("not_enough_replicas", err)
+
+        for i in (2, 3):
+            c.start(i)
+        for key, value in (("semi/both-down", b"late"), ("semi/cli", b"v")):
+            for i in (1, 2, 3):
+                c.wait_until(lambda: c.get(i, key, stale=True).body == value,
+                             what=f"node {i} to apply {key} once the followers are back")
+
+
 if __name__ == "__main__":
     harness.main()
