@@ -8,7 +8,6 @@ import random
 import re
 import socket
 import struct
-import unittest
 
 import harness
 from harness import key_path
