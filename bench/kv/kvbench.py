@@ -10,6 +10,7 @@ Subcommands (run.sh calls them; each exits non-zero with a message on stderr whe
   preload --target T --keys N --value-bytes B URL
                                             write g-00000000.. g-<N-1> and read a sample back
   smoke --target T URL                      one PUT and one GET round trip
+  check-keys --target T URL TID..           fail if none of k<TID>-00000001..10 can be read back
   count-etcd --rows F URL                   check etcd holds >= as many k* keys as wrk counted 2xx PUTs
   row --system S --workload W --conns C --threads T FILE
                                             label one wrk result (FILE) as a JSON line; progress to stderr
@@ -244,6 +245,22 @@ def cmd_smoke(a):
         h.close()
 
 
+def cmd_check_keys(a):
+    """For each thread id, require one of its first 10 PUT keys (k<tid>-00000001..10) to exist.
+
+    Not just the first: wrk generates a request or two per connection that it may never send."""
+    h = Http(a.url)
+    try:
+        for tid in a.tids:
+            keys = [f"k{tid}-{n:08d}" for n in range(1, 11)]
+            if not any(kv_get(h, a.target, k)[1] is not None for k in keys):
+                die(f"none of {keys[0]}..{keys[-1]}, written by a PUT pass, can be read back")
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        die(f"check-keys: {e}")
+    finally:
+        h.close()
+
+
 def cmd_count_etcd(a):
     """Check that etcd holds at least as many k* keys as wrk saw successful PUTs (the load really wrote)."""
     want = 0
@@ -461,6 +478,11 @@ def main():
     for opt in ("--rows", "--meta-dir", "--md", "--json"):
         s.add_argument(opt, required=True)
     s.set_defaults(fn=cmd_report)
+    s = sub.add_parser("check-keys")
+    s.add_argument("--target", choices=("etcd", "ddialab"), required=True)
+    s.add_argument("url")
+    s.add_argument("tids", nargs="+", type=int)
+    s.set_defaults(fn=cmd_check_keys)
     s = sub.add_parser("count-etcd")
     s.add_argument("--rows", required=True)
     s.add_argument("url")

@@ -182,12 +182,14 @@ cluster_alive() {
 # run_loads SYSTEM TARGET URL: smoke check, PUT passes, preload, GET passes. Returns 1 when a check fails
 # or a node dies, so the caller skips the rest of this system.
 run_loads() {
-    local sys=$1 target=$2 url=$3 c
+    local sys=$1 target=$2 url=$3 c tids=()
     "${KVB[@]}" smoke --target "$target" "$url" 2>&1 || return 1
     for c in $CONNS; do
         run_pass "$sys" "$target" "$url" put "$c"
+        tids+=($((PASS_NO * 100 + 1)))
         cluster_alive || return 1
     done
+    "${KVB[@]}" check-keys --target "$target" "$url" "${tids[@]}" 2>&1 || return 1
     if [ "$target" = etcd ]; then
         "${KVB[@]}" count-etcd --rows "$ROWS" "$url" 2>&1 || return 1
     fi
@@ -286,7 +288,7 @@ printf '%s\n' "$CONNS" >"$META/conns"
 printf '%s\n' "$SYSTEMS" >"$META/systems"
 (wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }') >"$META/wrk"
 (etcd --version 2>/dev/null | head -n 1 | awk '{ print $NF }') >"$META/etcd"
-(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown) >"$META/ddialab"
+echo "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown) ($BIN)" >"$META/ddialab"
 
 say "kv benchmark $STAMP: systems [$SYSTEMS], connections [$CONNS], ${DURATION}s per pass, value ${VALUE_BYTES} B"
 log_machine start
