@@ -108,8 +108,10 @@ typedef struct dl_raft_update_s {
                           truncation below it: see discarded_applied) */
     int role_changed;
     uint64_t discarded;         /* entries dropped by truncate_from */
-    uint64_t discarded_applied; /* of those, entries this node had already applied: the driver must
-                                   rebuild its state machine from the log up to apply_to */
+    uint64_t discarded_applied; /* of those, client entries (not no-ops) this node had already
+                                   applied: writes that were acknowledged and are now lost */
+    int reset_state_machine;    /* applied entries were dropped: the driver empties its state
+                                   machine and re-applies the log up to apply_to */
 } dl_raft_update_t;
 
 /* Progress of one node as the leader sees it (for /status and write-timeout replies). */

@@ -577,7 +577,7 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
         n->discarded_applied_total += u->discarded_applied;
         dl_metric_add(n->m_discarded, (double)u->discarded);
         dl_metric_add(n->m_discarded_applied, (double)u->discarded_applied);
-        if (u->discarded_applied > 0) {
+        if (u->reset_state_machine) {
             rv = dl_kv_store_reset(n->store);
             if (rv)
                 return fatal(n, "cannot reset the state machine", rv);

@@ -137,7 +137,7 @@ static void finish(dl_raft_t *r, dl_raft_update_t *u)
     u->n_entries = r->n_out_entries;
     u->hardstate = r->hs;
     u->apply_to = min_u64(r->commit, r->persisted);
-    if (u->apply_to < r->applied && u->discarded_applied == 0)
+    if (u->apply_to < r->applied && !u->reset_state_machine)
         u->apply_to = r->applied;
 }
 
@@ -495,7 +495,10 @@ static void truncate_from(dl_raft_t *r, uint64_t from, dl_raft_update_t *u)
     u->truncate_from = from;
     u->discarded += last - from + 1;
     if (r->applied >= from) {
-        u->discarded_applied += r->applied - from + 1;
+        for (uint64_t i = from; i <= r->applied && i <= last; i++)
+            if (r->meta[i - r->first_index].type == DL_RAFT_ENTRY_NORMAL)
+                u->discarded_applied++;
+        u->reset_state_machine = 1;
         r->applied = 0; /* the driver rebuilds its state machine from the log */
     }
     r->n_meta = from - r->first_index;

@@ -149,14 +149,6 @@ class AsyncFailoverTest(unittest.TestCase):
             keys = c.list_keys(i, "fo/", stale=True)
             self.assertEqual(sorted(keys), sorted(["fo/before"] + kept + new_keys), f"node {i}")
 
-    # BUG: an old leader restarted in async mode appends a no-op entry at its old term, commits
-    # and applies it alone (quorum 1), and when the new leader makes it discard that entry it
-    # reports it as a lost acknowledged write: /status "discarded_applied_entries" 1, the
-    # ddialab_kv_discarded_applied_entries_total counter 1, and the log line "(1 of them had been
-    # applied here: with async replication those writes were acknowledged and are now lost)",
-    # although no client write was lost. The count should include only client writes (normal
-    # entries), so that the lab's loss counter is exact. Remove the decorator once fixed.
-    @unittest.expectedFailure
     def test_failover_without_writes_reports_no_lost_writes(self):
         c = self.c
         old_term = self.put_shared_key()

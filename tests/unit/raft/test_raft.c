@@ -79,7 +79,7 @@ static void handle(struct cluster *c, struct node *nd, const dl_raft_update_t *u
         nd->last = u->truncate_from - 1;
         nd->discarded += u->discarded;
         nd->discarded_applied += u->discarded_applied;
-        if (u->discarded_applied) {
+        if (u->reset_state_machine) {
             nd->applied = 0;
             nd->rebuilt++;
         }
@@ -360,6 +360,36 @@ static void test_promotion_discards_the_old_leaders_unreplicated_writes(void **s
     free_cluster(c);
 }
 
+static void test_a_discarded_no_op_is_not_counted_as_a_lost_write(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 1);
+    settle(c);
+    tick(c, 100);
+    /* Node 1 restarts cut off and, leading its old term again, commits a no-op alone. */
+    set_link(c, 1, 2, 1);
+    set_link(c, 1, 3, 1);
+    dl_raft_update_t u;
+    assert_int_equal(dl_raft_promote(node_of(c, 2)->r, c->now, &u), 0);
+    handle(c, node_of(c, 2), &u);
+    settle(c);
+    struct node *old = node_of(c, 1);
+    dl_raft_free(old->r);
+    start_node(c, 1, old->last, old->applied);
+    settle(c);
+    assert_int_equal(old->applied, 2); /* its own no-op of term 1, applied alone */
+    set_link(c, 1, 2, 0);
+    set_link(c, 1, 3, 0);
+    tick(c, 100);
+    tick(c, 100);
+    assert_int_equal(dl_raft_leader(old->r), 2);
+    assert_int_equal(old->discarded, 1);
+    assert_int_equal(old->discarded_applied, 0); /* no client write was lost */
+    assert_int_equal(old->rebuilt, 1);           /* but the state machine still rebuilds */
+    assert_same_log(node_of(c, 2), old);
+    free_cluster(c);
+}
+
 static void test_deposed_leader_steps_down_when_a_follower_answers_with_a_higher_term(void **state)
 {
     (void)state;
@@ -517,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_async_commits_on_the_leaders_disk_alone),
         cmocka_unit_test(test_follower_acknowledges_only_what_it_persisted),
         cmocka_unit_test(test_promotion_discards_the_old_leaders_unreplicated_writes),
+        cmocka_unit_test(test_a_discarded_no_op_is_not_counted_as_a_lost_write),
         cmocka_unit_test(test_deposed_leader_steps_down_when_a_follower_answers_with_a_higher_term),
         cmocka_unit_test(test_divergent_suffix_of_an_older_term_is_replaced),
         cmocka_unit_test(test_a_node_follows_only_one_leader_per_term),
