@@ -211,8 +211,11 @@ static void on_poll(uv_poll_t *handle, int status, int events)
     watched_socket_t *s = handle->data;
     dl_http_client_t *c = s->client;
     int flags = 0;
+    /* An error on the socket (typically the server closed it while we were still sending a
+     * body it refused) must not end the transfer before libcurl has read the answer that is
+     * already waiting, such as a 413: let libcurl read and write and find the error itself. */
     if (status < 0)
-        flags = CURL_CSELECT_ERR;
+        flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
     if (events & UV_READABLE)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)

@@ -64,7 +64,9 @@ typedef struct options_s {
 
 static void usage_error(const options_t *o, const char *message)
 {
-    fprintf(stderr, "ddialab kv %s: %s (see --help)\n", o->verb, message);
+    /* The shared flag parser already points at --help in some of its messages. */
+    const char *hint = strstr(message, "--help") ? "" : " (see --help)";
+    fprintf(stderr, "ddialab kv %s: %s%s\n", o->verb, message, hint);
 }
 
 /* Splits --endpoints into o->endpoints. Returns 0, or -EINVAL with a message in err. */
@@ -350,6 +352,22 @@ static int report_failure(const options_t *o, const dl_http_result_t *res)
 {
     char code[64], message[512];
     error_fields(res, code, sizeof(code), message, sizeof(message));
+    if (res->status == 412) {
+        /* Say what the condition met, in the words of the version the user passed. */
+        json_t *root = json_loadb(res->body, res->body_len, 0, NULL);
+        json_t *current = json_object_get(root, "current_version");
+        if (json_is_integer(current) && o->if_match != NULL)
+            snprintf(message, sizeof(message),
+                     "the current version is %" JSON_INTEGER_FORMAT ", not %s",
+                     json_integer_value(current), o->if_match);
+        else if (json_is_integer(current))
+            snprintf(message, sizeof(message),
+                     "the key exists (current version is %" JSON_INTEGER_FORMAT ")",
+                     json_integer_value(current));
+        else if (current != NULL)
+            snprintf(message, sizeof(message), "the key does not exist");
+        json_decref(root);
+    }
     if (message[0] == '\0' && code[0] == '\0') {
         /* Not our JSON error body: show the start of whatever came back, on one line. */
         snprintf(message, sizeof(message), "%.200s", res->body);

@@ -110,11 +110,6 @@ class CliTest(harness.ClusterTestCase):
         self.assertGreater(new_version, version)
         self.assertEqual(self.cluster.get(1, "cli/cas").header("etag"), f'"{new_version}"')
 
-    # BUG: docs/kv-client.md promises that a failed --if-match names the current version
-    # ("ddialab kv put: the current version is 2, not 1 (HTTP 412 precondition_failed)"), but the
-    # client prints only the server's message, "the key's current version does not match", and
-    # drops the 412 body's "current_version". Remove the decorator once code and doc agree.
-    @unittest.expectedFailure
     def test_failed_if_match_names_the_current_version(self):
         p = self.assert_ok(self.cli("put", "cli/cas-msg", "one"))
         version = int(p.stdout.decode().split()[1].split("=")[1])
@@ -135,14 +130,6 @@ class CliTest(harness.ClusterTestCase):
             self.assertEqual((r.status, r.body), (200, b"odd"), key)
             self.assert_ok(self.cli("get", "--", key), b"odd")
 
-    # BUG: `ddialab kv put KEY --file F` with F over the node's --max-value-bytes (here 1 MiB
-    # against 64 KiB) does not report the node's 413 "the request body is larger than the limit"
-    # but "select/poll returned error; the write may or may not have been applied, so it was not
-    # retried" (exit 3). The node answers 413 early and closes the connection while the client is
-    # still sending; curl shows the 413, the shared HTTP client (src/core/http_client.c) turns
-    # the socket error from uv_poll into CURL_CSELECT_ERR and loses the answer. Remove the
-    # decorator once fixed.
-    @unittest.expectedFailure
     def test_value_over_the_limit_reports_the_servers_413(self):
         path = os.path.join(self.cluster.dir, "too-big.bin")
         with open(path, "wb") as f:
@@ -215,10 +202,6 @@ class CliTest(harness.ClusterTestCase):
             msg = one_line(self, p.stderr, str(args))
             self.assertIn("see --help", msg, args)
 
-    # BUG: an unknown flag given to a client verb says "(see --help)" twice:
-    # "ddialab kv put: unknown flag --bogus (see --help) (see --help)". The flags parser's
-    # message already ends with it and usage_error() in src/kv/client.c appends it again.
-    @unittest.expectedFailure
     def test_unknown_flag_message_says_see_help_once(self):
         p = self.cli("put", "k", "v", "--bogus")
         self.assertEqual(p.stderr.decode().count("(see --help)"), 1, p.stderr)
