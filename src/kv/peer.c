@@ -11,6 +11,7 @@
 
 #define BACKOFF_MIN_MS    50
 #define BACKOFF_MAX_MS    1000
+#define STABLE_MS         1000 /* a connection up this long resets the backoff */
 #define MAX_PENDING_BYTES (256u << 20)
 #define READ_CHUNK        (64 * 1024)
 
@@ -28,6 +29,7 @@ struct outbound {
     dl_peer_addr_t addr;
     struct conn *conn; /* NULL while waiting to retry */
     int up;
+    uint64_t up_since_ms;
     uv_timer_t retry;
     uint64_t backoff_ms;
     dl_buf_t pending; /* frames queued this iteration */
@@ -36,6 +38,7 @@ struct outbound {
     int write_busy;
     char http_addr[128];
     int logged_down;
+    int logged_flap;
 };
 
 struct inbound {
@@ -132,8 +135,20 @@ static void drop_outbound(struct outbound *ob, const char *why)
     ob->conn = NULL;
     int was_up = ob->up;
     ob->up = 0;
-    ob->pending.len = 0;
-    if (was_up || !ob->logged_down) {
+    /* A peer that accepts and at once closes (wrong cluster, not a member) must not be redialed
+     * every 50 ms, nor fill the log: the backoff only resets once a connection stayed up. */
+    int stable = was_up && uv_now(ob->net->loop) - ob->up_since_ms >= STABLE_MS;
+    if (stable) {
+        ob->backoff_ms = BACKOFF_MIN_MS;
+        ob->logged_flap = 0;
+    }
+    if (was_up && !stable) {
+        if (!ob->logged_flap)
+            DL_WARN("peer %llu at %s:%d closes our connections at once (%s): is it a member of "
+                    "this cluster? retrying with backoff",
+                    (unsigned long long)ob->addr.id, ob->addr.host, ob->addr.port, why);
+        ob->logged_flap = 1;
+    } else if (!ob->logged_down) {
         DL_WARN("peer %llu at %s:%d unreachable: %s", (unsigned long long)ob->addr.id,
                 ob->addr.host, ob->addr.port, why);
         ob->logged_down = 1;
@@ -214,7 +229,7 @@ static void on_connect(uv_connect_t *req, int status)
     }
     uv_read_start((uv_stream_t *)&c->tcp, on_out_alloc, on_out_read);
     ob->up = 1;
-    ob->backoff_ms = BACKOFF_MIN_MS;
+    ob->up_since_ms = uv_now(ob->net->loop);
     if (ob->logged_down)
         DL_INFO("peer %llu at %s:%d connected", (unsigned long long)ob->addr.id, ob->addr.host,
                 ob->addr.port);

@@ -704,7 +704,9 @@ int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
         finish(r, u);
         return -EALREADY;
     }
-    become_leader(r, r->hs.term + 1, now_ms, u);
+    /* A fresh static leader holds term 1; a node promoted before it heard from that leader
+     * must not take the same term. */
+    become_leader(r, r->hs.term + 1 > 2 ? r->hs.term + 1 : 2, now_ms, u);
     finish(r, u);
     return 0;
 }

@@ -518,6 +518,29 @@ static void test_restarted_leader_leads_again_in_its_term(void **state)
     free_cluster(c);
 }
 
+static void test_promoting_a_node_that_never_heard_the_leader_takes_term_2(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 0);
+    /* Node 3 is cut off from the start: it is still at term 0, the static leader at term 1. */
+    set_link(c, 1, 3, 1);
+    set_link(c, 2, 3, 1);
+    assert_int_equal(dl_raft_term(node_of(c, 3)->r), 0);
+    dl_raft_update_t u;
+    assert_int_equal(dl_raft_promote(node_of(c, 3)->r, c->now, &u), 0);
+    handle(c, node_of(c, 3), &u);
+    assert_int_equal(dl_raft_term(node_of(c, 3)->r), 2);
+    set_link(c, 1, 3, 0);
+    set_link(c, 2, 3, 0);
+    tick(c, 100);
+    tick(c, 100);
+    /* The higher term wins everywhere: one leader, one log. */
+    assert_int_equal(dl_raft_role(node_of(c, 1)->r), DL_RAFT_FOLLOWER);
+    assert_int_equal(dl_raft_leader(node_of(c, 2)->r), 3);
+    assert_same_log(node_of(c, 3), node_of(c, 1));
+    free_cluster(c);
+}
+
 static void test_config_is_validated(void **state)
 {
     (void)state;
@@ -553,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_a_node_follows_only_one_leader_per_term),
         cmocka_unit_test(test_restarted_follower_catches_up_from_its_own_log),
         cmocka_unit_test(test_restarted_leader_leads_again_in_its_term),
+        cmocka_unit_test(test_promoting_a_node_that_never_heard_the_leader_takes_term_2),
         cmocka_unit_test(test_config_is_validated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
