@@ -3,6 +3,8 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc)
+# CMake's generated makefiles run under this one; keep their output to what they build.
+MAKEFLAGS  += --no-print-directory
 FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
 

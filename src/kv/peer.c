@@ -39,6 +39,7 @@ struct outbound {
     char http_addr[128];
     int logged_down;
     int logged_flap;
+    int quick_closes; /* connections in a row that closed before STABLE_MS */
 };
 
 struct inbound {
@@ -141,8 +142,11 @@ static void drop_outbound(struct outbound *ob, const char *why)
     if (stable) {
         ob->backoff_ms = BACKOFF_MIN_MS;
         ob->logged_flap = 0;
+        ob->quick_closes = 0;
+    } else if (was_up) {
+        ob->quick_closes++;
     }
-    if (was_up && !stable) {
+    if (ob->quick_closes >= 3) {
         if (!ob->logged_flap)
             DL_WARN("peer %llu at %s:%d closes our connections at once (%s): is it a member of "
                     "this cluster? retrying with backoff",
