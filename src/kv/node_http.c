@@ -6,29 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ddialab/base64.h"
 #include "ddialab/error.h"
 #include "ddialab/flags.h"
+#include "ddialab/json_util.h"
 #include "ddialab/logging.h"
 #include "kv/node_internal.h"
 
 #define LIST_DEFAULT_LIMIT 100
 #define LIST_MAX_LIMIT     10000
-
-/* Sets obj[name] to the bytes as a string when they are UTF-8, else obj[name_base64]. */
-static void set_bytes(json_t *obj, const char *name, const void *data, size_t len)
-{
-    json_t *str = json_stringn(len ? data : "", len);
-    if (str != NULL) {
-        json_object_set_new(obj, name, str);
-        return;
-    }
-    char *b64 = dl_base64_encode(data, len);
-    char field[64];
-    snprintf(field, sizeof(field), "%s_base64", name);
-    json_object_set_new(obj, field, b64 ? json_string(b64) : json_null());
-    free(b64);
-}
 
 /*
  * Sends a request that only the leader may serve to the leader: 307 with a Location that keeps
@@ -415,7 +400,7 @@ void dl__kv_reply_applied(dl_kv_node_t *n, dl_kv_waiter_t *w, const dl_kv_result
         return dl_http_reply_json(req, 404, body, NULL);
     }
     json_t *body = json_object();
-    set_bytes(body, "key", key, key_len);
+    dl_json_set_bytes(body, "key", key, key_len);
     if (w->op == DL_KV_OP_PUT)
         json_object_set_new(body, "version", json_integer((json_int_t)res->version));
     json_object_set_new(body, "index", json_integer((json_int_t)w->index));

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ddialab/base64.h"
 #include "ddialab/error.h"
+#include "ddialab/json_util.h"
 #include "ddialab/sqlite_util.h"
 
 #define COMMAND_FIXED_BYTES (1 + 1 + 8 + 4)
@@ -328,22 +328,6 @@ int dl_kv_store_get(dl_kv_store_t *s, const void *key, size_t key_len, void **va
     return rv;
 }
 
-/* Sets obj[name] to the bytes as a string when they are UTF-8, else obj[name_base64]. */
-static int set_bytes(json_t *obj, const char *name, const void *data, size_t len)
-{
-    json_t *str = json_stringn(len ? data : "", len);
-    if (str != NULL)
-        return json_object_set_new(obj, name, str);
-    char *b64 = dl_base64_encode(data, len);
-    if (b64 == NULL)
-        return -1;
-    char field[64];
-    snprintf(field, sizeof(field), "%s_base64", name);
-    int rc = json_object_set_new(obj, field, json_string(b64));
-    free(b64);
-    return rc;
-}
-
 /* The smallest byte string greater than every string starting with prefix, if there is one. */
 static int prefix_end(const uint8_t *prefix, size_t len, uint8_t *end, size_t *end_len)
 {
@@ -385,10 +369,10 @@ int dl_kv_store_list(dl_kv_store_t *s, const void *prefix, size_t prefix_len, si
         }
         json_t *item = json_object();
         if (item == NULL ||
-            set_bytes(item, "key", sqlite3_column_blob(st, 0),
-                      (size_t)sqlite3_column_bytes(st, 0)) != 0 ||
-            set_bytes(item, "value", sqlite3_column_blob(st, 1),
-                      (size_t)sqlite3_column_bytes(st, 1)) != 0 ||
+            dl_json_set_bytes(item, "key", sqlite3_column_blob(st, 0),
+                              (size_t)sqlite3_column_bytes(st, 0)) != 0 ||
+            dl_json_set_bytes(item, "value", sqlite3_column_blob(st, 1),
+                              (size_t)sqlite3_column_bytes(st, 1)) != 0 ||
             json_object_set_new(item, "version", json_integer(sqlite3_column_int64(st, 2))) ||
             json_array_append_new(arr, item)) {
             json_decref(item);
