@@ -76,8 +76,15 @@ typedef struct dl_raft_msg_s {
     uint8_t reject;
     uint64_t match_index; /* accepted: this follower's log matches the leader's and is durable up to
                              here */
-    uint64_t hint_index;  /* rejected: the leader should retry from hint_index + 1 or lower */
-    uint64_t last_index;  /* the follower's last log index (for lag reporting) */
+    uint64_t hint_index;
+        /* rejected: the leader should retry from hint_index + 1 or lower */ /* Both: the sender's
+                                                                              * last log index and
+                                                                              * its term (lag
+                                                                              * reporting; deciding
+                                                                              * between two leaders
+                                                                              * of one term). */
+    uint64_t last_index;
+    uint64_t last_term;
 } dl_raft_msg_t;
 
 typedef struct dl_raft_hardstate_s {
@@ -93,7 +100,16 @@ typedef struct dl_raft_config_s {
     uint64_t static_leader; /* the node that leads a fresh cluster (elections off) */
     uint64_t heartbeat_ms;  /* 0 = 100 */
     size_t max_msg_bytes;   /* entry bytes per APPEND; 0 = 1 MiB (one entry always fits) */
-    size_t max_inflight;    /* unacknowledged APPENDs with entries per follower; 0 = 64 */
+    size_t max_inflight;
+        /* unacknowledged APPENDs with entries per follower; 0 = 64 */ /* Terms this node may lead
+                                                                        * are those t with t %
+                                                                        * term_stride == id %
+                                                                        * term_stride, so that two
+                                                                        * nodes can never lead one
+                                                                        * term without votes to
+                                                                        * decide (manual failover).
+                                                                        * 0 = 16. */
+    uint64_t term_stride;
 } dl_raft_config_t;
 
 typedef struct dl_raft_update_s {
@@ -133,7 +149,9 @@ typedef struct dl_raft_progress_s {
 int dl_raft_new(const dl_raft_config_t *config, const dl_raft_hardstate_t *hardstate,
                 uint64_t first_index, dl_raft_t **out);
 int dl_raft_restore_entry(dl_raft_t *r, uint64_t term, uint8_t type, uint32_t len);
-/* Begins: a fresh static leader takes term 1; a node that led its last term leads again. */
+/* Begins. A fresh static leader takes its first term. A node that led its last term probes its
+ * peers and leads again, at a higher term, once a majority answered with no newer term and no
+ * more up-to-date log; a peer with a newer term makes it follow instead. */
 void dl_raft_start(dl_raft_t *r, uint64_t persisted_index, uint64_t applied_index, uint64_t now_ms,
                    dl_raft_update_t *u);
 void dl_raft_free(dl_raft_t *r);
@@ -155,13 +173,15 @@ void dl_raft_persisted(dl_raft_t *r, uint64_t index, uint64_t now_ms, dl_raft_up
 void dl_raft_applied(dl_raft_t *r, uint64_t index);
 /* The connection to a peer broke or came back: progress falls back to probing. */
 void dl_raft_peer_down(dl_raft_t *r, uint64_t id);
-/* Makes this node leader at term + 1 (manual failover). -EALREADY if it already leads. */
+/* Makes this node leader at its next term (manual failover). -EALREADY if it already leads. */
 int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u);
 
 dl_raft_role_t dl_raft_role(const dl_raft_t *r);
 uint64_t dl_raft_id(const dl_raft_t *r);
 uint64_t dl_raft_term(const dl_raft_t *r);
 uint64_t dl_raft_leader(const dl_raft_t *r); /* 0 = unknown */
+/* 1 while a restarted former leader waits for a majority before leading again. */
+int dl_raft_reclaiming(const dl_raft_t *r);
 uint64_t dl_raft_first_index(const dl_raft_t *r);
 uint64_t dl_raft_last_index(const dl_raft_t *r);
 uint64_t dl_raft_commit_index(const dl_raft_t *r);

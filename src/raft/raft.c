@@ -61,7 +61,11 @@ struct dl_raft_s {
 
     struct progress *peers; /* every node but this one */
     size_t n_peers;
-    uint64_t last_heartbeat_ms;
+    uint64_t last_heartbeat_ms; /* A restarted former leader: peers that confirmed no newer term and
+                                   no newer log. */
+    int reclaiming;
+    uint64_t reclaim_acks[64];
+    size_t n_reclaim_acks;
 
     /* Output buffers, reused by every call. */
     dl_raft_entry_t *out_entries;
@@ -115,6 +119,7 @@ static size_t majority(size_t n)
 static void begin(dl_raft_t *r, dl_raft_update_t *u)
 {
     memset(u, 0, sizeof(*u));
+    r->oom = 0;
     r->n_out_entries = 0;
     r->n_out_msgs = 0;
     r->n_out_msg_ents = 0;
@@ -157,6 +162,8 @@ static dl_raft_msg_t *new_msg(dl_raft_t *r, uint8_t type, uint64_t to)
     m->from = r->config.id;
     m->to = to;
     m->term = r->hs.term;
+    m->last_index = dl_raft_last_index(r);
+    m->last_term = dl_raft_term_at(r, m->last_index);
     return m;
 }
 
@@ -305,9 +312,19 @@ static int out_entry(dl_raft_t *r, uint64_t index, uint64_t term, uint8_t type, 
     return 0;
 }
 
+/* The smallest term above r's current one that this node may lead (see term_stride). */
+static uint64_t next_term(const dl_raft_t *r)
+{
+    uint64_t k = r->config.term_stride;
+    uint64_t want = r->config.id % k;
+    uint64_t t = r->hs.term + 1;
+    return t + (want + k - t % k) % k;
+}
+
 static void become_leader(dl_raft_t *r, uint64_t term, uint64_t now_ms, dl_raft_update_t *u)
 {
     r->role = DL_RAFT_LEADER;
+    r->reclaiming = 0;
     r->leader = r->config.id;
     if (r->hs.term != term || r->hs.vote != r->config.id) {
         r->hs.term = term;
@@ -347,6 +364,7 @@ static void become_follower(dl_raft_t *r, uint64_t term, uint64_t leader, dl_raf
     r->leader = leader;
     r->matched_upto = 0;
     r->ack_pending = 0;
+    r->reclaiming = 0;
 }
 
 int dl_raft_new(const dl_raft_config_t *config, const dl_raft_hardstate_t *hardstate,
@@ -376,6 +394,8 @@ int dl_raft_new(const dl_raft_config_t *config, const dl_raft_hardstate_t *hards
         r->config.heartbeat_ms = 100;
     if (r->config.max_msg_bytes == 0)
         r->config.max_msg_bytes = 1 << 20;
+    if (r->config.term_stride == 0)
+        r->config.term_stride = 16;
     if (r->config.max_inflight == 0 || r->config.max_inflight > INFLIGHT_CAP)
         r->config.max_inflight = 64;
     r->nodes = malloc(config->n_nodes * sizeof(uint64_t));
@@ -414,11 +434,14 @@ void dl_raft_start(dl_raft_t *r, uint64_t persisted_index, uint64_t applied_inde
     r->commit = min_u64(applied_index, last);
     if (r->hs.term == 0) {
         if (r->config.static_leader == r->config.id)
-            become_leader(r, 1, now_ms, u);
+            become_leader(r, next_term(r), now_ms, u);
         else
             r->leader = r->config.static_leader;
     } else if (r->hs.vote == r->config.id) {
-        become_leader(r, r->hs.term, now_ms, u);
+        /* It led before the restart. Someone may have been promoted meanwhile, or the others
+         * may hold entries we lost: ask before leading again (see handle_reclaim_resp). */
+        r->reclaiming = 1;
+        r->n_reclaim_acks = 0;
     } else {
         r->leader = r->hs.vote;
     }
@@ -484,7 +507,6 @@ static void send_append_resp(dl_raft_t *r, uint64_t to, int reject, uint64_t mat
     m->reject = (uint8_t)reject;
     m->match_index = match;
     m->hint_index = hint;
-    m->last_index = dl_raft_last_index(r);
 }
 
 /* Drops index `from` and everything after it, counting what was lost. */
@@ -511,8 +533,8 @@ static void truncate_from(dl_raft_t *r, uint64_t from, dl_raft_update_t *u)
 static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
                           dl_raft_update_t *u)
 {
-    if (r->role == DL_RAFT_LEADER) {
-        /* Two leaders in one term cannot happen with promotion always raising the term. */
+    if (r->role == DL_RAFT_LEADER) { /* Cannot happen: a node leads only terms of its own residue
+                                        class (term_stride). */
         return;
     }
     if (r->hs.vote != 0 && r->hs.vote != m->from) {
@@ -574,8 +596,35 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
     (void)now_ms;
 }
 
-static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms)
+/*
+ * A restarted former leader counts peers that answered its probe at its own term with a log no
+ * more up to date than its own (Raft's vote rule); with a majority it leads again, at a new term
+ * so that it never writes a second, different entry at an index and term it used before.
+ */
+static void handle_reclaim_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
+                                dl_raft_update_t *u)
 {
+    uint64_t last = dl_raft_last_index(r);
+    uint64_t last_term = dl_raft_term_at(r, last);
+    int ours_up_to_date =
+        last_term != m->last_term ? last_term > m->last_term : last >= m->last_index;
+    if (!ours_up_to_date)
+        return; /* that peer holds entries we lack: an operator should promote it instead */
+    for (size_t i = 0; i < r->n_reclaim_acks; i++)
+        if (r->reclaim_acks[i] == m->from)
+            return;
+    r->reclaim_acks[r->n_reclaim_acks++] = m->from;
+    if (r->n_reclaim_acks + 1 >= majority(r->config.n_nodes))
+        become_leader(r, next_term(r), now_ms, u);
+}
+
+static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
+                               dl_raft_update_t *u)
+{
+    if (r->reclaiming) {
+        handle_reclaim_resp(r, m, now_ms, u);
+        return;
+    }
     if (r->role != DL_RAFT_LEADER)
         return;
     struct progress *p = find_peer(r, m->from);
@@ -585,6 +634,10 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
     p->last_index = m->last_index;
     uint64_t last = dl_raft_last_index(r);
     if (m->reject) {
+        /* A follower whose log is now shorter than what it once matched lost its disk: start
+         * over from what it has. */
+        if (m->hint_index < p->match)
+            p->match = m->hint_index;
         /* Back off next_index, never below what the follower already matched. */
         uint64_t next = m->hint_index + 1;
         if (p->next > 1 && next > p->next - 1)
@@ -640,7 +693,7 @@ void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft
         handle_append(r, m, now_ms, u);
         break;
     case DL_RAFT_MSG_APPEND_RESP:
-        handle_append_resp(r, m, now_ms);
+        handle_append_resp(r, m, now_ms, u);
         break;
     default:
         break;
@@ -651,6 +704,19 @@ void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft
 void dl_raft_tick(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
 {
     begin(r, u);
+    if (r->reclaiming && now_ms - r->last_heartbeat_ms >= r->config.heartbeat_ms) {
+        /* Probe every peer with an empty APPEND of our term: it changes nothing on them, and
+         * each answer says their term and how far their log reaches. */
+        r->last_heartbeat_ms = now_ms;
+        uint64_t last = dl_raft_last_index(r);
+        for (size_t i = 0; i < r->n_peers; i++) {
+            dl_raft_msg_t *m = new_msg(r, DL_RAFT_MSG_APPEND, r->peers[i].id);
+            if (m == NULL)
+                break;
+            m->prev_index = last;
+            m->prev_term = dl_raft_term_at(r, last);
+        }
+    }
     if (r->role == DL_RAFT_LEADER && now_ms - r->last_heartbeat_ms >= r->config.heartbeat_ms) {
         r->last_heartbeat_ms = now_ms;
         for (size_t i = 0; i < r->n_peers; i++) {
@@ -704,9 +770,7 @@ int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
         finish(r, u);
         return -EALREADY;
     }
-    /* A fresh static leader holds term 1; a node promoted before it heard from that leader
-     * must not take the same term. */
-    become_leader(r, r->hs.term + 1 > 2 ? r->hs.term + 1 : 2, now_ms, u);
+    become_leader(r, next_term(r), now_ms, u);
     finish(r, u);
     return 0;
 }
@@ -729,6 +793,11 @@ uint64_t dl_raft_term(const dl_raft_t *r)
 uint64_t dl_raft_leader(const dl_raft_t *r)
 {
     return r->leader;
+}
+
+int dl_raft_reclaiming(const dl_raft_t *r)
+{
+    return r->reclaiming;
 }
 
 uint64_t dl_raft_first_index(const dl_raft_t *r)

@@ -7,7 +7,7 @@
 #include "ddialab/error.h"
 
 /* Fixed part of an APPEND body after the kind-independent fields. */
-#define MSG_FIXED_BYTES   (8 * 3 + 8 * 3 + 4 + 1 + 8 * 3)
+#define MSG_FIXED_BYTES   (8 * 3 + 8 * 3 + 4 + 1 + 8 * 4)
 #define ENTRY_FIXED_BYTES (8 + 1 + 4)
 
 int dl_wire_peek(const uint8_t *buf, size_t len, size_t *frame_len)
@@ -88,6 +88,7 @@ int dl_wire_encode_msg(dl_buf_t *out, const dl_raft_msg_t *m)
     dl_buf_put_u64(out, m->match_index);
     dl_buf_put_u64(out, m->hint_index);
     dl_buf_put_u64(out, m->last_index);
+    dl_buf_put_u64(out, m->last_term);
     for (uint32_t i = 0; i < m->n_entries; i++) {
         const dl_raft_entry_t *e = &m->entries[i];
         dl_buf_put_u64(out, e->term);
@@ -163,6 +164,7 @@ static int decode_msg(struct reader *r, uint8_t kind, dl_raft_msg_t *m)
     m->match_index = take_u64(r);
     m->hint_index = take_u64(r);
     m->last_index = take_u64(r);
+    m->last_term = take_u64(r);
     if (r->bad || m->n_entries > DL_RAFT_MSG_MAX_ENTRIES || m->reject > 1)
         return DL_EPROTO;
     if (kind == DL_RAFT_MSG_APPEND_RESP && m->n_entries != 0)

@@ -360,33 +360,74 @@ static void test_promotion_discards_the_old_leaders_unreplicated_writes(void **s
     free_cluster(c);
 }
 
-static void test_a_discarded_no_op_is_not_counted_as_a_lost_write(void **state)
+static void test_isolated_restarted_leader_waits_and_then_follows_the_promoted_node(void **state)
 {
     (void)state;
     struct cluster *c = new_cluster(3, 1);
     settle(c);
     tick(c, 100);
-    /* Node 1 restarts cut off and, leading its old term again, commits a no-op alone. */
-    set_link(c, 1, 2, 1);
-    set_link(c, 1, 3, 1);
+    /* The leader dies; an operator promotes node 2, which writes. */
+    node_of(c, 1)->up = 0;
+    dl_raft_peer_down(node_of(c, 2)->r, 1);
+    dl_raft_peer_down(node_of(c, 3)->r, 1);
     dl_raft_update_t u;
     assert_int_equal(dl_raft_promote(node_of(c, 2)->r, c->now, &u), 0);
     handle(c, node_of(c, 2), &u);
+    uint64_t idx = propose(c, 2, "after-failover");
     settle(c);
+    /* Node 1 restarts cut off: it cannot confirm a majority, so it never leads. */
+    set_link(c, 1, 2, 1);
+    set_link(c, 1, 3, 1);
     struct node *old = node_of(c, 1);
     dl_raft_free(old->r);
     start_node(c, 1, old->last, old->applied);
-    settle(c);
-    assert_int_equal(old->applied, 2); /* its own no-op of term 1, applied alone */
+    for (int i = 0; i < 30; i++)
+        tick(c, 100);
+    assert_int_equal(dl_raft_role(old->r), DL_RAFT_FOLLOWER);
+    assert_true(dl_raft_reclaiming(old->r));
+    /* Healed, it hears term 2 and follows node 2: nothing the new leader wrote is lost. */
     set_link(c, 1, 2, 0);
     set_link(c, 1, 3, 0);
     tick(c, 100);
     tick(c, 100);
     assert_int_equal(dl_raft_leader(old->r), 2);
-    assert_int_equal(old->discarded, 1);
-    assert_int_equal(old->discarded_applied, 0); /* no client write was lost */
-    assert_int_equal(old->rebuilt, 1);           /* but the state machine still rebuilds */
+    assert_int_equal(dl_raft_role(node_of(c, 2)->r), DL_RAFT_LEADER);
+    assert_false(dl_raft_reclaiming(old->r));
+    assert_int_equal(old->discarded, 0);
+    assert_int_equal(old->applied, idx);
     assert_same_log(node_of(c, 2), old);
+    free_cluster(c);
+}
+
+static void test_restarted_leader_that_lost_its_tail_does_not_lead_over_fuller_logs(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 0);
+    for (int i = 0; i < 5; i++)
+        propose(c, 1, "w");
+    settle(c);
+    tick(c, 100);
+    uint64_t committed = dl_raft_commit_index(node_of(c, 1)->r);
+    /* Power loss: node 1's last two entries never reached its disk (the followers have them). */
+    struct node *l = node_of(c, 1);
+    dl_raft_free(l->r);
+    l->last -= 2;
+    l->applied = l->last;
+    start_node(c, 1, l->last, l->applied);
+    for (int i = 0; i < 10; i++)
+        tick(c, 100);
+    /* Leading now would overwrite committed entries; it waits for an operator instead. */
+    assert_int_equal(dl_raft_role(l->r), DL_RAFT_FOLLOWER);
+    assert_int_equal(node_of(c, 2)->last, committed);
+    dl_raft_update_t u;
+    assert_int_equal(dl_raft_promote(node_of(c, 2)->r, c->now, &u), 0);
+    handle(c, node_of(c, 2), &u);
+    for (int i = 0; i < 5; i++)
+        tick(c, 100);
+    assert_int_equal(dl_raft_leader(l->r), 2);
+    assert_same_log(node_of(c, 2), l);
+    for (uint64_t id = 1; id <= 3; id++)
+        assert_int_equal(node_of(c, id)->discarded, 0);
     free_cluster(c);
 }
 
@@ -405,7 +446,7 @@ static void test_deposed_leader_steps_down_when_a_follower_answers_with_a_higher
     set_link(c, 1, 2, 0);
     tick(c, 100);
     assert_int_equal(dl_raft_role(node_of(c, 1)->r), DL_RAFT_FOLLOWER);
-    assert_int_equal(dl_raft_term(node_of(c, 1)->r), 2);
+    assert_int_equal(dl_raft_term(node_of(c, 1)->r), 3); /* node 3's own term */
     assert_int_equal(dl_raft_propose(node_of(c, 1)->r, NULL, 0, NULL, &u),
                      -1006 /* DL_ENOTLEADER */);
     free_cluster(c);
@@ -447,29 +488,33 @@ static void test_divergent_suffix_of_an_older_term_is_replaced(void **state)
     free_cluster(c);
 }
 
-static void test_a_node_follows_only_one_leader_per_term(void **state)
+static void test_two_promotions_never_share_a_term(void **state)
 {
     (void)state;
     struct cluster *c = new_cluster(3, 0);
     settle(c);
-    /* Two operators promote nodes 2 and 3 while they cannot see each other: both take term 2. */
+    /* Two operators promote nodes 2 and 3 while they cannot see each other. */
     set_link(c, 2, 3, 1);
     set_link(c, 1, 3, 1);
     dl_raft_update_t u;
     dl_raft_promote(node_of(c, 2)->r, c->now, &u);
     handle(c, node_of(c, 2), &u);
     settle(c);
-    assert_int_equal(dl_raft_leader(node_of(c, 1)->r), 2);
     dl_raft_promote(node_of(c, 3)->r, c->now, &u);
     handle(c, node_of(c, 3), &u);
     propose(c, 3, "split");
+    /* Each took a term of its own residue class, so the two can never be confused. */
+    assert_int_equal(dl_raft_term(node_of(c, 2)->r), 2);
+    assert_int_equal(dl_raft_term(node_of(c, 3)->r), 3);
+    set_link(c, 2, 3, 0);
     set_link(c, 1, 3, 0);
     for (int i = 0; i < 5; i++)
         tick(c, 100);
-    /* Node 1 stays with the leader it followed first in term 2; its log never takes node 3's. */
-    assert_int_equal(dl_raft_leader(node_of(c, 1)->r), 2);
-    assert_same_log(node_of(c, 2), node_of(c, 1));
-    assert_int_equal(node_of(c, 1)->discarded, 0);
+    /* The higher term wins everywhere: one leader, one log. */
+    for (uint64_t id = 1; id <= 3; id++) {
+        assert_int_equal(dl_raft_leader(node_of(c, id)->r), 3);
+        assert_same_log(node_of(c, 3), node_of(c, id));
+    }
     free_cluster(c);
 }
 
@@ -499,7 +544,7 @@ static void test_restarted_follower_catches_up_from_its_own_log(void **state)
     free_cluster(c);
 }
 
-static void test_restarted_leader_leads_again_in_its_term(void **state)
+static void test_restarted_leader_leads_again_at_a_new_term_once_a_majority_answers(void **state)
 {
     (void)state;
     struct cluster *c = new_cluster(3, 0);
@@ -509,16 +554,20 @@ static void test_restarted_leader_leads_again_in_its_term(void **state)
     struct node *l = node_of(c, 1);
     dl_raft_free(l->r);
     start_node(c, 1, l->last, l->applied);
+    assert_true(dl_raft_reclaiming(l->r));
+    tick(c, 100);
     assert_int_equal(dl_raft_role(l->r), DL_RAFT_LEADER);
-    assert_int_equal(dl_raft_term(l->r), 1);
+    /* Never term 1 again: the next term of node 1's own class. */
+    assert_int_equal(dl_raft_term(l->r), 17);
     uint64_t idx = propose(c, 1, "b");
     settle(c);
     tick(c, 100);
     assert_int_equal(node_of(c, 2)->applied, idx);
+    assert_int_equal(dl_raft_leader(node_of(c, 3)->r), 1);
     free_cluster(c);
 }
 
-static void test_promoting_a_node_that_never_heard_the_leader_takes_term_2(void **state)
+static void test_promoting_a_node_that_never_heard_the_leader_takes_a_term_of_its_own(void **state)
 {
     (void)state;
     struct cluster *c = new_cluster(3, 0);
@@ -529,7 +578,7 @@ static void test_promoting_a_node_that_never_heard_the_leader_takes_term_2(void 
     dl_raft_update_t u;
     assert_int_equal(dl_raft_promote(node_of(c, 3)->r, c->now, &u), 0);
     handle(c, node_of(c, 3), &u);
-    assert_int_equal(dl_raft_term(node_of(c, 3)->r), 2);
+    assert_int_equal(dl_raft_term(node_of(c, 3)->r), 3);
     set_link(c, 1, 3, 0);
     set_link(c, 2, 3, 0);
     tick(c, 100);
@@ -570,13 +619,14 @@ int main(void)
         cmocka_unit_test(test_async_commits_on_the_leaders_disk_alone),
         cmocka_unit_test(test_follower_acknowledges_only_what_it_persisted),
         cmocka_unit_test(test_promotion_discards_the_old_leaders_unreplicated_writes),
-        cmocka_unit_test(test_a_discarded_no_op_is_not_counted_as_a_lost_write),
+        cmocka_unit_test(test_isolated_restarted_leader_waits_and_then_follows_the_promoted_node),
+        cmocka_unit_test(test_restarted_leader_that_lost_its_tail_does_not_lead_over_fuller_logs),
         cmocka_unit_test(test_deposed_leader_steps_down_when_a_follower_answers_with_a_higher_term),
         cmocka_unit_test(test_divergent_suffix_of_an_older_term_is_replaced),
-        cmocka_unit_test(test_a_node_follows_only_one_leader_per_term),
+        cmocka_unit_test(test_two_promotions_never_share_a_term),
         cmocka_unit_test(test_restarted_follower_catches_up_from_its_own_log),
-        cmocka_unit_test(test_restarted_leader_leads_again_in_its_term),
-        cmocka_unit_test(test_promoting_a_node_that_never_heard_the_leader_takes_term_2),
+        cmocka_unit_test(test_restarted_leader_leads_again_at_a_new_term_once_a_majority_answers),
+        cmocka_unit_test(test_promoting_a_node_that_never_heard_the_leader_takes_a_term_of_its_own),
         cmocka_unit_test(test_config_is_validated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
