@@ -68,8 +68,10 @@ static int parse_peers(dl_kv_node_t *n, const char *text, char *err, size_t errl
         }
         dl_peer_addr_t *a = &n->nodes[n->n_nodes];
         if (eq == NULL || (*eq = '\0', dl_parse_int64(item, &id) != 0) || id < 1 ||
+            id > DL_KV_MAX_NODES ||
             parse_hostport(eq + 1, a->host, sizeof(a->host), &a->port) != 0) {
-            snprintf(err, errlen, "--peers: expected ID=HOST:PORT, got '%s'", item);
+            snprintf(err, errlen, "--peers: expected ID=HOST:PORT with ID from 1 to %d, got '%s'",
+                     DL_KV_MAX_NODES, item);
             rv = -EINVAL;
             break;
         }
@@ -245,9 +247,20 @@ static void cache_put(dl_kv_node_t *n, const dl_raft_entry_t *e)
         n->cache_bytes -= slot->len;
         free(slot->data);
         memset(slot, 0, sizeof(*slot));
+    } /* Keep the newest entries: followers and apply need those. Evict from the oldest. */
+    while (n->cache_bytes + e->len > CACHE_MAX_BYTES && n->cache_low < e->index) {
+        dl_kv_cached_entry_t *old = &n->cache[n->cache_low % n->cache_cap];
+        if (old->index == n->cache_low) {
+            n->cache_bytes -= old->len;
+            free(old->data);
+            memset(old, 0, sizeof(*old));
+        }
+        n->cache_low++;
     }
     if (n->cache_bytes + e->len > CACHE_MAX_BYTES)
         return;
+    if (n->cache_low == 0 || n->cache_low > e->index || e->index - n->cache_low >= n->cache_cap)
+        n->cache_low = e->index >= n->cache_cap ? e->index - n->cache_cap + 1 : 1;
     uint8_t *copy = NULL;
     if (e->len > 0) {
         copy = malloc(e->len);
@@ -321,6 +334,7 @@ static dl_kv_waiter_t *pop_waiter(dl_kv_node_t *n)
     dl_kv_waiter_t *w = n->wait_head;
     if (w == NULL)
         return NULL;
+    n->pending_bytes -= w->bytes;
     n->wait_head = w->next;
     if (n->wait_head == NULL)
         n->wait_tail = NULL;
@@ -337,6 +351,7 @@ static void fail_all_waiters(dl_kv_node_t *n, int rv, const char *why)
         free(w);
     }
     for (size_t i = 0; i < n->batch_len; i++) {
+        n->pending_bytes -= n->batch_waiters[i]->bytes;
         dl__kv_reply_failed(n, n->batch_waiters[i], rv, why);
         free(n->batch_waiters[i]);
     }
@@ -348,7 +363,8 @@ int dl__kv_submit(dl_kv_node_t *n, dl_http_req_t *req, const dl_kv_command_t *cm
 {
     if (n->stopping)
         return DL_ESHUTDOWN;
-    if (n->n_waiters + n->batch_len >= DL_KV_MAX_WAITERS)
+    if (n->n_waiters + n->batch_len >= DL_KV_MAX_WAITERS ||
+        n->pending_bytes + cmd->value_len > DL_KV_MAX_PENDING_BYTES)
         return DL_EBUSY;
     if (n->batch_len == n->batch_cap) {
         size_t cap = n->batch_cap ? n->batch_cap * 2 : 256;
@@ -372,6 +388,8 @@ int dl__kv_submit(dl_kv_node_t *n, dl_http_req_t *req, const dl_kv_command_t *cm
     }
     w->req = req;
     w->op = cmd->op;
+    w->bytes = cmd->key_len + cmd->value_len;
+    n->pending_bytes += w->bytes;
     w->deadline_ms = dl__kv_now_ms(n) + (uint64_t)n->write_timeout_ms;
     dl_http_req_on_cancel(req, waiter_cancelled, w);
     n->batch_offsets[n->batch_len] = start;
@@ -440,7 +458,7 @@ static int apply_upto(dl_kv_node_t *n, uint64_t upto)
             DL_ERROR("applying entry %" PRIu64 " failed: %s", i, dl_strerror(rv));
             return rv;
         }
-        rv = dl_kv_store_commit(n->store, i - 1);
+        rv = dl_kv_store_commit(n->store, i - 1, dl_raft_term_at(n->raft, i - 1));
         for (size_t k = 0; k < n_answered; k++) {
             if (rv)
                 dl__kv_reply_failed(n, answered[k], rv, "committing to the state machine failed");
@@ -504,7 +522,7 @@ static void send_messages(dl_kv_node_t *n, const dl_raft_msg_t *msgs, size_t cou
 {
     for (size_t k = 0; k < count; k++) {
         dl_raft_msg_t m = msgs[k];
-        if (!dl_peer_net_connected(n->net, m.to))
+        if (n->net == NULL || !dl_peer_net_connected(n->net, m.to))
             continue;
         dl_raft_entry_t stack_entries[64];
         void *stack_owned[64];
@@ -525,7 +543,12 @@ static void send_messages(dl_kv_node_t *n, const dl_raft_msg_t *msgs, size_t cou
                 break;
         if (got == m.n_entries) {
             m.entries = ents;
-            dl_peer_net_send(n->net, &m);
+            int rv = dl_peer_net_send(n->net, &m);
+            if (rv != 0 && rv != -ENOTCONN) {
+                dl_metric_inc(n->m_send_failures);
+                DL_WARN("cannot send %u entries from index %" PRIu64 " to node %" PRIu64 ": %s",
+                        m.n_entries, m.prev_index + 1, m.to, dl_strerror(rv));
+            }
         } else {
             DL_WARN("cannot read entry %" PRIu64 " to send to node %" PRIu64, m.entries[got].index,
                     m.to);
@@ -616,6 +639,8 @@ static void sync_done(uv_work_t *req, int status)
     (void)status;
     n->sync_busy = 0;
     int rv = dl_seglog_sync_finish(n->log, &n->sync_job);
+    if (n->stopping)
+        return; /* the peers and clients are gone; the data is on disk, which is what counts */
     if (rv)
         return fatal(n, "fsync of the log failed", rv);
     double seconds = (double)(uv_hrtime() - n->sync_started_ns) / 1e9;
@@ -689,6 +714,7 @@ static void propose_batch(dl_kv_node_t *n)
     for (size_t i = 0; i < n->batch_len; i++) {
         dl_kv_waiter_t *w = n->batch_waiters[i];
         if (i >= accepted) {
+            n->pending_bytes -= w->bytes;
             dl__kv_reply_failed(n, w, rv ? rv : -ENOMEM, "the write could not be proposed");
             free(w);
             continue;
@@ -810,6 +836,7 @@ static void stop_node(dl_kv_node_t *n, const char *why)
     uv_signal_stop(&n->sigterm);
     dl_http_server_stop(n->http, 2000, on_http_stopped, n);
     dl_peer_net_stop(n->net);
+    n->net = NULL;
     uv_close((uv_handle_t *)&n->tick, NULL);
     uv_close((uv_handle_t *)&n->check, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
@@ -891,6 +918,9 @@ static void register_metrics(dl_kv_node_t *n)
                                             "Client writes by outcome.", "result=\"rejected\"");
     n->m_writes_timeout = dl_metrics_counter(m, "ddialab_kv_writes_total",
                                              "Client writes by outcome.", "result=\"timeout\"");
+    n->m_send_failures =
+        dl_metrics_counter(m, "ddialab_kv_peer_send_failures_total",
+                           "Messages to peers that could not be encoded or queued.", NULL);
     n->m_redirects = dl_metrics_counter(m, "ddialab_kv_redirects_total",
                                         "Requests redirected to the leader.", NULL);
 }
@@ -961,10 +991,16 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
     rv = dl_kv_store_open(path, &n->store, err, errlen);
     if (rv)
         return rv;
-    if (dl_kv_store_applied(n->store) > last) {
-        DL_WARN("the state machine is ahead of the log (%" PRIu64 " > %" PRIu64
-                "), as after an OS crash with --fsync none; rebuilding it from the log",
-                dl_kv_store_applied(n->store), last);
+    uint64_t applied = dl_kv_store_applied(n->store);
+    if (applied > last ||
+        (applied > 0 && applied >= first &&
+         dl_raft_term_at(n->raft, applied) != dl_kv_store_applied_term(n->store))) {
+        /* Either the state machine is ahead of the log (an OS crash with --fsync none), or the
+         * entry it last applied is no longer the one in the log (a truncation whose state
+         * machine reset had not reached the disk). The log decides. */
+        DL_WARN("the state machine (applied %" PRIu64 " of term %" PRIu64
+                ") does not match the log (last %" PRIu64 "); rebuilding it from the log",
+                applied, dl_kv_store_applied_term(n->store), last);
         rv = dl_kv_store_reset(n->store);
         if (rv)
             return rv;
@@ -1081,8 +1117,8 @@ int dl_kv_node_main(int argc, char **argv)
         rv = parse_replication(n, replication, err, sizeof(err));
     if (rv == 0)
         rv = parse_fsync(n, fsync_text, err, sizeof(err));
-    if (rv == 0 && (max_value < 1 || max_value > (64 << 20))) {
-        snprintf(err, sizeof(err), "--max-value-bytes must be between 1 and 64MiB");
+    if (rv == 0 && (max_value < 1 || max_value > DL_KV_MAX_VALUE_LIMIT)) {
+        snprintf(err, sizeof(err), "--max-value-bytes must be between 1 and 32MiB");
         rv = -EINVAL;
     }
     if (rv == 0 && (write_timeout < 1 || heartbeat < 1)) {

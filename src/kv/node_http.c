@@ -257,6 +257,7 @@ static json_t *status_json(dl_kv_node_t *n)
                         json_string(dl_raft_role(r) == DL_RAFT_LEADER ? "leader" : "follower"));
     json_object_set_new(s, "term", json_integer((json_int_t)dl_raft_term(r)));
     json_object_set_new(s, "leader", leader ? json_integer((json_int_t)leader) : json_null());
+    json_object_set_new(s, "reclaiming", json_boolean(dl_raft_reclaiming(r)));
     json_object_set_new(s, "leader_http", leader_http ? json_string(leader_http) : json_null());
     json_object_set_new(s, "http", json_string(n->http_addr));
     json_object_set_new(s, "last_index", json_integer((json_int_t)dl_raft_last_index(r)));

@@ -23,6 +23,10 @@
 #define DL_KV_MAX_NODES     16
 #define DL_KV_MAX_KEY_BYTES 4096
 #define DL_KV_MAX_WAITERS   100000
+/* Bytes of writes accepted but not yet answered; beyond it writes get 503 busy. */
+#define DL_KV_MAX_PENDING_BYTES (256u << 20)
+/* The largest --max-value-bytes: an entry must fit one peer frame (DL_WIRE_MAX_BODY). */
+#define DL_KV_MAX_VALUE_LIMIT (32 << 20)
 
 /* A client write waiting for its entry to commit and apply. */
 typedef struct dl_kv_waiter_s {
@@ -30,6 +34,7 @@ typedef struct dl_kv_waiter_s {
     uint64_t index;     /* 0 until proposed */
     uint64_t deadline_ms;
     uint8_t op;
+    size_t bytes; /* key and value, counted in pending_bytes */
     struct dl_kv_waiter_s *next;
 } dl_kv_waiter_t;
 
@@ -80,6 +85,7 @@ typedef struct dl_kv_node_s {
     dl_kv_waiter_t *wait_head;
     dl_kv_waiter_t *wait_tail;
     size_t n_waiters;
+    size_t pending_bytes;
 
     /* Group commit. */
     int sync_busy;
@@ -91,6 +97,7 @@ typedef struct dl_kv_node_s {
     dl_kv_cached_entry_t *cache;
     size_t cache_cap;
     size_t cache_bytes;
+    uint64_t cache_low; /* no entry below this index is cached */
 
     uv_check_t check;
     uv_timer_t tick;
@@ -108,6 +115,7 @@ typedef struct dl_kv_node_s {
     dl_metric_t *m_writes_failed;
     dl_metric_t *m_writes_timeout;
     dl_metric_t *m_redirects;
+    dl_metric_t *m_send_failures;
     dl_metric_t *m_http_requests;
     dl_metric_t *m_http_seconds;
     uint64_t discarded_total;

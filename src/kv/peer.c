@@ -136,6 +136,7 @@ static void drop_outbound(struct outbound *ob, const char *why)
     ob->conn = NULL;
     int was_up = ob->up;
     ob->up = 0;
+    dl_buf_free(&ob->pending); /* it may have grown large for a slow peer */
     /* A peer that accepts and at once closes (wrong cluster, not a member) must not be redialed
      * every 50 ms, nor fill the log: the backoff only resets once a connection stayed up. */
     int stable = was_up && uv_now(ob->net->loop) - ob->up_since_ms >= STABLE_MS;

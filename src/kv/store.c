@@ -68,7 +68,8 @@ static const char *const statements[N_STMTS] = {
         "INSERT INTO kv (key, value, version) VALUES (?1, ?2, ?3) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version",
     [STMT_DELETE] = "DELETE FROM kv WHERE key = ?1",
-    [STMT_SET_APPLIED] = "UPDATE meta SET value = ?1 WHERE name = 'applied_index'",
+    [STMT_SET_APPLIED] = "UPDATE meta SET value = CASE name WHEN 'applied_index' THEN ?1 ELSE ?2 "
+                         "END WHERE name IN ('applied_index', 'applied_term')",
     [STMT_LIST] = "SELECT key, value, version FROM kv WHERE key >= ?1 AND key < ?2 "
                   "ORDER BY key LIMIT ?3",
     [STMT_LIST_ALL] = "SELECT key, value, version FROM kv WHERE key >= ?1 ORDER BY key LIMIT ?2",
@@ -80,12 +81,16 @@ static const char *const migrations[] = {
     "WITHOUT ROWID;"
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "INSERT INTO meta (name, value) VALUES ('applied_index', 0);",
+    /* 2: the term of the applied entry, so that a start can tell whether the log still holds
+     * that entry (a truncation may have replaced it). */
+    "INSERT INTO meta (name, value) VALUES ('applied_term', 0);",
 };
 
 struct dl_kv_store_s {
     sqlite3 *db;
     sqlite3_stmt *stmt[N_STMTS];
     uint64_t applied;
+    uint64_t applied_term;
     int in_txn;
 };
 
@@ -110,6 +115,15 @@ static int load_applied(dl_kv_store_t *s)
         return sqlite_rv(s->db, rc);
     rc = sqlite3_step(st);
     s->applied = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW)
+        return DL_ECORRUPT;
+    rc = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE name = 'applied_term'", -1, &st,
+                            NULL);
+    if (rc != SQLITE_OK)
+        return sqlite_rv(s->db, rc);
+    rc = sqlite3_step(st);
+    s->applied_term = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
     return rc == SQLITE_ROW ? 0 : DL_ECORRUPT;
 }
@@ -168,6 +182,11 @@ void dl_kv_store_close(dl_kv_store_t *s)
 uint64_t dl_kv_store_applied(const dl_kv_store_t *s)
 {
     return s->applied;
+}
+
+uint64_t dl_kv_store_applied_term(const dl_kv_store_t *s)
+{
+    return s->applied_term;
 }
 
 static int exec(dl_kv_store_t *s, const char *sql)
@@ -271,10 +290,11 @@ int dl_kv_store_apply(dl_kv_store_t *s, uint64_t index, const void *data, size_t
     return rv;
 }
 
-int dl_kv_store_commit(dl_kv_store_t *s, uint64_t applied_index)
+int dl_kv_store_commit(dl_kv_store_t *s, uint64_t applied_index, uint64_t applied_term)
 {
     sqlite3_stmt *st = s->stmt[STMT_SET_APPLIED];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)applied_index);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)applied_term);
     int rv = step_done(s, st);
     if (rv == 0)
         rv = exec(s, "COMMIT");
@@ -284,18 +304,25 @@ int dl_kv_store_commit(dl_kv_store_t *s, uint64_t applied_index)
     }
     s->in_txn = 0;
     s->applied = applied_index;
+    s->applied_term = applied_term;
     return 0;
 }
 
 int dl_kv_store_reset(dl_kv_store_t *s)
-{
-    int rv = exec(s, "BEGIN; DELETE FROM kv; UPDATE meta SET value = 0 WHERE name = "
-                     "'applied_index'; COMMIT;");
+{ /* Unlike ordinary applies, a reset must be durable at once: the log no longer holds what
+   * the old state was built from, so it cannot be redone from the log after a crash. */
+    int rv = exec(s, "PRAGMA synchronous = FULL");
     if (rv == 0)
+        rv = exec(s, "BEGIN; DELETE FROM kv; UPDATE meta SET value = 0 WHERE name IN "
+                     "('applied_index', 'applied_term'); COMMIT;");
+    if (rv == 0) {
         s->applied = 0;
-    else
+        s->applied_term = 0;
+    } else {
         exec(s, "ROLLBACK");
-    return rv;
+    }
+    int rv2 = exec(s, "PRAGMA synchronous = NORMAL");
+    return rv ? rv : rv2;
 }
 
 int dl_kv_store_get(dl_kv_store_t *s, const void *key, size_t key_len, void **value,
@@ -362,8 +389,9 @@ int dl_kv_store_list(dl_kv_store_t *s, const void *prefix, size_t prefix_len, si
     size_t n = 0;
     *more = 0;
     int rc = SQLITE_DONE;
+    size_t bytes = 0;
     while (rv == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == limit) {
+        if (n == limit || bytes > DL_KV_LIST_MAX_BYTES) {
             *more = 1;
             break;
         }
@@ -380,6 +408,7 @@ int dl_kv_store_list(dl_kv_store_t *s, const void *prefix, size_t prefix_len, si
             break;
         }
         n++;
+        bytes += (size_t)sqlite3_column_bytes(st, 0) + (size_t)sqlite3_column_bytes(st, 1);
     }
     if (rv == 0 && !*more && rc != SQLITE_DONE)
         rv = sqlite_rv(s->db, rc);

@@ -63,7 +63,9 @@ uint64_t dl_kv_store_applied(const dl_kv_store_t *s);
 int dl_kv_store_begin(dl_kv_store_t *s);
 int dl_kv_store_apply(dl_kv_store_t *s, uint64_t index, const void *cmd, size_t len,
                       dl_kv_result_t *result);
-int dl_kv_store_commit(dl_kv_store_t *s, uint64_t applied_index);
+int dl_kv_store_commit(dl_kv_store_t *s, uint64_t applied_index, uint64_t applied_term);
+/* The term of the entry at the applied index, recorded with it (0 before anything applied). */
+uint64_t dl_kv_store_applied_term(const dl_kv_store_t *s);
 void dl_kv_store_rollback(dl_kv_store_t *s);
 
 /* Empties the state machine (applied index 0) so it can be rebuilt from the log. */
@@ -73,7 +75,9 @@ int dl_kv_store_reset(dl_kv_store_t *s);
 int dl_kv_store_get(dl_kv_store_t *s, const void *key, size_t key_len, void **value,
                     size_t *value_len, uint64_t *version);
 /* Lists up to limit keys that start with prefix, in key order, as a JSON array of
- * {"key", "value" (or "value_base64" when not UTF-8), "version"}; *more says whether more exist. */
+ * {"key", "value" (or "value_base64" when not UTF-8), "version"}; *more says whether more exist.
+ * A listing stops early, with *more set, once it holds DL_KV_LIST_MAX_BYTES of keys and values. */
+#define DL_KV_LIST_MAX_BYTES (16u << 20)
 int dl_kv_store_list(dl_kv_store_t *s, const void *prefix, size_t prefix_len, size_t limit,
                      json_t **items, int *more);
 /* Number of keys (for /status and metrics). */
