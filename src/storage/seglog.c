@@ -544,7 +544,8 @@ int dl_seglog_append(dl_seglog_t *log, const struct iovec *records, size_t count
         *first_index = first;
     if (count == 0)
         return 0;
-    if (count - 1 > UINT64_MAX - first)
+    /* The highest index a log holds is UINT64_MAX - 1: recovery needs first + count to fit. */
+    if (count > UINT64_MAX - first)
         return dl__seglog_error(log, -EOVERFLOW, "seglog: indices would overflow");
     for (size_t i = 0; i < count; i++) {
         if (records[i].iov_len > log->opts.max_record_bytes)

@@ -50,9 +50,6 @@
 #define MAX_RECORDS      (FILE_CAP / HEADER_BYTES + 1)
 
 /* See the append step in LLVMFuzzerTestOneInput; 0 once the bug is fixed. */
-#ifndef KNOWN_BUG_APPEND_MAX_INDEX
-#define KNOWN_BUG_APPEND_MAX_INDEX 1
-#endif
 
 static const uint64_t first_indices[8] = {
     1, 1, 2, 17, 1000000, 0, UINT64_MAX - 2, UINT64_MAX,
@@ -457,16 +454,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Recovery refuses a segment holding index UINT64_MAX (first + count must not overflow), so
        that is one past the highest index a log can hold. */
     int overflows = want > UINT64_MAX - (last + 1);
-#if KNOWN_BUG_APPEND_MAX_INDEX
-    /* Known bug: dl_seglog_append accepts a batch that ends exactly at index UINT64_MAX (its
-       check is off by one), after which the log no longer reopens ("indices overflow"), and
-       the next append wraps to index 0. Left out until fixed; then set this to 0. */
-    if (overflows && want - 1 <= UINT64_MAX - (last + 1)) {
-        dl_seglog_close(log);
-        clean_dir(dir);
-        return 0;
-    }
-#endif
     rv = dl_seglog_append(log, iov, want, &first_new);
     if (overflows) {
         if (rv != -EOVERFLOW)
