@@ -137,6 +137,10 @@ int dl_kv_store_open(const char *path, dl_kv_store_t **out, char *errmsg, size_t
     rv = dl_sqlite_open(path, &s->db, errmsg, errlen);
     if (rv)
         goto err_after_alloc;
+    /* The default page cache (2 MB) makes a busy store re-read B-tree pages on every batch. */
+    rv = dl_sqlite_exec(s->db, "PRAGMA cache_size = -65536", errmsg, errlen);
+    if (rv)
+        goto err_after_open;
     rv = dl_sqlite_migrate(s->db, migrations, (int)(sizeof(migrations) / sizeof(migrations[0])),
                            errmsg, errlen);
     if (rv)
