@@ -296,6 +296,7 @@ static int recover(dl_seglog_t *log, dl_seglog_recovery_t *report)
             return dl__seglog_error(log, -errno, "seglog: cannot stat %s: %s", path,
                                     strerror(errno));
         seg->size = (uint64_t)st.st_size;
+        seg->allocated = seg->size;
         int rv = dl__seglog_scan_segment(log, seg, is_last, report);
         if (rv < 0)
             return rv;
@@ -485,11 +486,22 @@ static void encode_header(unsigned char h[DL__SEGLOG_HEADER_BYTES], const void *
 
 /* Seals the active segment (fdatasync, so that no torn record can ever sit in front of a later
    segment) and starts a new one at the next index. */
+#define PREALLOC_BYTES (4u << 20)
+
 static int roll(dl_seglog_t *log)
 {
     dl__seglog_segment_t *seg = active_segment(log);
     uint64_t last = seg->first_index + seg->count - 1;
-    if (log->synced_index < last) {
+    int cut = seg->allocated > seg->size;
+    if (cut && ftruncate(seg->fd, (off_t)seg->size) != 0) {
+        char path[1024];
+        segment_path(log, seg->first_index, path, sizeof(path));
+        return dl__seglog_fail(log, -errno, "seglog: cannot cut %s back to its records: %s", path,
+                               strerror(errno));
+    }
+    seg->allocated = seg->size;
+    /* A sealed segment holds whole records only: recovery refuses anything else in it. */
+    if (log->synced_index < last || cut) {
         if (fdatasync(seg->fd) != 0) {
             char path[1024];
             segment_path(log, seg->first_index, path, sizeof(path));
@@ -502,6 +514,40 @@ static int roll(dl_seglog_t *log)
     if (rv < 0)
         return rv;
     limit_open_sealed(log, MAX_OPEN_SEALED);
+    return 0;
+}
+
+/*
+ * Makes the active segment's file at least `end` bytes long, zero-filling ahead in steps of
+ * PREALLOC_BYTES (never past the segment size), so that most group commits overwrite existing
+ * blocks. Zeros are never a valid record, and recovery reads them as the end of the log.
+ */
+static int preallocate(dl_seglog_t *log, dl__seglog_segment_t *seg, uint64_t end)
+{
+    static const unsigned char zeros[64 * 1024];
+    if (end <= seg->allocated)
+        return 0;
+    uint64_t target = seg->allocated + PREALLOC_BYTES;
+    if (target > log->opts.segment_bytes)
+        target = log->opts.segment_bytes;
+    if (target < end)
+        target = end;
+    uint64_t at = seg->allocated;
+    while (at < target) {
+        size_t n = target - at < sizeof(zeros) ? (size_t)(target - at) : sizeof(zeros);
+        ssize_t w = pwrite(seg->fd, zeros, n, (off_t)at);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            char path[1024];
+            segment_path(log, seg->first_index, path, sizeof(path));
+            return dl__seglog_error(log, w < 0 ? -errno : -EIO,
+                                    "seglog: cannot preallocate %s to %" PRIu64 " bytes: %s", path,
+                                    target, w < 0 ? strerror(errno) : "short write");
+        }
+        at += (uint64_t)w;
+    }
+    seg->allocated = target;
     return 0;
 }
 
@@ -528,6 +574,7 @@ static int undo_batch(dl_seglog_t *log, size_t nsegs_before, uint64_t count_befo
     dl__seglog_segment_t *seg = active_segment(log);
     seg->count = count_before;
     seg->size = size_before;
+    seg->allocated = size_before;
     if (log->synced_index > dl_seglog_last_index(log))
         log->synced_index = dl_seglog_last_index(log);
     memcpy(log->errmsg, cause, sizeof(cause));
@@ -589,6 +636,9 @@ int dl_seglog_append(dl_seglog_t *log, const struct iovec *records, size_t count
             end += DL__SEGLOG_HEADER_BYTES + rec->iov_len;
             n++;
         }
+        rv = preallocate(log, seg, end);
+        if (rv < 0)
+            goto undo;
         rv = transfer_all(seg->fd, iov, (int)(2 * n), seg->size, 1);
         if (rv < 0) {
             char path[1024];

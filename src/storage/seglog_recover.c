@@ -198,6 +198,18 @@ int dl__seglog_scan_segment(dl_seglog_t *log, dl__seglog_segment_t *seg, int is_
             goto out;
         }
         int zero;
+        /* Zeros from a record boundary on are space preallocated ahead of the records (see
+           seglog.c preallocate), not damage: the log simply ends here. */
+        rv = rest_is_zero(&r, offset, &zero);
+        if (rv < 0) {
+            read_failed(log, rv, path, offset);
+            goto out;
+        }
+        if (zero) {
+            seg->size = offset;
+            rv = 0;
+            goto out;
+        }
         rv = rest_is_zero(&r, check.damage_end, &zero);
         if (rv < 0) {
             read_failed(log, rv, path, check.damage_end);

@@ -48,6 +48,7 @@ int dl_seglog_truncate_suffix(dl_seglog_t *log, uint64_t from_index)
                                log->dir, seg->first_index, size, strerror(errno));
     seg->count = k;
     seg->size = size;
+    seg->allocated = size;
     /* Sealed segments were fdatasynced when sealed, and this one just was. */
     log->synced_index = from_index - 1;
     return 0;

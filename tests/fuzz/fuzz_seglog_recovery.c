@@ -195,6 +195,10 @@ static int64_t model_scan(model_t *m, size_t which, const file_t *f, int is_last
             off += HEADER_BYTES + get_le32(h);
             continue;
         }
+        /* Zeros from a record boundary on: space preallocated ahead of the records, not a torn
+           tail; the log ends here and nothing is reported. */
+        if (is_last && all_zero(f->data + off, f->len - off))
+            return count;
         if (!is_last || !all_zero(f->data + damage_end, f->len - damage_end))
             return -1;
         m->cut_file = which;
