@@ -6,11 +6,12 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "ddialab %s: hands-on labs for Designing Data-Intensive Applications\n\n"
-                 "usage: ddialab <lab> [args]   (ddialab <lab> --help for each)\n\n"
-                 "labs:\n"
-                 "  kv        replicated key-value store node, local cluster and client\n"
-                 "  version   print the version\n",
+    fprintf(out,
+            "ddialab %s: hands-on labs for Designing Data-Intensive Applications\n\n"
+            "usage: ddialab <lab> [args]   (ddialab <lab> --help for each)\n\n"
+            "labs:\n"
+            "  kv        replicated key-value store node, local cluster and client\n"
+            "  version   print the version\n",
             DDIALAB_VERSION);
 }
 

@@ -26,8 +26,8 @@ int dl_log_parse_level(const char *text, dl_log_level_t *out);
 void dl_log(dl_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define DL_DEBUG(...) dl_log(DL_LOG_DEBUG, __VA_ARGS__)
-#define DL_INFO(...) dl_log(DL_LOG_INFO, __VA_ARGS__)
-#define DL_WARN(...) dl_log(DL_LOG_WARN, __VA_ARGS__)
+#define DL_INFO(...)  dl_log(DL_LOG_INFO, __VA_ARGS__)
+#define DL_WARN(...)  dl_log(DL_LOG_WARN, __VA_ARGS__)
 #define DL_ERROR(...) dl_log(DL_LOG_ERROR, __VA_ARGS__)
 
 #endif

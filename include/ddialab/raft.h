@@ -77,12 +77,12 @@ typedef struct dl_raft_msg_s {
     uint64_t match_index; /* accepted: this follower's log matches the leader's and is durable up to
                              here */
     uint64_t hint_index;
-        /* rejected: the leader should retry from hint_index + 1 or lower */ /* Both: the sender's
-                                                                              * last log index and
-                                                                              * its term (lag
-                                                                              * reporting; deciding
-                                                                              * between two leaders
-                                                                              * of one term). */
+    /* rejected: the leader should retry from hint_index + 1 or lower */ /* Both: the sender's
+                                                                          * last log index and
+                                                                          * its term (lag
+                                                                          * reporting; deciding
+                                                                          * between two leaders
+                                                                          * of one term). */
     uint64_t last_index;
     uint64_t last_term;
 } dl_raft_msg_t;
@@ -101,14 +101,14 @@ typedef struct dl_raft_config_s {
     uint64_t heartbeat_ms;  /* 0 = 100 */
     size_t max_msg_bytes;   /* entry bytes per APPEND; 0 = 1 MiB (one entry always fits) */
     size_t max_inflight;
-        /* unacknowledged APPENDs with entries per follower; 0 = 64 */ /* Terms this node may lead
-                                                                        * are those t with t %
-                                                                        * term_stride == id %
-                                                                        * term_stride, so that two
-                                                                        * nodes can never lead one
-                                                                        * term without votes to
-                                                                        * decide (manual failover).
-                                                                        * 0 = 16. */
+    /* unacknowledged APPENDs with entries per follower; 0 = 64 */ /* Terms this node may lead
+                                                                    * are those t with t %
+                                                                    * term_stride == id %
+                                                                    * term_stride, so that two
+                                                                    * nodes can never lead one
+                                                                    * term without votes to
+                                                                    * decide (manual failover).
+                                                                    * 0 = 16. */
     uint64_t term_stride;
 } dl_raft_config_t;
 

@@ -65,9 +65,12 @@ int dl_parse_bytes(const char *text, int64_t *out)
     static const struct {
         const char *unit;
         int64_t bytes;
-    } units[] = {{"", 1},           {"b", 1},         {"k", 1024},       {"kib", 1024},
-                 {"kb", 1024},      {"m", 1048576},   {"mib", 1048576},  {"mb", 1048576},
-                 {"g", 1073741824}, {"gib", 1073741824}, {"gb", 1073741824}};
+    } units[] = {{"", 1},           {"b", 1},
+                 {"k", 1024},       {"kib", 1024},
+                 {"kb", 1024},      {"m", 1048576},
+                 {"mib", 1048576},  {"mb", 1048576},
+                 {"g", 1073741824}, {"gib", 1073741824},
+                 {"gb", 1073741824}};
     int64_t number;
     const char *unit;
     if (split_number(text, &number, &unit) != 0)

@@ -127,8 +127,7 @@ static void reply_method_not_allowed(dl_http_req_t *r, unsigned allow)
         }
     }
     char message[128];
-    snprintf(message, sizeof(message), "%s is not allowed here; allowed: %s", r->method,
-             value);
+    snprintf(message, sizeof(message), "%s is not allowed here; allowed: %s", r->method, value);
     const char *const headers[] = {"Allow", value, NULL};
     dl_http_reply_json(r, 405, dl_http_error_body(DL_EMETHOD, message), headers);
 }

@@ -275,7 +275,7 @@ static void test_failed_write_undoes_the_whole_batch(void **state)
     assert_int_equal(rv, -EFBIG);
     assert_int_equal(dl_seglog_last_index(log), 5);
     assert_int_equal(test_file_size(seg), size); /* cut back to the records */
-    append_range(log, 6, 15, 0, 10); /* the log is still usable */
+    append_range(log, 6, 15, 0, 10);             /* the log is still usable */
     dl_seglog_close(log);
     log = open_ok(dir, NULL, NULL);
     check_range(log, 1, 15, 0);
