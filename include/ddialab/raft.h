@@ -20,10 +20,12 @@
  * copies (itself included) are durable. The replication modes of the kv lab are commit quorums:
  * async = 1, semi-sync = 2, sync = all nodes, majority = floor(n/2)+1.
  *
- * Elections are not part of this version: a static leader starts the cluster, and a manual
- * promotion (dl_raft_promote) makes a node leader at a higher term. Anyone who sees a higher term
- * steps down, so an old leader that returns follows the new one and discards the entries the new
- * leader never had; update.discarded counts them.
+ * Two ways to choose a leader. With config.elections, Raft's elections: randomized election
+ * timeouts, PreVote, CheckQuorum, votes persisted before they are sent. Without, a static leader
+ * starts the cluster, and a manual promotion (dl_raft_promote) makes a node leader at a higher
+ * term. Either way anyone who sees a higher term steps down, so an old leader that returns
+ * follows the new one and discards the entries the new leader never had; update.discarded
+ * counts them.
  *
  * Memory: the core keeps the term and size of every entry from first_index on (12 bytes an
  * entry). Pointers in an update stay valid until the next call into the core.
@@ -39,6 +41,8 @@ typedef struct dl_raft_s dl_raft_t;
 typedef enum {
     DL_RAFT_FOLLOWER = 0,
     DL_RAFT_LEADER = 1,
+    DL_RAFT_PRE_CANDIDATE = 2, /* elections: asking whether it could win, without a new term */
+    DL_RAFT_CANDIDATE = 3,     /* elections: asking for votes in a new term */
 } dl_raft_role_t;
 
 typedef enum {
@@ -57,6 +61,11 @@ typedef struct dl_raft_entry_s {
 typedef enum {
     DL_RAFT_MSG_APPEND = 1,      /* leader -> follower: entries and/or heartbeat */
     DL_RAFT_MSG_APPEND_RESP = 2, /* follower -> leader: persisted match index, or a rejection */
+    DL_RAFT_MSG_VOTE = 3,          /* candidate: vote for me in term (last_index/last_term) */
+    DL_RAFT_MSG_VOTE_RESP = 4,     /* reject = 0 grants the vote */
+    DL_RAFT_MSG_PRE_VOTE = 5,      /* pre-candidate: would you vote for me in term? */
+    DL_RAFT_MSG_PRE_VOTE_RESP = 6, /* reject = 0: yes */
+    DL_RAFT_MSG_TIMEOUT_NOW = 7,   /* leader -> transfer target: campaign now */
 } dl_raft_msg_type_t;
 
 #define DL_RAFT_MSG_MAX_ENTRIES 4096
@@ -110,6 +119,14 @@ typedef struct dl_raft_config_s {
                                                                     * decide (manual failover).
                                                                     * 0 = 16. */
     uint64_t term_stride;
+
+    /* Elections (Raft chapter 3, with the thesis' PreVote and CheckQuorum). With elections off
+     * (0) the core runs in the static-leader mode above. */
+    int elections;
+    uint64_t election_timeout_ms; /* 0 = 1000; the timeout is randomized in [t, 2t) */
+    int disable_pre_vote;         /* PreVote is on unless this is set */
+    int disable_check_quorum;     /* CheckQuorum is on unless this is set */
+    uint64_t seed;                /* randomness for election timeouts; runs with one seed replay */
 } dl_raft_config_t;
 
 typedef struct dl_raft_update_s {
@@ -173,7 +190,9 @@ void dl_raft_persisted(dl_raft_t *r, uint64_t index, uint64_t now_ms, dl_raft_up
 void dl_raft_applied(dl_raft_t *r, uint64_t index);
 /* The connection to a peer broke or came back: progress falls back to probing. */
 void dl_raft_peer_down(dl_raft_t *r, uint64_t id);
-/* Makes this node leader at its next term (manual failover). -EALREADY if it already leads. */
+/* Static mode: makes this node leader at its next term (manual failover). With elections: starts
+ * an election at once, without PreVote, that voters grant even while they hear from a leader
+ * (as a leadership transfer does). -EALREADY if it already leads. */
 int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u);
 
 dl_raft_role_t dl_raft_role(const dl_raft_t *r);
