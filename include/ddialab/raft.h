@@ -59,8 +59,8 @@ typedef struct dl_raft_entry_s {
 } dl_raft_entry_t;
 
 typedef enum {
-    DL_RAFT_MSG_APPEND = 1,      /* leader -> follower: entries and/or heartbeat */
-    DL_RAFT_MSG_APPEND_RESP = 2, /* follower -> leader: persisted match index, or a rejection */
+    DL_RAFT_MSG_APPEND = 1,        /* leader -> follower: entries and/or heartbeat */
+    DL_RAFT_MSG_APPEND_RESP = 2,   /* follower -> leader: persisted match index, or a rejection */
     DL_RAFT_MSG_VOTE = 3,          /* candidate: vote for me in term (last_index/last_term) */
     DL_RAFT_MSG_VOTE_RESP = 4,     /* reject = 0 grants the vote */
     DL_RAFT_MSG_PRE_VOTE = 5,      /* pre-candidate: would you vote for me in term? */
@@ -94,6 +94,9 @@ typedef struct dl_raft_msg_s {
                                                                           * of one term). */
     uint64_t last_index;
     uint64_t last_term;
+    /* VOTE and PRE_VOTE: a leadership transfer or an operator's campaign, which voters grant
+     * even while they still hear from a leader. */
+    uint8_t force;
 } dl_raft_msg_t;
 
 typedef struct dl_raft_hardstate_s {
@@ -194,6 +197,13 @@ void dl_raft_peer_down(dl_raft_t *r, uint64_t id);
  * an election at once, without PreVote, that voters grant even while they hear from a leader
  * (as a leadership transfer does). -EALREADY if it already leads. */
 int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u);
+
+/* Elections: hands leadership to node `to` once its log is up to date (it campaigns at once on
+ * TIMEOUT_NOW). New proposals get DL_EBUSY meanwhile; after an election timeout without a new
+ * leader the transfer is abandoned. -EPERM unless leader, -EINVAL for an unknown node or self. */
+int dl_raft_transfer_leader(dl_raft_t *r, uint64_t to, uint64_t now_ms, dl_raft_update_t *u);
+/* "leader", "follower", "candidate" or "pre-candidate". */
+const char *dl_raft_role_name(dl_raft_role_t role);
 
 dl_raft_role_t dl_raft_role(const dl_raft_t *r);
 uint64_t dl_raft_id(const dl_raft_t *r);

@@ -10,74 +10,7 @@
 #include <string.h>
 
 #include "ddialab/error.h"
-
-#define INFLIGHT_CAP 1024
-
-struct entry_meta {
-    uint64_t term;
-    uint32_t len;
-    uint8_t type;
-};
-
-struct progress {
-    uint64_t id;
-    uint64_t match;
-    uint64_t next;
-    uint64_t last_index;
-    uint64_t last_ack_ms;
-    uint64_t last_sent_ms;
-    uint64_t commit_sent; /* the commit index the follower was last told */
-    int probing;          /* searching for the point where the logs agree: one APPEND at a time */
-    int probe_sent;       /* a probe is out and unanswered */
-    /* Last index of each APPEND with entries not yet acknowledged, oldest first. */
-    uint64_t inflight[INFLIGHT_CAP];
-    size_t inflight_head;
-    size_t inflight_count;
-};
-
-struct dl_raft_s {
-    dl_raft_config_t config;
-    uint64_t *nodes;
-    dl_raft_hardstate_t hs;
-    dl_raft_role_t role;
-    uint64_t leader;
-
-    /* Log metadata: meta[i] describes index first_index + i. */
-    struct entry_meta *meta;
-    size_t n_meta;
-    size_t cap_meta;
-    uint64_t first_index;
-    uint64_t prev_term; /* term of first_index - 1 (0 while the log starts at 1) */
-
-    uint64_t commit;
-    uint64_t persisted;
-    uint64_t applied;
-    int started;
-
-    /* Follower: how far this log is known to match the current leader's, and whether an
-     * acknowledgement waits for the disk. */
-    uint64_t matched_upto;
-    int ack_pending;
-
-    struct progress *peers; /* every node but this one */
-    size_t n_peers;
-    uint64_t last_heartbeat_ms; /* A restarted former leader: peers that confirmed no newer term and
-                                   no newer log. */
-    int reclaiming;
-    uint64_t reclaim_acks[64];
-    size_t n_reclaim_acks;
-
-    /* Output buffers, reused by every call. */
-    dl_raft_entry_t *out_entries;
-    size_t n_out_entries, cap_out_entries;
-    dl_raft_msg_t *out_msgs;
-    size_t n_out_msgs, cap_out_msgs;
-    size_t *out_msg_ent_off; /* where each message's entries start in out_msg_ents */
-    size_t cap_out_msg_off;
-    dl_raft_entry_t *out_msg_ents;
-    size_t n_out_msg_ents, cap_out_msg_ents;
-    int oom; /* an output buffer could not grow: the update was cut short */
-};
+#include "raft/raft_internal.h"
 
 static int grow(void **buf, size_t *cap, size_t need, size_t elem)
 {
@@ -110,7 +43,7 @@ uint64_t dl_raft_term_at(const dl_raft_t *r, uint64_t index)
     return r->meta[index - r->first_index].term;
 }
 
-static size_t majority(size_t n)
+size_t dl__raft_majority(size_t n)
 {
     return n / 2 + 1;
 }
@@ -146,7 +79,7 @@ static void finish(dl_raft_t *r, dl_raft_update_t *u)
         u->apply_to = r->applied;
 }
 
-static dl_raft_msg_t *new_msg(dl_raft_t *r, uint8_t type, uint64_t to)
+dl_raft_msg_t *dl__raft_new_msg(dl_raft_t *r, uint8_t type, uint64_t to)
 {
     if (grow((void **)&r->out_msgs, &r->cap_out_msgs, r->n_out_msgs + 1, sizeof(dl_raft_msg_t)) ||
         grow((void **)&r->out_msg_ent_off, &r->cap_out_msg_off, r->n_out_msgs + 1,
@@ -167,7 +100,7 @@ static dl_raft_msg_t *new_msg(dl_raft_t *r, uint8_t type, uint64_t to)
     return m;
 }
 
-static struct progress *find_peer(dl_raft_t *r, uint64_t id)
+struct progress *dl__raft_find_peer(dl_raft_t *r, uint64_t id)
 {
     for (size_t i = 0; i < r->n_peers; i++)
         if (r->peers[i].id == id)
@@ -197,7 +130,7 @@ static void send_append(dl_raft_t *r, struct progress *p, uint64_t now_ms, int w
     uint64_t last = dl_raft_last_index(r);
     if (p->next < r->first_index)
         p->next = r->first_index; /* snapshots arrive with the consensus issue */
-    dl_raft_msg_t *m = new_msg(r, DL_RAFT_MSG_APPEND, p->id);
+    dl_raft_msg_t *m = dl__raft_new_msg(r, DL_RAFT_MSG_APPEND, p->id);
     if (m == NULL)
         return;
     m->prev_index = p->next - 1;
@@ -326,10 +259,13 @@ static uint64_t next_term(const dl_raft_t *r)
     return t + (want + k - t % k) % k;
 }
 
-static void become_leader(dl_raft_t *r, uint64_t term, uint64_t now_ms, dl_raft_update_t *u)
+void dl__raft_become_leader(dl_raft_t *r, uint64_t term, uint64_t now_ms, dl_raft_update_t *u)
 {
     r->role = DL_RAFT_LEADER;
     r->reclaiming = 0;
+    r->transfer_target = 0;
+    r->last_quorum_check_ms = now_ms;
+    r->last_leader_contact_ms = now_ms;
     r->leader = r->config.id;
     if (r->hs.term != term || r->hs.vote != r->config.id) {
         r->hs.term = term;
@@ -356,12 +292,20 @@ static void become_leader(dl_raft_t *r, uint64_t term, uint64_t now_ms, dl_raft_
     maybe_commit(r);
 }
 
-static void become_follower(dl_raft_t *r, uint64_t term, uint64_t leader, dl_raft_update_t *u)
+void dl__raft_become_follower(dl_raft_t *r, uint64_t term, uint64_t leader, dl_raft_update_t *u)
 {
     if (r->role != DL_RAFT_FOLLOWER)
         u->role_changed = 1;
     r->role = DL_RAFT_FOLLOWER;
-    if (term != r->hs.term || r->hs.vote != leader) {
+    if (r->config.elections) {
+        /* A vote is for one term: a new term starts with none. Whom we follow is not a vote. */
+        if (term != r->hs.term) {
+            r->hs.term = term;
+            r->hs.vote = 0;
+            u->hardstate_changed = 1;
+        }
+        dl__raft_reset_election_timer(r, r->now_ms);
+    } else if (term != r->hs.term || r->hs.vote != leader) {
         r->hs.term = term;
         r->hs.vote = leader;
         u->hardstate_changed = 1;
@@ -394,13 +338,16 @@ int dl_raft_new(const dl_raft_config_t *config, const dl_raft_hardstate_t *hards
         return -ENOMEM;
     r->config = *config;
     if (r->config.commit_quorum == 0)
-        r->config.commit_quorum = majority(config->n_nodes);
+        r->config.commit_quorum = dl__raft_majority(config->n_nodes);
     if (r->config.heartbeat_ms == 0)
         r->config.heartbeat_ms = 100;
     if (r->config.max_msg_bytes == 0)
         r->config.max_msg_bytes = 1 << 20;
     if (r->config.term_stride == 0)
         r->config.term_stride = 16;
+    if (r->config.election_timeout_ms == 0)
+        r->config.election_timeout_ms = 1000;
+    r->rng = (config->seed ^ (config->id * 0x9E3779B97F4A7C15ULL)) | 1;
     if (r->config.max_inflight == 0 || r->config.max_inflight > INFLIGHT_CAP)
         r->config.max_inflight = 64;
     r->nodes = malloc(config->n_nodes * sizeof(uint64_t));
@@ -437,9 +384,13 @@ void dl_raft_start(dl_raft_t *r, uint64_t persisted_index, uint64_t applied_inde
     r->applied = applied_index;
     /* Everything applied was committed once; that much stays committed here. */
     r->commit = min_u64(applied_index, last);
-    if (r->hs.term == 0) {
+    r->now_ms = now_ms;
+    if (r->config.elections) {
+        /* Everyone starts as a follower; the first election timeout starts an election. */
+        dl__raft_reset_election_timer(r, now_ms);
+    } else if (r->hs.term == 0) {
         if (r->config.static_leader == r->config.id)
-            become_leader(r, next_term(r), now_ms, u);
+            dl__raft_become_leader(r, next_term(r), now_ms, u);
         else
             r->leader = r->config.static_leader;
     } else if (r->hs.vote == r->config.id) {
@@ -475,6 +426,10 @@ int dl_raft_propose(dl_raft_t *r, const dl_raft_entry_t *entries, size_t n, uint
         finish(r, u);
         return DL_ENOTLEADER;
     }
+    if (r->transfer_target != 0) {
+        finish(r, u);
+        return DL_EBUSY; /* leadership is being handed over */
+    }
     uint64_t first = dl_raft_last_index(r) + 1;
     for (size_t i = 0; i < n; i++) {
         if (append_meta(r, r->hs.term, entries[i].type, entries[i].len) != 0 ||
@@ -499,6 +454,7 @@ int dl_raft_propose(dl_raft_t *r, const dl_raft_entry_t *entries, size_t n, uint
 void dl_raft_flush(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
 {
     begin(r, u);
+    r->now_ms = now_ms;
     replicate(r, now_ms, 1);
     finish(r, u);
 }
@@ -506,7 +462,7 @@ void dl_raft_flush(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
 /* Answers an APPEND; match is only ever what this node holds durably. */
 static void send_append_resp(dl_raft_t *r, uint64_t to, int reject, uint64_t match, uint64_t hint)
 {
-    dl_raft_msg_t *m = new_msg(r, DL_RAFT_MSG_APPEND_RESP, to);
+    dl_raft_msg_t *m = dl__raft_new_msg(r, DL_RAFT_MSG_APPEND_RESP, to);
     if (m == NULL)
         return;
     m->reject = (uint8_t)reject;
@@ -538,16 +494,25 @@ static void truncate_from(dl_raft_t *r, uint64_t from, dl_raft_update_t *u)
 static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
                           dl_raft_update_t *u)
 {
-    if (r->role == DL_RAFT_LEADER) { /* Cannot happen: a node leads only terms of its own residue
-                                        class (term_stride). */
+    if (r->role == DL_RAFT_LEADER) {
+        /* Cannot happen: with elections, Election Safety; without, a node leads only terms of
+         * its own residue class (term_stride). */
         return;
     }
-    if (r->hs.vote != 0 && r->hs.vote != m->from) {
-        /* Like a vote, following is once per term: two operators promoting two nodes into the
-         * same term must not make this node flip between their logs. */
-        return;
-    }
-    if (r->leader != m->from) {
+    if (r->config.elections) {
+        /* A leader of our term exists: a candidate of that term gives up. */
+        if (r->role != DL_RAFT_FOLLOWER) {
+            r->role = DL_RAFT_FOLLOWER;
+            u->role_changed = 1;
+        }
+        r->leader = m->from;
+        r->last_leader_contact_ms = now_ms;
+        dl__raft_reset_election_timer(r, now_ms);
+    } else {
+        /* Like a vote, following is once per term in static mode: two promotions can never
+         * make this node flip between two logs. */
+        if (r->hs.vote != 0 && r->hs.vote != m->from)
+            return;
         r->leader = m->from;
         if (r->hs.vote != m->from) {
             r->hs.vote = m->from;
@@ -619,8 +584,8 @@ static void handle_reclaim_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t n
         if (r->reclaim_acks[i] == m->from)
             return;
     r->reclaim_acks[r->n_reclaim_acks++] = m->from;
-    if (r->n_reclaim_acks + 1 >= majority(r->config.n_nodes))
-        become_leader(r, next_term(r), now_ms, u);
+    if (r->n_reclaim_acks + 1 >= dl__raft_majority(r->config.n_nodes))
+        dl__raft_become_leader(r, next_term(r), now_ms, u);
 }
 
 static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
@@ -632,7 +597,7 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
     }
     if (r->role != DL_RAFT_LEADER)
         return;
-    struct progress *p = find_peer(r, m->from);
+    struct progress *p = dl__raft_find_peer(r, m->from);
     if (p == NULL)
         return;
     p->last_ack_ms = now_ms;
@@ -673,23 +638,39 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
         p->next = p->match + 1;
     }
     maybe_commit(r);
+    if (r->transfer_target == p->id && p->match == dl_raft_last_index(r))
+        dl__raft_new_msg(r, DL_RAFT_MSG_TIMEOUT_NOW, p->id);
     replicate(r, now_ms, 0);
 }
 
 void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft_update_t *u)
 {
     begin(r, u);
-    if (m->to != r->config.id || find_peer(r, m->from) == NULL) {
+    r->now_ms = now_ms;
+    if (m->to != r->config.id || dl__raft_find_peer(r, m->from) == NULL) {
         finish(r, u);
         return;
     }
+    int vote_request = m->type == DL_RAFT_MSG_VOTE || m->type == DL_RAFT_MSG_PRE_VOTE;
     if (m->term > r->hs.term) {
-        /* A higher term always wins: step down and follow whoever leads it. */
-        become_follower(r, m->term, m->type == DL_RAFT_MSG_APPEND ? m->from : 0, u);
+        if (vote_request && dl__raft_in_lease(r, m, now_ms)) {
+            /* We hear from a live leader: a node asking for votes (one that was cut off, or
+             * one that just restarted) must not depose it. */
+            finish(r, u);
+            return;
+        }
+        int future =
+            m->type == DL_RAFT_MSG_PRE_VOTE || (m->type == DL_RAFT_MSG_PRE_VOTE_RESP && !m->reject);
+        /* A higher term always wins: step down and follow whoever leads it. A pre-vote and its
+         * granted answer only speak of a term that may come, so they change nothing. */
+        if (!future)
+            dl__raft_become_follower(r, m->term, m->type == DL_RAFT_MSG_APPEND ? m->from : 0, u);
     } else if (m->term < r->hs.term) {
-        /* Tell a deposed leader about the newer term so that it steps down. */
+        /* Tell a deposed leader or a stale candidate about the newer term. */
         if (m->type == DL_RAFT_MSG_APPEND)
             send_append_resp(r, m->from, 1, 0, dl_raft_last_index(r));
+        else if (vote_request && r->config.elections)
+            dl__raft_step_election(r, m, now_ms, u); /* answers with a rejection in our term */
         finish(r, u);
         return;
     }
@@ -701,6 +682,8 @@ void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft
         handle_append_resp(r, m, now_ms, u);
         break;
     default:
+        if (r->config.elections)
+            dl__raft_step_election(r, m, now_ms, u);
         break;
     }
     finish(r, u);
@@ -709,13 +692,16 @@ void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft
 void dl_raft_tick(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
 {
     begin(r, u);
+    r->now_ms = now_ms;
+    if (r->config.elections)
+        dl__raft_election_tick(r, now_ms, u);
     if (r->reclaiming && now_ms - r->last_heartbeat_ms >= r->config.heartbeat_ms) {
         /* Probe every peer with an empty APPEND of our term: it changes nothing on them, and
          * each answer says their term and how far their log reaches. */
         r->last_heartbeat_ms = now_ms;
         uint64_t last = dl_raft_last_index(r);
         for (size_t i = 0; i < r->n_peers; i++) {
-            dl_raft_msg_t *m = new_msg(r, DL_RAFT_MSG_APPEND, r->peers[i].id);
+            dl_raft_msg_t *m = dl__raft_new_msg(r, DL_RAFT_MSG_APPEND, r->peers[i].id);
             if (m == NULL)
                 break;
             m->prev_index = last;
@@ -741,6 +727,7 @@ void dl_raft_tick(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
 void dl_raft_persisted(dl_raft_t *r, uint64_t index, uint64_t now_ms, dl_raft_update_t *u)
 {
     begin(r, u);
+    r->now_ms = now_ms;
     index = min_u64(index, dl_raft_last_index(r));
     if (index > r->persisted)
         r->persisted = index;
@@ -761,7 +748,7 @@ void dl_raft_applied(dl_raft_t *r, uint64_t index)
 
 void dl_raft_peer_down(dl_raft_t *r, uint64_t id)
 {
-    struct progress *p = find_peer(r, id);
+    struct progress *p = dl__raft_find_peer(r, id);
     if (p == NULL)
         return;
     p->next = p->match + 1;
@@ -775,9 +762,49 @@ int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
         finish(r, u);
         return -EALREADY;
     }
-    become_leader(r, next_term(r), now_ms, u);
+    r->now_ms = now_ms;
+    if (r->config.elections)
+        dl__raft_campaign(r, 0, 1, now_ms, u); /* an operator's campaign, past the lease */
+    else
+        dl__raft_become_leader(r, next_term(r), now_ms, u);
     finish(r, u);
     return 0;
+}
+
+int dl_raft_transfer_leader(dl_raft_t *r, uint64_t to, uint64_t now_ms, dl_raft_update_t *u)
+{
+    begin(r, u);
+    r->now_ms = now_ms;
+    int rv = 0;
+    struct progress *p = dl__raft_find_peer(r, to);
+    if (r->role != DL_RAFT_LEADER || !r->config.elections)
+        rv = -EPERM;
+    else if (p == NULL)
+        rv = -EINVAL;
+    if (rv == 0) {
+        r->transfer_target = to;
+        r->transfer_deadline_ms = now_ms + r->config.election_timeout_ms;
+        if (p->match == dl_raft_last_index(r))
+            dl__raft_new_msg(r, DL_RAFT_MSG_TIMEOUT_NOW, to);
+        else
+            replicate(r, now_ms, 0); /* TIMEOUT_NOW follows once it has caught up */
+    }
+    finish(r, u);
+    return rv;
+}
+
+const char *dl_raft_role_name(dl_raft_role_t role)
+{
+    switch (role) {
+    case DL_RAFT_LEADER:
+        return "leader";
+    case DL_RAFT_CANDIDATE:
+        return "candidate";
+    case DL_RAFT_PRE_CANDIDATE:
+        return "pre-candidate";
+    default:
+        return "follower";
+    }
 }
 
 dl_raft_role_t dl_raft_role(const dl_raft_t *r)

@@ -89,6 +89,7 @@ int dl_wire_encode_msg(dl_buf_t *out, const dl_raft_msg_t *m)
     dl_buf_put_u64(out, m->hint_index);
     dl_buf_put_u64(out, m->last_index);
     dl_buf_put_u64(out, m->last_term);
+    dl_buf_put_u8(out, m->force);
     for (uint32_t i = 0; i < m->n_entries; i++) {
         const dl_raft_entry_t *e = &m->entries[i];
         dl_buf_put_u64(out, e->term);
@@ -165,9 +166,10 @@ static int decode_msg(struct reader *r, uint8_t kind, dl_raft_msg_t *m)
     m->hint_index = take_u64(r);
     m->last_index = take_u64(r);
     m->last_term = take_u64(r);
-    if (r->bad || m->n_entries > DL_RAFT_MSG_MAX_ENTRIES || m->reject > 1)
+    m->force = take_u8(r);
+    if (r->bad || m->n_entries > DL_RAFT_MSG_MAX_ENTRIES || m->reject > 1 || m->force > 1)
         return DL_EPROTO;
-    if (kind == DL_RAFT_MSG_APPEND_RESP && m->n_entries != 0)
+    if (kind != DL_RAFT_MSG_APPEND && m->n_entries != 0)
         return DL_EPROTO;
     /* Each entry needs at least its fixed part: reject counts the body cannot hold. */
     if ((uint64_t)m->n_entries * ENTRY_FIXED_BYTES > r->left)
@@ -217,6 +219,11 @@ int dl_wire_decode(const uint8_t *buf, size_t frame_len, dl_wire_frame_t *out)
         break;
     case DL_RAFT_MSG_APPEND:
     case DL_RAFT_MSG_APPEND_RESP:
+    case DL_RAFT_MSG_VOTE:
+    case DL_RAFT_MSG_VOTE_RESP:
+    case DL_RAFT_MSG_PRE_VOTE:
+    case DL_RAFT_MSG_PRE_VOTE_RESP:
+    case DL_RAFT_MSG_TIMEOUT_NOW:
         rv = decode_msg(&r, out->kind, &out->msg);
         break;
     default:

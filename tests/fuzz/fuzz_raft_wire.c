@@ -21,7 +21,7 @@ static size_t make_frame(const uint8_t *data, size_t size, uint8_t *out, size_t 
     out[0] = 'D';
     out[1] = 'L';
     out[2] = DL_WIRE_VERSION;
-    out[3] = data[0] % 3 == 0 ? DL_WIRE_HELLO : (uint8_t)(1 + data[0] % 2);
+    out[3] = data[0] % 8 == 0 ? DL_WIRE_HELLO : (uint8_t)(1 + data[0] % 7);
     dl_set_u32(out + 4, (uint32_t)body);
     dl_set_u32(out + 8, dl_crc32c(0, data + 1, body));
     memcpy(out + DL_WIRE_HEADER_BYTES, data + 1, body);

@@ -1,0 +1,111 @@
+/* Internal to the Raft core: the state shared by raft.c and election.c. See ddialab/raft.h. */
+#ifndef DDIALAB_RAFT_INTERNAL_H
+#define DDIALAB_RAFT_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ddialab/raft.h"
+
+#define INFLIGHT_CAP 1024
+
+struct entry_meta {
+    uint64_t term;
+    uint32_t len;
+    uint8_t type;
+};
+
+struct progress {
+    uint64_t id;
+    uint64_t match;
+    uint64_t next;
+    uint64_t last_index;
+    uint64_t last_ack_ms;
+    uint64_t last_sent_ms;
+    uint64_t commit_sent; /* the commit index the follower was last told */
+    int probing;          /* searching for the point where the logs agree: one APPEND at a time */
+    int probe_sent;       /* a probe is out and unanswered */
+    /* Last index of each APPEND with entries not yet acknowledged, oldest first. */
+    uint64_t inflight[INFLIGHT_CAP];
+    size_t inflight_head;
+    size_t inflight_count;
+};
+
+struct dl_raft_s {
+    dl_raft_config_t config;
+    uint64_t *nodes;
+    dl_raft_hardstate_t hs;
+    dl_raft_role_t role;
+    uint64_t leader;
+
+    /* Log metadata: meta[i] describes index first_index + i. */
+    struct entry_meta *meta;
+    size_t n_meta;
+    size_t cap_meta;
+    uint64_t first_index;
+    uint64_t prev_term; /* term of first_index - 1 (0 while the log starts at 1) */
+
+    uint64_t commit;
+    uint64_t persisted;
+    uint64_t applied;
+    int started;
+
+    /* Follower: how far this log is known to match the current leader's, and whether an
+     * acknowledgement waits for the disk. */
+    uint64_t matched_upto;
+    int ack_pending;
+
+    struct progress *peers; /* every node but this one */
+    size_t n_peers;
+    uint64_t last_heartbeat_ms; /* A restarted former leader: peers that confirmed no newer term and
+                                   no newer log. */
+    int reclaiming;
+    uint64_t reclaim_acks[64];
+    size_t n_reclaim_acks;
+
+    /* Elections (election.c). */
+    uint64_t rng;                    /* xorshift state, from config.seed and the node id */
+    uint64_t election_deadline_ms;   /* a follower or candidate campaigns at this time */
+    uint64_t last_leader_contact_ms; /* last APPEND from the leader (the leader: last quorum) */
+    uint64_t last_quorum_check_ms;
+    uint64_t votes[64]; /* granted (pre-)votes this campaign, self included */
+    size_t n_votes;
+    size_t n_rejections;
+    uint64_t transfer_target; /* leader: handing leadership to this node (0 = none) */
+    uint64_t now_ms;          /* the time given to the call in progress */
+    uint64_t transfer_deadline_ms;
+
+    /* Output buffers, reused by every call. */
+    dl_raft_entry_t *out_entries;
+    size_t n_out_entries, cap_out_entries;
+    dl_raft_msg_t *out_msgs;
+    size_t n_out_msgs, cap_out_msgs;
+    size_t *out_msg_ent_off; /* where each message's entries start in out_msg_ents */
+    size_t cap_out_msg_off;
+    dl_raft_entry_t *out_msg_ents;
+    size_t n_out_msg_ents, cap_out_msg_ents;
+    int oom; /* an output buffer could not grow: the update was cut short */
+};
+
+size_t dl__raft_majority(size_t n);
+dl_raft_msg_t *dl__raft_new_msg(dl_raft_t *r, uint8_t type, uint64_t to);
+struct progress *dl__raft_find_peer(dl_raft_t *r, uint64_t id);
+void dl__raft_become_leader(dl_raft_t *r, uint64_t term, uint64_t now_ms, dl_raft_update_t *u);
+void dl__raft_become_follower(dl_raft_t *r, uint64_t term, uint64_t leader, dl_raft_update_t *u);
+
+/* election.c */
+/* Sets the next election deadline, randomized in [timeout, 2 timeout). */
+void dl__raft_reset_election_timer(dl_raft_t *r, uint64_t now_ms);
+/* Elections mode, on every tick: campaigns when the deadline passed; a leader checks its quorum
+ * and its leadership transfer. */
+void dl__raft_election_tick(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u);
+/* Starts a campaign: a pre-vote round unless disabled or forced, else a real election. */
+void dl__raft_campaign(dl_raft_t *r, int pre_vote, int force, uint64_t now_ms, dl_raft_update_t *u);
+/* Handles VOTE, VOTE_RESP, PRE_VOTE, PRE_VOTE_RESP and TIMEOUT_NOW. Returns 1 if m was one. */
+int dl__raft_step_election(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
+                           dl_raft_update_t *u);
+/* Whether a vote request must be ignored: this node heard from a live leader within an election
+ * timeout (CheckQuorum's leader lease), and the request is not a forced one. */
+int dl__raft_in_lease(const dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,264 @@
+/*
+ * An in-memory cluster for the replication core's scenario tests: messages in a queue, a "disk"
+ * per node that persists on demand, links that can be cut. Included by each test file (static
+ * functions; a test file uses what it needs).
+ */
+#ifndef DDIALAB_TEST_RAFT_CLUSTER_H
+#define DDIALAB_TEST_RAFT_CLUSTER_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ddialab/raft.h"
+
+#define MAX_NODES 5
+#define MAX_LOG   4096
+
+struct stored {
+    uint64_t term;
+    uint8_t type;
+    char data[32];
+    uint32_t len;
+};
+
+struct node {
+    dl_raft_t *r;
+    uint64_t id;
+    dl_raft_hardstate_t hs;
+    struct stored log[MAX_LOG + 1]; /* log[i] is index i */
+    uint64_t last;
+    uint64_t applied;
+    int up;
+    int auto_persist;
+    uint64_t discarded;
+    uint64_t discarded_applied;
+    uint64_t rebuilt; /* times the state machine was rebuilt from the log */
+};
+
+struct queued {
+    dl_raft_msg_t m;
+    dl_raft_entry_t entries[64];
+    struct stored payload[64];
+};
+
+struct cluster {
+    struct node nodes[MAX_NODES];
+    size_t n;
+    size_t quorum;
+    int elections;
+    int cut[MAX_NODES + 1][MAX_NODES + 1];
+    struct queued *queue;
+    size_t qlen, qcap;
+    uint64_t now;
+};
+
+static inline struct node *node_of(struct cluster *c, uint64_t id)
+{
+    return &c->nodes[id - 1];
+}
+
+static inline void handle(struct cluster *c, struct node *nd, const dl_raft_update_t *u);
+
+static inline void persist_all(struct cluster *c, struct node *nd)
+{
+    if (nd->auto_persist && nd->last > dl_raft_persisted_index(nd->r)) {
+        dl_raft_update_t u;
+        dl_raft_persisted(nd->r, nd->last, c->now, &u);
+        handle(c, nd, &u);
+    }
+}
+
+/* Carries out an update the way the kv driver does, in the documented order. */
+static inline void handle(struct cluster *c, struct node *nd, const dl_raft_update_t *u)
+{
+    if (u->hardstate_changed)
+        nd->hs = u->hardstate;
+    if (u->truncate_from) {
+        assert_true(u->truncate_from <= nd->last);
+        nd->last = u->truncate_from - 1;
+        nd->discarded += u->discarded;
+        nd->discarded_applied += u->discarded_applied;
+        if (u->reset_state_machine) {
+            nd->applied = 0;
+            nd->rebuilt++;
+        }
+    }
+    for (size_t i = 0; i < u->n_entries; i++) {
+        const dl_raft_entry_t *e = &u->entries[i];
+        assert_int_equal(e->index, nd->last + 1);
+        struct stored *s = &nd->log[e->index];
+        s->term = e->term;
+        s->type = e->type;
+        s->len = e->len < sizeof(s->data) ? e->len : sizeof(s->data);
+        if (e->len)
+            memcpy(s->data, e->data, s->len);
+        nd->last = e->index;
+    }
+    for (size_t i = 0; i < u->n_msgs; i++) {
+        const dl_raft_msg_t *m = &u->msgs[i];
+        if (c->qlen == c->qcap) {
+            c->qcap = c->qcap ? c->qcap * 2 : 64;
+            c->queue = realloc(c->queue, c->qcap * sizeof(*c->queue));
+        }
+        struct queued *q = &c->queue[c->qlen++];
+        q->m = *m;
+        assert_true(m->n_entries <= 64);
+        for (uint32_t k = 0; k < m->n_entries; k++) {
+            q->entries[k] = m->entries[k];
+            /* The driver fills payloads from the sender's log. */
+            q->payload[k] = nd->log[m->entries[k].index];
+            q->entries[k].data = q->payload[k].data;
+            q->entries[k].len = q->payload[k].len;
+            assert_int_equal(q->payload[k].term, m->entries[k].term);
+        }
+        q->m.entries = m->n_entries ? q->entries : NULL;
+    }
+    if (u->apply_to > nd->applied) {
+        nd->applied = u->apply_to;
+        dl_raft_applied(nd->r, nd->applied);
+    }
+    persist_all(c, nd);
+}
+
+static inline void start_node(struct cluster *c, uint64_t id, uint64_t persisted, uint64_t applied)
+{
+    struct node *nd = node_of(c, id);
+    uint64_t ids[MAX_NODES];
+    for (size_t i = 0; i < c->n; i++)
+        ids[i] = i + 1;
+    dl_raft_config_t cfg = {.id = id,
+                            .nodes = ids,
+                            .n_nodes = c->n,
+                            .commit_quorum = c->quorum,
+                            .static_leader = 1,
+                            .heartbeat_ms = 100,
+                            .max_inflight = 4,
+                            .max_msg_bytes = 32,
+                            .elections = c->elections,
+                            .election_timeout_ms = 1000,
+                            .seed = 0};
+    assert_int_equal(dl_raft_new(&cfg, &nd->hs, 1, &nd->r), 0);
+    for (uint64_t i = 1; i <= nd->last; i++)
+        assert_int_equal(
+            dl_raft_restore_entry(nd->r, nd->log[i].term, nd->log[i].type, nd->log[i].len), 0);
+    dl_raft_update_t u;
+    dl_raft_start(nd->r, persisted, applied, c->now, &u);
+    nd->up = 1;
+    handle(c, nd, &u);
+}
+
+static inline struct cluster *new_cluster_with(size_t n, size_t quorum, int elections)
+{
+    struct cluster *c = calloc(1, sizeof(*c));
+    c->n = n;
+    c->quorum = quorum;
+    c->elections = elections;
+    for (size_t i = 0; i < n; i++) {
+        c->nodes[i].id = i + 1;
+        c->nodes[i].auto_persist = 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        start_node(c, i + 1, 0, 0);
+    return c;
+}
+
+static inline struct cluster *new_cluster(size_t n, size_t quorum)
+{
+    return new_cluster_with(n, quorum, 0);
+}
+
+static inline void free_cluster(struct cluster *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        dl_raft_free(c->nodes[i].r);
+    free(c->queue);
+    free(c);
+}
+
+/* Delivers queued messages (dropping those to down nodes or over cut links) until quiet. */
+static inline void deliver(struct cluster *c)
+{
+    for (int rounds = 0; c->qlen > 0; rounds++) {
+        assert_true(rounds < 100000);
+        struct queued q = c->queue[0];
+        memmove(c->queue, c->queue + 1, (c->qlen - 1) * sizeof(*c->queue));
+        c->qlen--;
+        q.m.entries = q.m.n_entries ? q.entries : NULL;
+        for (uint32_t k = 0; k < q.m.n_entries; k++)
+            q.entries[k].data = q.payload[k].data;
+        struct node *to = node_of(c, q.m.to);
+        if (!to->up || !node_of(c, q.m.from)->up || c->cut[q.m.from][q.m.to])
+            continue;
+        dl_raft_update_t u;
+        dl_raft_step(to->r, &q.m, c->now, &u);
+        handle(c, to, &u);
+    }
+}
+
+/* One "loop iteration" on every node: flush, then deliver. */
+static inline void settle(struct cluster *c)
+{
+    for (int i = 0; i < 20; i++) {
+        for (size_t k = 0; k < c->n; k++) {
+            struct node *nd = &c->nodes[k];
+            if (!nd->up)
+                continue;
+            dl_raft_update_t u;
+            dl_raft_flush(nd->r, c->now, &u);
+            handle(c, nd, &u);
+        }
+        deliver(c);
+    }
+}
+
+static inline void tick(struct cluster *c, uint64_t ms)
+{
+    c->now += ms;
+    for (size_t k = 0; k < c->n; k++) {
+        struct node *nd = &c->nodes[k];
+        if (!nd->up)
+            continue;
+        dl_raft_update_t u;
+        dl_raft_tick(nd->r, c->now, &u);
+        handle(c, nd, &u);
+    }
+    settle(c);
+}
+
+static inline uint64_t propose(struct cluster *c, uint64_t id, const char *text)
+{
+    struct node *nd = node_of(c, id);
+    dl_raft_entry_t e = {.type = DL_RAFT_ENTRY_NORMAL, .data = text, .len = (uint32_t)strlen(text)};
+    dl_raft_update_t u;
+    uint64_t index = 0;
+    assert_int_equal(dl_raft_propose(nd->r, &e, 1, &index, &u), 0);
+    handle(c, nd, &u);
+    return index;
+}
+
+static inline void set_link(struct cluster *c, uint64_t a, uint64_t b, int cut)
+{
+    c->cut[a][b] = c->cut[b][a] = cut;
+    if (!cut) {
+        dl_raft_peer_down(node_of(c, a)->r, b);
+        dl_raft_peer_down(node_of(c, b)->r, a);
+    }
+}
+
+static inline void assert_same_log(struct node *a, struct node *b)
+{
+    assert_int_equal(a->last, b->last);
+    for (uint64_t i = 1; i <= a->last; i++) {
+        assert_int_equal(a->log[i].term, b->log[i].term);
+        assert_int_equal(a->log[i].len, b->log[i].len);
+        assert_memory_equal(a->log[i].data, b->log[i].data, a->log[i].len);
+    }
+}
+
+#endif
