@@ -126,7 +126,7 @@ typedef struct dl_raft_config_s {
     /* Elections (Raft chapter 3, with the thesis' PreVote and CheckQuorum). With elections off
      * (0) the core runs in the static-leader mode above. */
     int elections;
-    uint64_t election_timeout_ms; /* 0 = 1000; the timeout is randomized in [t, 2t) */
+    uint64_t election_timeout_ms; /* 0 = 1000; the timeout is randomized in [t, 1.5t) */
     int disable_pre_vote;         /* PreVote is on unless this is set */
     int disable_check_quorum;     /* CheckQuorum is on unless this is set */
     uint64_t seed;                /* randomness for election timeouts; runs with one seed replay */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ddialab/error.h"
 #include "ddialab/flags.h"
@@ -564,15 +565,23 @@ static void send_messages(dl_kv_node_t *n, const dl_raft_msg_t *msgs, size_t cou
 
 static void on_role_changed(dl_kv_node_t *n)
 {
-    if (dl_raft_role(n->raft) == DL_RAFT_LEADER) {
+    dl_raft_role_t role = dl_raft_role(n->raft);
+    dl_raft_role_t was = n->last_role;
+    n->last_role = role;
+    if (role == DL_RAFT_LEADER) {
         DL_INFO("became leader at term %" PRIu64 " (replication %s: %zu of %zu copies commit)",
                 dl_raft_term(n->raft), n->replication, n->quorum, n->n_nodes);
-    } else {
+        return;
+    }
+    if (role == DL_RAFT_PRE_CANDIDATE || role == DL_RAFT_CANDIDATE)
+        DL_INFO("no leader heard from: %s at term %" PRIu64, dl_raft_role_name(role),
+                dl_raft_term(n->raft));
+    else if (was == DL_RAFT_LEADER)
         DL_WARN("stepped down: now a follower at term %" PRIu64, dl_raft_term(n->raft));
+    if (was == DL_RAFT_LEADER)
         fail_all_waiters(n, DL_ENOTLEADER,
                          "leadership changed before the write committed; it may or may not be "
                          "applied by the new leader");
-    }
 }
 
 /* Carries out one update of the core, in the order its header prescribes. */
@@ -808,6 +817,17 @@ int dl__kv_promote(dl_kv_node_t *n)
     return rv;
 }
 
+int dl__kv_transfer_leader(dl_kv_node_t *n, uint64_t to)
+{
+    dl_raft_update_t u;
+    int rv = dl_raft_transfer_leader(n->raft, to, dl__kv_now_ms(n), &u);
+    if (rv == 0) {
+        DL_INFO("handing leadership to node %" PRIu64, to);
+        process(n, &u);
+    }
+    return rv;
+}
+
 const char *dl__kv_leader_http(dl_kv_node_t *n)
 {
     uint64_t leader = dl_raft_leader(n->raft);
@@ -925,6 +945,18 @@ static void register_metrics(dl_kv_node_t *n)
                                         "Requests redirected to the leader.", NULL);
 }
 
+/* Election timeouts must differ between nodes and runs: seed from the kernel. */
+static uint64_t random_seed(void)
+{
+    uint64_t seed = 0;
+    FILE *fp = fopen("/dev/urandom", "rb");
+    if (fp == NULL || fread(&seed, sizeof(seed), 1, fp) != 1)
+        seed = uv_hrtime() ^ (uint64_t)getpid();
+    if (fp != NULL)
+        fclose(fp);
+    return seed;
+}
+
 /* Opens the log, replays its metadata into a new core, and opens the state machine. */
 static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
 {
@@ -962,7 +994,10 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
                            .n_nodes = n->n_nodes,
                            .commit_quorum = n->quorum,
                            .static_leader = n->static_leader,
-                           .heartbeat_ms = (uint64_t)n->heartbeat_ms};
+                           .heartbeat_ms = (uint64_t)n->heartbeat_ms,
+                           .elections = n->elections,
+                           .election_timeout_ms = (uint64_t)n->election_timeout_ms,
+                           .seed = random_seed()};
     uint64_t first = dl_seglog_first_index(n->log);
     uint64_t last = dl_seglog_last_index(n->log);
     rv = dl_raft_new(&rc, &hs, first, &n->raft);
@@ -1024,7 +1059,8 @@ int dl_kv_node_main(int argc, char **argv)
     char *http = NULL, *peer = NULL, *peers = NULL, *data_dir = NULL, *config = NULL;
     char *replication = "majority", *fsync_text = "batch", *cluster_id = "ddialab-kv";
     char *log_level = NULL;
-    int64_t write_timeout = 2000, max_value = 1 << 20, heartbeat = 100;
+    int64_t write_timeout = 2000, max_value = 1 << 20, heartbeat = 100, election_timeout = 1000;
+    int elections = 0;
     dl_flag_t flags[] = {
         {"node", DL_FLAG_INT, &node_id, "this node's id (1, 2, 3, ...)"},
         {"http", DL_FLAG_STRING, &http, "HTTP listen address (default 127.0.0.1:800N)"},
@@ -1042,6 +1078,11 @@ int dl_kv_node_main(int argc, char **argv)
          "log fsync policy: batch (one fsync per group commit), an interval like 100ms, or none"},
         {"max-value-bytes", DL_FLAG_BYTES, &max_value, "largest value accepted"},
         {"heartbeat", DL_FLAG_DURATION, &heartbeat, "leader heartbeat interval"},
+        {"elections", DL_FLAG_BOOL, &elections,
+         "elect leaders with Raft (PreVote, CheckQuorum) instead of a static --leader"},
+        {"election-timeout", DL_FLAG_DURATION, &election_timeout,
+         "with --elections: how long without a leader before a node campaigns (randomized up to "
+         "1.5 times this)"},
         {"cluster-id", DL_FLAG_STRING, &cluster_id, "name shared by the nodes of one cluster"},
         {"log-level", DL_FLAG_STRING, &log_level, "debug, info, warn or error"},
         {NULL, 0, NULL, NULL},
@@ -1075,6 +1116,8 @@ int dl_kv_node_main(int argc, char **argv)
     n->write_timeout_ms = write_timeout;
     n->max_value_bytes = max_value;
     n->heartbeat_ms = heartbeat;
+    n->elections = elections;
+    n->election_timeout_ms = election_timeout;
     char http_host[64] = "127.0.0.1", peer_host[64] = "127.0.0.1";
     int http_port = 8000 + (int)node_id, peer_port = 9000 + (int)node_id;
     char default_dir[64], default_peers[256];
@@ -1115,6 +1158,19 @@ int dl_kv_node_main(int argc, char **argv)
     }
     if (rv == 0)
         rv = parse_replication(n, replication, err, sizeof(err));
+    if (rv == 0 && elections && n->quorum < n->n_nodes / 2 + 1) {
+        /* Raft is safe only if every commit reaches a majority: a new leader is elected by a
+         * majority, and the two must overlap. */
+        snprintf(err, sizeof(err),
+                 "--elections needs a commit quorum of at least a majority (%zu of %zu); "
+                 "'--replication %s' commits on %zu",
+                 n->n_nodes / 2 + 1, n->n_nodes, replication, n->quorum);
+        rv = -EINVAL;
+    }
+    if (rv == 0 && elections && election_timeout < 2 * heartbeat) {
+        snprintf(err, sizeof(err), "--election-timeout must be at least twice --heartbeat");
+        rv = -EINVAL;
+    }
     if (rv == 0)
         rv = parse_fsync(n, fsync_text, err, sizeof(err));
     if (rv == 0 && (max_value < 1 || max_value > DL_KV_MAX_VALUE_LIMIT)) {

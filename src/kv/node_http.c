@@ -253,8 +253,8 @@ static json_t *status_json(dl_kv_node_t *n)
     json_t *s = json_object();
     json_object_set_new(s, "node", json_integer((json_int_t)n->id));
     json_object_set_new(s, "cluster_id", json_string(n->cluster_id));
-    json_object_set_new(s, "role",
-                        json_string(dl_raft_role(r) == DL_RAFT_LEADER ? "leader" : "follower"));
+    json_object_set_new(s, "role", json_string(dl_raft_role_name(dl_raft_role(r))));
+    json_object_set_new(s, "elections", json_boolean(n->elections));
     json_object_set_new(s, "term", json_integer((json_int_t)dl_raft_term(r)));
     json_object_set_new(s, "leader", leader ? json_integer((json_int_t)leader) : json_null());
     json_object_set_new(s, "reclaiming", json_boolean(dl_raft_reclaiming(r)));
@@ -356,13 +356,41 @@ static void handle_promote(void *ctx, dl_http_req_t *req)
     if (rv)
         return dl_http_reply_error(req, rv, "promotion failed: %s", dl_strerror(rv));
     json_t *body = json_object();
-    json_object_set_new(body, "node", json_integer((json_int_t)n->id));
-    json_object_set_new(body, "role", json_string("leader"));
+    json_object_set_new(
+        body, "node", json_integer((json_int_t)n->id)); /* With elections a promotion is a campaign:
+                                                           it may still be under way, or lost. */
+    json_object_set_new(body, "role", json_string(dl_raft_role_name(dl_raft_role(n->raft))));
     json_object_set_new(body, "term", json_integer((json_int_t)dl_raft_term(n->raft)));
     json_object_set_new(body, "previous_leader",
                         old_leader ? json_integer((json_int_t)old_leader) : json_null());
     json_object_set_new(body, "last_index", json_integer((json_int_t)dl_raft_last_index(n->raft)));
     dl_http_reply_json(req, 200, body, NULL);
+}
+
+static void handle_transfer(void *ctx, dl_http_req_t *req)
+{
+    dl_kv_node_t *n = ctx;
+    const char *text;
+    size_t len;
+    int64_t to;
+    if (dl_http_req_query(req, "to", &text, &len) != 0 || dl_parse_int64(text, &to) != 0 || to < 1)
+        return dl_http_reply_error(req, DL_EBADREQUEST, "give the new leader as ?to=N");
+    if (!n->elections)
+        return dl_http_reply_error(req, DL_EUNSUPPORTED,
+                                   "leadership transfer needs --elections; in static mode use "
+                                   "POST /admin/promote on the new leader");
+    if (!is_leader(n))
+        return redirect_to_leader(n, req);
+    int rv = dl__kv_transfer_leader(n, (uint64_t)to);
+    if (rv == -EINVAL)
+        return dl_http_reply_error(req, DL_EBADREQUEST, "node %" PRId64 " is not another member",
+                                   to);
+    if (rv)
+        return dl_http_reply_error(req, rv, "transfer failed: %s", dl_strerror(rv));
+    json_t *body = json_object();
+    json_object_set_new(body, "transferring_to", json_integer((json_int_t)to));
+    json_object_set_new(body, "term", json_integer((json_int_t)dl_raft_term(n->raft)));
+    dl_http_reply_json(req, 202, body, NULL);
 }
 
 void dl__kv_reply_applied(dl_kv_node_t *n, dl_kv_waiter_t *w, const dl_kv_result_t *res)
@@ -464,10 +492,15 @@ int dl__kv_http_start(dl_kv_node_t *n, const char *host, int port, char *err, si
         const char *pattern;
         dl_http_handler_fn fn;
     } routes[] = {
-        {"GET", "/kv/*", handle_get},        {"PUT", "/kv/*", handle_put},
-        {"DELETE", "/kv/*", handle_delete},  {"GET", "/kv", handle_list},
-        {"GET", "/status", handle_status},   {"GET", "/healthz", handle_healthz},
-        {"GET", "/metrics", handle_metrics}, {"POST", "/admin/promote", handle_promote},
+        {"GET", "/kv/*", handle_get},
+        {"PUT", "/kv/*", handle_put},
+        {"DELETE", "/kv/*", handle_delete},
+        {"GET", "/kv", handle_list},
+        {"GET", "/status", handle_status},
+        {"GET", "/healthz", handle_healthz},
+        {"GET", "/metrics", handle_metrics},
+        {"POST", "/admin/promote", handle_promote},
+        {"POST", "/admin/transfer-leader", handle_transfer},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         rv = dl_http_server_route(n->http, routes[i].method, routes[i].pattern, routes[i].fn, n);

@@ -63,6 +63,9 @@ typedef struct dl_kv_node_s {
     int64_t write_timeout_ms;
     int64_t max_value_bytes;
     int64_t heartbeat_ms;
+    int elections;            /* Raft elections; otherwise a static leader and promotions */
+    dl_raft_role_t last_role; /* for telling role changes apart in the log */
+    int64_t election_timeout_ms;
     dl_sync_policy_t sync_policy;
     int64_t sync_interval_ms;
 
@@ -127,8 +130,10 @@ typedef struct dl_kv_node_s {
 uint64_t dl__kv_now_ms(dl_kv_node_t *n);
 /* Queues a write for the end of this iteration; the waiter answers req later. */
 int dl__kv_submit(dl_kv_node_t *n, dl_http_req_t *req, const dl_kv_command_t *cmd);
-/* Makes this node leader at a higher term (manual failover). */
+/* Makes this node leader at a higher term (static mode), or starts an election (elections). */
 int dl__kv_promote(dl_kv_node_t *n);
+/* Elections: hands leadership to node `to`. */
+int dl__kv_transfer_leader(dl_kv_node_t *n, uint64_t to);
 /* The leader's HTTP address as host:port, or NULL when unknown. */
 const char *dl__kv_leader_http(dl_kv_node_t *n);
 

@@ -326,6 +326,13 @@ static const char *handle_frame(struct inbound *in, dl_wire_frame_t *f)
             return "HELLO from a node that is not a member";
         in->peer_id = f->hello.node_id;
         snprintf(ob->http_addr, sizeof(ob->http_addr), "%s", f->hello.http_addr);
+        if (ob->conn == NULL && !net->stopping) {
+            /* It just dialed us, so it is up: dial it back now instead of waiting out the
+             * backoff, or our messages to it (votes, entries) are dropped for up to a second. */
+            uv_timer_stop(&ob->retry);
+            ob->backoff_ms = BACKOFF_MIN_MS;
+            dial(ob);
+        }
         return NULL;
     }
     if (in->peer_id == 0)

@@ -94,7 +94,7 @@ void dl__raft_become_leader(dl_raft_t *r, uint64_t term, uint64_t now_ms, dl_raf
 void dl__raft_become_follower(dl_raft_t *r, uint64_t term, uint64_t leader, dl_raft_update_t *u);
 
 /* election.c */
-/* Sets the next election deadline, randomized in [timeout, 2 timeout). */
+/* Sets the next election deadline, randomized in [timeout, 1.5 timeout). */
 void dl__raft_reset_election_timer(dl_raft_t *r, uint64_t now_ms);
 /* Elections mode, on every tick: campaigns when the deadline passed; a leader checks its quorum
  * and its leadership transfer. */
