@@ -124,9 +124,13 @@ def free_ports(n):
 
 
 def port_is_free(port):
+    """Whether a listener could bind port now. Like our servers, it sets SO_REUSEADDR, so a port
+    whose old connections linger in TIME_WAIT (common after load tests) counts as free."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
+        s.listen(1)
         return True
     except OSError:
         return False
