@@ -19,6 +19,7 @@ import base64
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -138,11 +139,25 @@ def port_is_free(port):
         s.close()
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port_block(count, avoid=(), attempts=200):
-    """A base B such that ports B+1..B+count are all free now (for --http-base style flags)."""
+    """A base B such that ports B+1..B+count are all free now (for --http-base style flags).
+
+    Blocks come from below the kernel's ephemeral range: there, client connections never take a
+    port, so none lingers in TIME_WAIT (which even SO_REUSEADDR cannot bind over when the
+    lingering socket did not set it, as a client's does not)."""
+    low, _ = _ephemeral_range()
+    rng = random.Random()
     for _ in range(attempts):
-        (base,) = free_ports(1)
-        base -= 1
+        base = rng.randrange(10000, max(10001, low - count - 1))
         if base + count >= 65535 or base < 1024:
             continue
         ports = range(base + 1, base + count + 1)
