@@ -97,6 +97,8 @@ typedef struct dl_raft_msg_s {
     /* VOTE and PRE_VOTE: a leadership transfer or an operator's campaign, which voters grant
      * even while they still hear from a leader. */
     uint8_t force;
+    /* APPEND (heartbeat) and its answer: the ReadIndex round being confirmed, echoed back. */
+    uint64_t context;
 } dl_raft_msg_t;
 
 typedef struct dl_raft_hardstate_s {
@@ -132,6 +134,11 @@ typedef struct dl_raft_config_s {
     uint64_t seed;                /* randomness for election timeouts; runs with one seed replay */
 } dl_raft_config_t;
 
+typedef struct dl_raft_read_state_s {
+    uint64_t ctx;   /* the caller's id for the read */
+    uint64_t index; /* serve once applied >= index; 0 = refused (not the leader any more) */
+} dl_raft_read_state_t;
+
 typedef struct dl_raft_update_s {
     int hardstate_changed;
     dl_raft_hardstate_t hardstate;
@@ -142,7 +149,11 @@ typedef struct dl_raft_update_s {
     const dl_raft_msg_t *msgs;
     uint64_t apply_to; /* apply every entry up to this index (it only grows, except after a
                           truncation below it: see discarded_applied) */
-    int role_changed;
+    int role_changed;  /* Linearizable reads confirmed by a quorum (dl_raft_read_index): serve read
+                        * `ctx` once the  state machine has applied `index`. Failed reads (leadership
+                        * lost) have index 0. */
+    size_t n_read_states;
+    const struct dl_raft_read_state_s *read_states;
     uint64_t discarded;         /* entries dropped by truncate_from */
     uint64_t discarded_applied; /* of those, client entries (not no-ops) this node had already
                                    applied: writes that were acknowledged and are now lost */
@@ -197,6 +208,14 @@ void dl_raft_peer_down(dl_raft_t *r, uint64_t id);
  * an election at once, without PreVote, that voters grant even while they hear from a leader
  * (as a leadership transfer does). -EALREADY if it already leads. */
 int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u);
+
+/*
+ * Starts a linearizable read (Raft's ReadIndex, thesis 6.4): the leader notes its commit index
+ * and confirms with a heartbeat round that a majority still follows it; the answer arrives in a
+ * later update's read_states. Reads wait until the leader has committed an entry of its own
+ * term. DL_ENOTLEADER unless leader; -ENOBUFS with too many reads waiting.
+ */
+int dl_raft_read_index(dl_raft_t *r, uint64_t ctx, uint64_t now_ms, dl_raft_update_t *u);
 
 /* Elections: hands leadership to node `to` once its log is up to date (it campaigns at once on
  * TIMEOUT_NOW). New proposals get DL_EBUSY meanwhile; after an election timeout without a new

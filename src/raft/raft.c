@@ -12,6 +12,8 @@
 #include "ddialab/error.h"
 #include "raft/raft_internal.h"
 
+static void fail_reads(dl_raft_t *r);
+
 static int grow(void **buf, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
@@ -53,6 +55,7 @@ static void begin(dl_raft_t *r, dl_raft_update_t *u)
 {
     memset(u, 0, sizeof(*u));
     r->oom = 0;
+    r->n_out_reads = 0;
     r->n_out_entries = 0;
     r->n_out_msgs = 0;
     r->n_out_msg_ents = 0;
@@ -73,6 +76,8 @@ static void finish(dl_raft_t *r, dl_raft_update_t *u)
     u->n_msgs = r->n_out_msgs;
     u->entries = r->out_entries;
     u->n_entries = r->n_out_entries;
+    u->read_states = r->out_reads;
+    u->n_read_states = r->n_out_reads;
     u->hardstate = r->hs;
     u->apply_to = min_u64(r->commit, r->persisted);
     if (u->apply_to < r->applied && !u->reset_state_machine)
@@ -136,6 +141,7 @@ static void send_append(dl_raft_t *r, struct progress *p, uint64_t now_ms, int w
     m->prev_index = p->next - 1;
     m->prev_term = dl_raft_term_at(r, m->prev_index);
     m->commit = r->commit;
+    m->context = r->read_round;
     p->commit_sent = r->commit;
     size_t bytes = 0;
     size_t max_bytes = r->config.max_msg_bytes;
@@ -297,6 +303,7 @@ void dl__raft_become_follower(dl_raft_t *r, uint64_t term, uint64_t leader, dl_r
     if (r->role != DL_RAFT_FOLLOWER)
         u->role_changed = 1;
     r->role = DL_RAFT_FOLLOWER;
+    fail_reads(r);
     if (r->config.elections) {
         /* A vote is for one term: a new term starts with none. Whom we follow is not a vote. */
         if (term != r->hs.term) {
@@ -415,7 +422,100 @@ void dl_raft_free(dl_raft_t *r)
     free(r->out_msgs);
     free(r->out_msg_ent_off);
     free(r->out_msg_ents);
+    free(r->reads);
+    free(r->out_reads);
     free(r);
+}
+
+/* ---- ReadIndex ------------------------------------------------------------------------------ */
+
+#define MAX_PENDING_READS 65536
+
+static void out_read(dl_raft_t *r, uint64_t ctx, uint64_t index)
+{
+    if (grow((void **)&r->out_reads, &r->cap_out_reads, r->n_out_reads + 1,
+             sizeof(dl_raft_read_state_t))) {
+        r->oom = 1;
+        return;
+    }
+    r->out_reads[r->n_out_reads].ctx = ctx;
+    r->out_reads[r->n_out_reads].index = index;
+    r->n_out_reads++;
+}
+
+/* Answers the reads whose heartbeat round a majority has acknowledged, oldest first. */
+static void confirm_reads(dl_raft_t *r)
+{
+    size_t done = 0;
+    while (done < r->n_reads && r->reads[done].round != 0) {
+        size_t acks = 1;
+        for (size_t i = 0; i < r->n_peers; i++)
+            if (r->peers[i].read_ack >= r->reads[done].round)
+                acks++;
+        if (acks < dl__raft_majority(r->config.n_nodes))
+            break;
+        out_read(r, r->reads[done].ctx, r->reads[done].index);
+        done++;
+    }
+    if (done > 0) {
+        memmove(r->reads, r->reads + done, (r->n_reads - done) * sizeof(*r->reads));
+        r->n_reads -= done;
+    }
+}
+
+/*
+ * Starts one heartbeat round for every read that has none yet. A leader answers reads only
+ * once it has committed an entry of its own term: before that its commit index may lag what an
+ * earlier leader committed.
+ */
+static void start_read_round(dl_raft_t *r, uint64_t now_ms)
+{
+    if (r->role != DL_RAFT_LEADER || dl_raft_term_at(r, r->commit) != r->hs.term)
+        return;
+    int fresh = 0;
+    for (size_t i = 0; i < r->n_reads; i++)
+        if (r->reads[i].round == 0) {
+            if (!fresh)
+                r->read_round++;
+            fresh = 1;
+            r->reads[i].round = r->read_round;
+            r->reads[i].index = r->commit;
+        }
+    if (!fresh)
+        return;
+    for (size_t i = 0; i < r->n_peers; i++)
+        send_append(r, &r->peers[i], now_ms, 0);
+    confirm_reads(r); /* a cluster of one needs no round trip */
+}
+
+/* Refuses every waiting read: this node no longer leads. */
+static void fail_reads(dl_raft_t *r)
+{
+    for (size_t i = 0; i < r->n_reads; i++)
+        out_read(r, r->reads[i].ctx, 0);
+    r->n_reads = 0;
+}
+
+int dl_raft_read_index(dl_raft_t *r, uint64_t ctx, uint64_t now_ms, dl_raft_update_t *u)
+{
+    begin(r, u);
+    r->now_ms = now_ms;
+    int rv = 0;
+    if (r->role != DL_RAFT_LEADER)
+        rv = DL_ENOTLEADER;
+    else if (r->n_reads >= MAX_PENDING_READS)
+        rv = -ENOBUFS;
+    else if (grow((void **)&r->reads, &r->cap_reads, r->n_reads + 1, sizeof(*r->reads)))
+        rv = -ENOMEM;
+    if (rv == 0) {
+        /* The round starts at the next flush, so that one round serves a whole iteration. */
+        r->reads[r->n_reads].ctx = ctx;
+        r->reads[r->n_reads].index = 0;
+        r->reads[r->n_reads].round = 0;
+        r->n_reads++;
+    }
+    finish(r, u);
+    return rv;
 }
 
 int dl_raft_propose(dl_raft_t *r, const dl_raft_entry_t *entries, size_t n, uint64_t *first_index,
@@ -456,18 +556,21 @@ void dl_raft_flush(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
     begin(r, u);
     r->now_ms = now_ms;
     replicate(r, now_ms, 1);
+    start_read_round(r, now_ms);
     finish(r, u);
 }
 
 /* Answers an APPEND; match is only ever what this node holds durably. */
-static void send_append_resp(dl_raft_t *r, uint64_t to, int reject, uint64_t match, uint64_t hint)
+static dl_raft_msg_t *send_append_resp(dl_raft_t *r, uint64_t to, int reject, uint64_t match,
+                                       uint64_t hint)
 {
     dl_raft_msg_t *m = dl__raft_new_msg(r, DL_RAFT_MSG_APPEND_RESP, to);
     if (m == NULL)
-        return;
+        return NULL;
     m->reject = (uint8_t)reject;
     m->match_index = match;
     m->hint_index = hint;
+    return m;
 }
 
 /* Drops index `from` and everything after it, counting what was lost. */
@@ -489,6 +592,13 @@ static void truncate_from(dl_raft_t *r, uint64_t from, dl_raft_update_t *u)
         r->persisted = from - 1;
     if (r->commit >= from)
         r->commit = from - 1;
+}
+
+/* An immediate answer to a heartbeat echoes its ReadIndex round: the leader may count it. */
+static void echo_context(dl_raft_msg_t *resp, const dl_raft_msg_t *m)
+{
+    if (resp != NULL)
+        resp->context = m->context;
 }
 
 static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
@@ -521,7 +631,7 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
     }
     uint64_t last = dl_raft_last_index(r);
     if (m->prev_index > last) {
-        send_append_resp(r, m->from, 1, 0, last);
+        echo_context(send_append_resp(r, m->from, 1, 0, last), m);
         return;
     }
     if (m->prev_index >= r->first_index - 1 && dl_raft_term_at(r, m->prev_index) != m->prev_term) {
@@ -530,7 +640,7 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
         uint64_t i = m->prev_index;
         while (i > r->first_index && dl_raft_term_at(r, i - 1) == t)
             i--;
-        send_append_resp(r, m->from, 1, 0, i - 1);
+        echo_context(send_append_resp(r, m->from, 1, 0, i - 1), m);
         return;
     }
     for (uint32_t k = 0; k < m->n_entries; k++) {
@@ -548,7 +658,7 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
             r->oom = 1;
             if (dl_raft_last_index(r) == idx)
                 r->n_meta--;
-            send_append_resp(r, m->from, 1, 0, dl_raft_last_index(r));
+            echo_context(send_append_resp(r, m->from, 1, 0, dl_raft_last_index(r)), m);
             return;
         }
     }
@@ -558,7 +668,7 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
     if (commit > r->commit)
         r->commit = commit;
     if (matched <= r->persisted || m->n_entries == 0) {
-        send_append_resp(r, m->from, 0, min_u64(matched, r->persisted), 0);
+        echo_context(send_append_resp(r, m->from, 0, min_u64(matched, r->persisted), 0), m);
         r->ack_pending = matched > r->persisted;
     } else {
         r->ack_pending = 1;
@@ -602,6 +712,10 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
         return;
     p->last_ack_ms = now_ms;
     p->last_index = m->last_index;
+    if (m->context > p->read_ack) {
+        p->read_ack = m->context;
+        confirm_reads(r);
+    }
     uint64_t last = dl_raft_last_index(r);
     if (m->reject) {
         /* A follower whose log is now shorter than what it once matched lost its disk: start
@@ -638,6 +752,7 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
         p->next = p->match + 1;
     }
     maybe_commit(r);
+    start_read_round(r, now_ms);
     if (r->transfer_target == p->id && p->match == dl_raft_last_index(r))
         dl__raft_new_msg(r, DL_RAFT_MSG_TIMEOUT_NOW, p->id);
     replicate(r, now_ms, 0);

@@ -23,6 +23,7 @@ struct progress {
     uint64_t last_ack_ms;
     uint64_t last_sent_ms;
     uint64_t commit_sent; /* the commit index the follower was last told */
+    uint64_t read_ack;    /* highest ReadIndex round this follower answered */
     int probing;          /* searching for the point where the logs agree: one APPEND at a time */
     int probe_sent;       /* a probe is out and unanswered */
     /* Last index of each APPEND with entries not yet acknowledged, oldest first. */
@@ -73,6 +74,17 @@ struct dl_raft_s {
     size_t n_rejections;
     uint64_t transfer_target; /* leader: handing leadership to this node (0 = none) */
     uint64_t now_ms;          /* the time given to the call in progress */
+
+    /* ReadIndex: reads waiting for a quorum round (and for a commit in the leader's term). */
+    struct pending_read {
+        uint64_t ctx;
+        uint64_t index;
+        uint64_t round; /* 0 until its confirming heartbeat round was sent */
+    } * reads;
+    size_t n_reads, cap_reads;
+    uint64_t read_round; /* the latest ReadIndex heartbeat round sent */
+    dl_raft_read_state_t *out_reads;
+    size_t n_out_reads, cap_out_reads;
     uint64_t transfer_deadline_ms;
 
     /* Output buffers, reused by every call. */

@@ -90,6 +90,7 @@ int dl_wire_encode_msg(dl_buf_t *out, const dl_raft_msg_t *m)
     dl_buf_put_u64(out, m->last_index);
     dl_buf_put_u64(out, m->last_term);
     dl_buf_put_u8(out, m->force);
+    dl_buf_put_u64(out, m->context);
     for (uint32_t i = 0; i < m->n_entries; i++) {
         const dl_raft_entry_t *e = &m->entries[i];
         dl_buf_put_u64(out, e->term);
@@ -167,6 +168,7 @@ static int decode_msg(struct reader *r, uint8_t kind, dl_raft_msg_t *m)
     m->last_index = take_u64(r);
     m->last_term = take_u64(r);
     m->force = take_u8(r);
+    m->context = take_u64(r);
     if (r->bad || m->n_entries > DL_RAFT_MSG_MAX_ENTRIES || m->reject > 1 || m->force > 1)
         return DL_EPROTO;
     if (kind != DL_RAFT_MSG_APPEND && m->n_entries != 0)

@@ -38,7 +38,9 @@ struct node {
     int auto_persist;
     uint64_t discarded;
     uint64_t discarded_applied;
-    uint64_t rebuilt; /* times the state machine was rebuilt from the log */
+    uint64_t rebuilt;               /* times the state machine was rebuilt from the log */
+    dl_raft_read_state_t reads[16]; /* read states answered to this node, in order */
+    size_t n_reads;
 };
 
 struct queued {
@@ -119,6 +121,8 @@ static inline void handle(struct cluster *c, struct node *nd, const dl_raft_upda
         }
         q->m.entries = m->n_entries ? q->entries : NULL;
     }
+    for (size_t i = 0; i < u->n_read_states && nd->n_reads < 16; i++)
+        nd->reads[nd->n_reads++] = u->read_states[i];
     if (u->apply_to > nd->applied) {
         nd->applied = u->apply_to;
         dl_raft_applied(nd->r, nd->applied);

@@ -210,6 +210,95 @@ static void test_votes_are_persisted_before_the_answer_leaves(void **state)
     dl_raft_free(r);
 }
 
+static void read_index(struct cluster *c, uint64_t id, uint64_t ctx)
+{
+    dl_raft_update_t u;
+    assert_int_equal(dl_raft_read_index(node_of(c, id)->r, ctx, c->now, &u), 0);
+    handle(c, node_of(c, id), &u);
+}
+
+static void test_a_read_is_answered_after_a_majority_confirms_the_leader(void **state)
+{
+    (void)state;
+    struct cluster *c = elected_cluster(3);
+    uint64_t leader = run_until_one_leader(c, 2000);
+    uint64_t idx = propose(c, leader, "w");
+    settle(c);
+    read_index(c, leader, 42);
+    assert_int_equal(node_of(c, leader)->n_reads, 0); /* not before the round */
+    settle(c);
+    struct node *l = node_of(c, leader);
+    assert_int_equal(l->n_reads, 1);
+    assert_int_equal(l->reads[0].ctx, 42);
+    assert_true(l->reads[0].index >= idx); /* covers every write acknowledged before it */
+    free_cluster(c);
+}
+
+static void
+test_a_leader_cut_off_never_confirms_a_read_and_refuses_it_on_stepping_down(void **state)
+{
+    (void)state;
+    struct cluster *c = elected_cluster(3);
+    uint64_t leader = run_until_one_leader(c, 2000);
+    for (uint64_t id = 1; id <= 3; id++)
+        if (id != leader)
+            set_link(c, leader, id, 1);
+    read_index(c, leader, 7);
+    settle(c);
+    assert_int_equal(node_of(c, leader)->n_reads, 0); /* no quorum, no answer */
+    for (int i = 0; i < 60 && dl_raft_role(node_of(c, leader)->r) == DL_RAFT_LEADER; i++)
+        tick(c, 50);
+    struct node *l = node_of(c, leader);
+    assert_int_equal(l->n_reads, 1);
+    assert_int_equal(l->reads[0].ctx, 7);
+    assert_int_equal(l->reads[0].index, 0); /* refused: it is no longer the leader */
+    free_cluster(c);
+}
+
+static void test_a_new_leader_answers_reads_only_after_committing_in_its_term(void **state)
+{
+    (void)state;
+    uint64_t ids[] = {1, 2, 3};
+    dl_raft_config_t cfg = {.id = 1, .nodes = ids, .n_nodes = 3, .elections = 1, .seed = 1};
+    dl_raft_hardstate_t hs = {0};
+    dl_raft_t *r;
+    assert_int_equal(dl_raft_new(&cfg, &hs, 1, &r), 0);
+    dl_raft_update_t u;
+    dl_raft_start(r, 0, 0, 0, &u);
+    dl_raft_promote(r, 0, &u); /* candidate at term 1 */
+    dl_raft_msg_t grant = {.type = DL_RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 1};
+    dl_raft_step(r, &grant, 1, &u);
+    assert_int_equal(dl_raft_role(r), DL_RAFT_LEADER);
+    dl_raft_persisted(r, 1, 2, &u);
+    assert_int_equal(dl_raft_read_index(r, 9, 3, &u), 0);
+    dl_raft_flush(r, 3, &u);
+    /* Its no-op has not committed: no round starts, so no answer can come yet. */
+    dl_raft_msg_t hb_ack = {.type = DL_RAFT_MSG_APPEND_RESP, .from = 2, .to = 1, .term = 1};
+    dl_raft_step(r, &hb_ack, 4, &u);
+    assert_int_equal(u.n_read_states, 0);
+    /* Node 2 acknowledges the no-op: it commits, the round starts, and its echo confirms. */
+    dl_raft_msg_t ack = {.type = DL_RAFT_MSG_APPEND_RESP,
+                         .from = 2,
+                         .to = 1,
+                         .term = 1,
+                         .match_index = 1,
+                         .last_index = 1};
+    dl_raft_step(r, &ack, 5, &u);
+    assert_int_equal(dl_raft_commit_index(r), 1);
+    dl_raft_msg_t echo = {.type = DL_RAFT_MSG_APPEND_RESP,
+                          .from = 2,
+                          .to = 1,
+                          .term = 1,
+                          .match_index = 1,
+                          .last_index = 1,
+                          .context = 1};
+    dl_raft_step(r, &echo, 6, &u);
+    assert_int_equal(u.n_read_states, 1);
+    assert_int_equal(u.read_states[0].ctx, 9);
+    assert_int_equal(u.read_states[0].index, 1);
+    dl_raft_free(r);
+}
+
 static void test_the_same_seed_replays_the_same_election(void **state)
 {
     (void)state;
@@ -238,6 +327,10 @@ int main(void)
         cmocka_unit_test(test_leadership_transfer_hands_over_to_the_chosen_node),
         cmocka_unit_test(test_promote_with_elections_campaigns_past_the_leader_lease),
         cmocka_unit_test(test_votes_are_persisted_before_the_answer_leaves),
+        cmocka_unit_test(test_a_read_is_answered_after_a_majority_confirms_the_leader),
+        cmocka_unit_test(
+            test_a_leader_cut_off_never_confirms_a_read_and_refuses_it_on_stepping_down),
+        cmocka_unit_test(test_a_new_leader_answers_reads_only_after_committing_in_its_term),
         cmocka_unit_test(test_the_same_seed_replays_the_same_election),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
