@@ -84,7 +84,7 @@ typedef struct dl_raft_msg_s {
     /* APPEND_RESP */
     uint8_t reject;
     uint64_t match_index; /* accepted: this follower's log matches the leader's and is durable up to
-                             here */
+                             here; rejected: the prev_index that was refused */
     uint64_t hint_index;
     /* rejected: the leader should retry from hint_index + 1 or lower */ /* Both: the sender's
                                                                           * last log index and

@@ -137,8 +137,10 @@ static void send_append(dl_raft_t *r, struct progress *p, uint64_t now_ms, int w
         p->next = r->first_index; /* snapshots arrive with the consensus issue */
     dl_raft_msg_t *m = dl__raft_new_msg(r, DL_RAFT_MSG_APPEND, p->id);
     if (m == NULL)
-        return;
-    m->prev_index = p->next - 1;
+        return; /* A heartbeat to a streaming follower names the point known to match, not next - 1:
+                 * entries still in flight may not have arrived, and a heartbeat overtaking them
+                 * would be refused. */
+    m->prev_index = with_entries || p->probing ? p->next - 1 : p->match;
     m->prev_term = dl_raft_term_at(r, m->prev_index);
     m->commit = r->commit;
     m->context = r->read_round;
@@ -631,7 +633,7 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
     }
     uint64_t last = dl_raft_last_index(r);
     if (m->prev_index > last) {
-        echo_context(send_append_resp(r, m->from, 1, 0, last), m);
+        echo_context(send_append_resp(r, m->from, 1, m->prev_index, last), m);
         return;
     }
     if (m->prev_index >= r->first_index - 1 && dl_raft_term_at(r, m->prev_index) != m->prev_term) {
@@ -640,9 +642,10 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
         uint64_t i = m->prev_index;
         while (i > r->first_index && dl_raft_term_at(r, i - 1) == t)
             i--;
-        echo_context(send_append_resp(r, m->from, 1, 0, i - 1), m);
+        echo_context(send_append_resp(r, m->from, 1, m->prev_index, i - 1), m);
         return;
     }
+    int truncated = 0;
     for (uint32_t k = 0; k < m->n_entries; k++) {
         const dl_raft_entry_t *e = &m->entries[k];
         uint64_t idx = m->prev_index + 1 + k;
@@ -652,18 +655,22 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
             if (dl_raft_term_at(r, idx) == e->term)
                 continue;
             truncate_from(r, idx, u);
+            truncated = 1;
         }
         if (append_meta(r, e->term, e->type, e->len) != 0 ||
             out_entry(r, idx, e->term, e->type, e->data, e->len) != 0) {
             r->oom = 1;
             if (dl_raft_last_index(r) == idx)
                 r->n_meta--;
-            echo_context(send_append_resp(r, m->from, 1, 0, dl_raft_last_index(r)), m);
+            echo_context(send_append_resp(r, m->from, 1, m->prev_index, dl_raft_last_index(r)), m);
             return;
         }
-    }
+    } /* What this message proves matches. A reordered older message proves less, but takes
+       * nothing back: only a truncation in this very message lowers the point. */
     uint64_t matched = m->prev_index + m->n_entries;
-    r->matched_upto = matched;
+    if (truncated || matched > r->matched_upto)
+        r->matched_upto = matched;
+    matched = r->matched_upto;
     uint64_t commit = min_u64(m->commit, matched);
     if (commit > r->commit)
         r->commit = commit;
@@ -718,14 +725,17 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
     }
     uint64_t last = dl_raft_last_index(r);
     if (m->reject) {
-        /* A follower whose log is now shorter than what it once matched lost its disk: start
-         * over from what it has. */
-        if (m->hint_index < p->match)
+        /* match_index of a rejection names the prev_index it refused. Like etcd, ignore a
+         * rejection about an earlier position: messages may arrive out of order. */
+        uint64_t refused = m->match_index;
+        if (m->hint_index < p->match && refused == p->match) {
+            /* It refuses the point it once matched: it lost its disk. Start over from what it
+             * has. */
             p->match = m->hint_index;
-        /* Back off next_index, never below what the follower already matched. */
-        uint64_t next = m->hint_index + 1;
-        if (p->next > 1 && next > p->next - 1)
-            next = p->next - 1;
+        } else if (p->probing ? refused != p->next - 1 : refused <= p->match) {
+            return;
+        }
+        uint64_t next = m->hint_index + 1 < refused ? m->hint_index + 1 : refused;
         if (next <= p->match)
             next = p->match + 1;
         if (next < 1)
@@ -827,6 +837,16 @@ void dl_raft_tick(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
         r->last_heartbeat_ms = now_ms;
         for (size_t i = 0; i < r->n_peers; i++) {
             struct progress *p = &r->peers[i];
+            /* Entries in flight and no progress for two heartbeats: they were lost (a dropped
+             * message, a connection that broke without our noticing). Probe from the match. */
+            int stalled = !p->probing && p->inflight_count > 0 && p->match == p->match_at_heartbeat;
+            p->stalled_heartbeats = stalled ? p->stalled_heartbeats + 1 : 0;
+            p->match_at_heartbeat = p->match;
+            if (p->stalled_heartbeats >= 2) {
+                p->stalled_heartbeats = 0;
+                p->next = p->match + 1;
+                reset_to_probe(p, dl_raft_last_index(r));
+            }
             if (p->probing) {
                 /* Re-send the probe: the last one may have gone to a closed connection. */
                 p->probe_sent = 0;

@@ -22,10 +22,12 @@ struct progress {
     uint64_t last_index;
     uint64_t last_ack_ms;
     uint64_t last_sent_ms;
-    uint64_t commit_sent; /* the commit index the follower was last told */
-    uint64_t read_ack;    /* highest ReadIndex round this follower answered */
-    int probing;          /* searching for the point where the logs agree: one APPEND at a time */
-    int probe_sent;       /* a probe is out and unanswered */
+    uint64_t commit_sent;        /* the commit index the follower was last told */
+    uint64_t read_ack;           /* highest ReadIndex round this follower answered */
+    uint64_t match_at_heartbeat; /* match when the last heartbeat went out */
+    int stalled_heartbeats;      /* heartbeats in a row with entries in flight and no progress */
+    int probing;    /* searching for the point where the logs agree: one APPEND at a time */
+    int probe_sent; /* a probe is out and unanswered */
     /* Last index of each APPEND with entries not yet acknowledged, oldest first. */
     uint64_t inflight[INFLIGHT_CAP];
     size_t inflight_head;
