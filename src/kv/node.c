@@ -26,6 +26,8 @@
 /* The largest value (64 MiB), a key and the record and command headers. */
 #define LOG_MAX_RECORD_BYTES ((64u << 20) + DL_KV_MAX_KEY_BYTES + 64)
 
+static void process(dl_kv_node_t *n, const dl_raft_update_t *u);
+
 uint64_t dl__kv_now_ms(dl_kv_node_t *n)
 {
     return uv_now(n->loop);
@@ -360,6 +362,67 @@ static void fail_all_waiters(dl_kv_node_t *n, int rv, const char *why)
     n->batch_cmds.len = 0;
 }
 
+static void read_cancelled(void *ctx)
+{
+    dl_kv_read_t *rd = ctx;
+    rd->req = NULL;
+}
+
+/* Takes rd out of the list and answers it: served, or refused (index 0). */
+static void finish_read(dl_kv_node_t *n, dl_kv_read_t **link, int serve)
+{
+    dl_kv_read_t *rd = *link;
+    *link = rd->next;
+    if (rd->req != NULL) {
+        dl_http_req_on_cancel(rd->req, NULL, NULL);
+        if (serve)
+            dl__kv_serve_read(n, rd->req, rd->list);
+        else
+            dl__kv_refuse_read(n, rd->req);
+    }
+    free(rd);
+}
+
+/* Serves every confirmed read whose index the state machine has reached. */
+static void serve_ready_reads(dl_kv_node_t *n)
+{
+    uint64_t applied = dl_kv_store_applied(n->store);
+    dl_kv_read_t **link = &n->reads;
+    while (*link != NULL) {
+        if ((*link)->index != 0 && (*link)->index <= applied)
+            finish_read(n, link, 1);
+        else
+            link = &(*link)->next;
+    }
+}
+
+static void refuse_all_reads(dl_kv_node_t *n)
+{
+    while (n->reads != NULL)
+        finish_read(n, &n->reads, 0);
+}
+
+int dl__kv_read(dl_kv_node_t *n, dl_http_req_t *req, int list)
+{
+    dl_kv_read_t *rd = calloc(1, sizeof(*rd));
+    if (rd == NULL)
+        return -ENOMEM;
+    rd->id = ++n->read_seq;
+    rd->req = req;
+    rd->list = list;
+    dl_raft_update_t u;
+    int rv = dl_raft_read_index(n->raft, rd->id, dl__kv_now_ms(n), &u);
+    if (rv) {
+        free(rd);
+        return rv;
+    }
+    rd->next = n->reads;
+    n->reads = rd;
+    dl_http_req_on_cancel(req, read_cancelled, rd);
+    process(n, &u);
+    return 0;
+}
+
 int dl__kv_submit(dl_kv_node_t *n, dl_http_req_t *req, const dl_kv_command_t *cmd)
 {
     if (n->stopping)
@@ -478,8 +541,6 @@ static int apply_upto(dl_kv_node_t *n, uint64_t upto)
 /* ---------------------------------------------------------------------------------------------
  * Processing the core's updates
  */
-
-static void process(dl_kv_node_t *n, const dl_raft_update_t *u);
 
 static void fatal(dl_kv_node_t *n, const char *what, int rv)
 {
@@ -630,6 +691,19 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
         if (rv)
             return fatal(n, "cannot apply committed entries", rv);
     }
+    for (size_t i = 0; i < u->n_read_states; i++) {
+        for (dl_kv_read_t **link = &n->reads; *link != NULL; link = &(*link)->next) {
+            if ((*link)->id != u->read_states[i].ctx)
+                continue;
+            if (u->read_states[i].index == 0)
+                finish_read(n, link, 0); /* leadership lost: not confirmed */
+            else
+                (*link)->index = u->read_states[i].index;
+            break;
+        }
+    }
+    if (n->reads != NULL)
+        serve_ready_reads(n);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -850,6 +924,7 @@ static void stop_node(dl_kv_node_t *n, const char *why)
     DL_INFO("%s: shutting down", why);
     n->stopping = 1;
     fail_all_waiters(n, DL_ESHUTDOWN, "the node is shutting down");
+    refuse_all_reads(n);
     uv_timer_stop(&n->tick);
     uv_check_stop(&n->check);
     uv_signal_stop(&n->sigint);

@@ -167,33 +167,45 @@ static void handle_delete(void *ctx, dl_http_req_t *req)
     submit(n, req, &cmd);
 }
 
-/* Decides whether this node may answer a read itself; otherwise answers the request. */
-static int read_here(dl_kv_node_t *n, dl_http_req_t *req)
+/*
+ * Routes a read by its consistency: `stale` is answered here from local state on any node;
+ * `leader` by the leader from its own state (fast, but a deposed leader that does not know it yet
+ * may answer); `linearizable`, the default, by the leader after a ReadIndex round confirms that a
+ * majority still follows it. Followers redirect what they may not answer.
+ */
+static void route_read(dl_kv_node_t *n, dl_http_req_t *req, int list)
 {
-    const char *consistency;
+    const char *consistency = "linearizable";
     size_t len;
-    if (dl_http_req_query(req, "consistency", &consistency, &len) == 0) {
-        if (strcmp(consistency, "stale") == 0)
-            return 1;
-        if (strcmp(consistency, "linearizable") != 0 && strcmp(consistency, "leader") != 0) {
-            dl_http_reply_error(req, DL_EBADREQUEST,
-                                "consistency must be linearizable (the default), leader or stale");
-            return 0;
-        }
-    }
-    if (is_leader(n))
-        return 1;
-    redirect_to_leader(n, req);
-    return 0;
+    if (dl_http_req_query(req, "consistency", &consistency, &len) == 0 &&
+        strcmp(consistency, "stale") != 0 && strcmp(consistency, "linearizable") != 0 &&
+        strcmp(consistency, "leader") != 0)
+        return dl_http_reply_error(
+            req, DL_EBADREQUEST, "consistency must be linearizable (the default), leader or stale");
+    if (strcmp(consistency, "stale") == 0)
+        return dl__kv_serve_read(n, req, list);
+    if (!is_leader(n))
+        return redirect_to_leader(n, req);
+    if (strcmp(consistency, "leader") == 0)
+        return dl__kv_serve_read(n, req, list);
+    int rv = dl__kv_read(n, req, list);
+    if (rv)
+        dl_http_reply_error(req, rv, "the read could not start: %s", dl_strerror(rv));
 }
 
-static void handle_get(void *ctx, dl_http_req_t *req)
+void dl__kv_refuse_read(dl_kv_node_t *n, dl_http_req_t *req)
 {
-    dl_kv_node_t *n = ctx;
+    if (dl_raft_leader(n->raft) != 0 && dl_raft_leader(n->raft) != n->id)
+        return redirect_to_leader(n, req);
+    dl_http_reply_error(req, DL_ENOLEADER,
+                        "leadership changed before the read was confirmed; retry");
+}
+
+static void serve_get(dl_kv_node_t *n, dl_http_req_t *req)
+{
     const char *key;
     size_t key_len;
-    if (request_key(req, &key, &key_len) != 0 || !read_here(n, req))
-        return;
+    dl_http_req_wildcard(req, &key, &key_len);
     void *value;
     size_t value_len;
     uint64_t version;
@@ -211,9 +223,8 @@ static void handle_get(void *ctx, dl_http_req_t *req)
     free(value);
 }
 
-static void handle_list(void *ctx, dl_http_req_t *req)
+static void serve_list(dl_kv_node_t *n, dl_http_req_t *req)
 {
-    dl_kv_node_t *n = ctx;
     const char *prefix = "";
     size_t prefix_len = 0;
     const char *limit_text;
@@ -223,14 +234,8 @@ static void handle_list(void *ctx, dl_http_req_t *req)
         prefix = "";
         prefix_len = 0;
     }
-    if (prefix_len > DL_KV_MAX_KEY_BYTES)
-        return dl_http_reply_error(req, DL_ETOOLARGE, "the prefix is longer than a key may be");
-    if (dl_http_req_query(req, "limit", &limit_text, &limit_len) == 0 &&
-        (dl_parse_int64(limit_text, &limit) != 0 || limit < 1 || limit > LIST_MAX_LIMIT))
-        return dl_http_reply_error(req, DL_EBADREQUEST, "limit must be a number from 1 to %d",
-                                   LIST_MAX_LIMIT);
-    if (!read_here(n, req))
-        return;
+    if (dl_http_req_query(req, "limit", &limit_text, &limit_len) == 0)
+        dl_parse_int64(limit_text, &limit); /* validated before the read was routed */
     json_t *items;
     int more;
     int rv = dl_kv_store_list(n->store, prefix, prefix_len, (size_t)limit, &items, &more);
@@ -240,6 +245,40 @@ static void handle_list(void *ctx, dl_http_req_t *req)
     json_object_set_new(body, "items", items);
     json_object_set_new(body, "more", json_boolean(more));
     dl_http_reply_json(req, 200, body, NULL);
+}
+
+void dl__kv_serve_read(dl_kv_node_t *n, dl_http_req_t *req, int list)
+{
+    if (list)
+        serve_list(n, req);
+    else
+        serve_get(n, req);
+}
+
+static void handle_get(void *ctx, dl_http_req_t *req)
+{
+    const char *key;
+    size_t key_len;
+    if (request_key(req, &key, &key_len) != 0)
+        return;
+    route_read(ctx, req, 0);
+}
+
+static void handle_list(void *ctx, dl_http_req_t *req)
+{
+    const char *prefix;
+    size_t prefix_len;
+    const char *limit_text;
+    size_t limit_len;
+    int64_t limit;
+    if (dl_http_req_query(req, "prefix", &prefix, &prefix_len) == 0 &&
+        prefix_len > DL_KV_MAX_KEY_BYTES)
+        return dl_http_reply_error(req, DL_ETOOLARGE, "the prefix is longer than a key may be");
+    if (dl_http_req_query(req, "limit", &limit_text, &limit_len) == 0 &&
+        (dl_parse_int64(limit_text, &limit) != 0 || limit < 1 || limit > LIST_MAX_LIMIT))
+        return dl_http_reply_error(req, DL_EBADREQUEST, "limit must be a number from 1 to %d",
+                                   LIST_MAX_LIMIT);
+    route_read(ctx, req, 1);
 }
 
 static json_t *status_json(dl_kv_node_t *n)

@@ -38,6 +38,15 @@ typedef struct dl_kv_waiter_s {
     struct dl_kv_waiter_s *next;
 } dl_kv_waiter_t;
 
+/* A linearizable read waiting for its ReadIndex round, then for the state machine. */
+typedef struct dl_kv_read_s {
+    uint64_t id;
+    dl_http_req_t *req; /* NULL once the client went away */
+    uint64_t index;     /* 0 until the round confirmed it */
+    int list;           /* GET /kv (a listing) rather than GET /kv/{key} */
+    struct dl_kv_read_s *next;
+} dl_kv_read_t;
+
 /* A recently written entry kept in memory so followers and apply need no disk read. */
 typedef struct dl_kv_cached_entry_s {
     uint64_t index;
@@ -84,7 +93,9 @@ typedef struct dl_kv_node_s {
     size_t batch_len;
     size_t batch_cap;
 
-    /* Proposed writes in index order, waiting to apply. */
+    /* Proposed writes in index order, waiting to apply. */ dl_kv_read_t
+        *reads; /* waiting linearizable reads */
+    uint64_t read_seq;
     dl_kv_waiter_t *wait_head;
     dl_kv_waiter_t *wait_tail;
     size_t n_waiters;
@@ -132,6 +143,8 @@ uint64_t dl__kv_now_ms(dl_kv_node_t *n);
 int dl__kv_submit(dl_kv_node_t *n, dl_http_req_t *req, const dl_kv_command_t *cmd);
 /* Makes this node leader at a higher term (static mode), or starts an election (elections). */
 int dl__kv_promote(dl_kv_node_t *n);
+/* Starts a linearizable read of req (ReadIndex); it is answered by dl__kv_serve_read. */
+int dl__kv_read(dl_kv_node_t *n, dl_http_req_t *req, int list);
 /* Elections: hands leadership to node `to`. */
 int dl__kv_transfer_leader(dl_kv_node_t *n, uint64_t to);
 /* The leader's HTTP address as host:port, or NULL when unknown. */
@@ -139,6 +152,10 @@ const char *dl__kv_leader_http(dl_kv_node_t *n);
 
 /* node_http.c */
 int dl__kv_http_start(dl_kv_node_t *n, const char *host, int port, char *err, size_t errlen);
+/* Answers a read from the local state machine (GET /kv/{key}, or a listing). */
+void dl__kv_serve_read(dl_kv_node_t *n, dl_http_req_t *req, int list);
+/* Answers a read the node could not confirm (leadership lost): a redirect or a 503. */
+void dl__kv_refuse_read(dl_kv_node_t *n, dl_http_req_t *req);
 /* Answers a waiter's request once its entry applied (or failed). */
 void dl__kv_reply_applied(dl_kv_node_t *n, dl_kv_waiter_t *w, const dl_kv_result_t *res);
 void dl__kv_reply_failed(dl_kv_node_t *n, dl_kv_waiter_t *w, int rv, const char *why);
