@@ -1,0 +1,284 @@
+/*
+ * The driver of each simulated node: its disk (a log with a durable prefix), the network it sends
+ * on (delay, drop, duplication, reordering, cut links), and sim_carry_out, which executes a
+ * dl_raft_update_t in the order raft.h prescribes while checking what the core asks for.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim_internal.h"
+
+/* ---- Disk --------------------------------------------------------------------------------- */
+
+void sim_ensure_log(struct sim_node *n, uint64_t index)
+{
+    if (index < n->log_cap)
+        return;
+    size_t cap = n->log_cap ? n->log_cap : 256;
+    while (cap <= index)
+        cap *= 2;
+    n->log = realloc(n->log, cap * sizeof(*n->log));
+    if (n->log == NULL)
+        abort();
+    memset(n->log + n->log_cap, 0, (cap - n->log_cap) * sizeof(*n->log));
+    n->log_cap = cap;
+}
+
+static void ensure_applied(struct sim_applied **a, size_t *cap, uint64_t index)
+{
+    if (index < *cap)
+        return;
+    size_t c = *cap ? *cap : 256;
+    while (c <= index)
+        c *= 2;
+    *a = realloc(*a, c * sizeof(**a));
+    if (*a == NULL)
+        abort();
+    memset(*a + *cap, 0, (c - *cap) * sizeof(**a));
+    *cap = c;
+}
+
+/* ---- Network ------------------------------------------------------------------------------ */
+
+size_t sim_node_index(struct sim_world *w, uint64_t id)
+{
+    for (size_t i = 0; i < w->n; i++)
+        if (w->ids[i] == id)
+            return i;
+    return SIZE_MAX;
+}
+
+static struct sim_msg *msg_alloc(uint32_t n_entries)
+{
+    size_t bytes = sizeof(struct sim_msg) + n_entries * sizeof(dl_raft_entry_t) +
+                   n_entries * (size_t)SIM_MAX_PAYLOAD;
+    struct sim_msg *sm = malloc(bytes);
+    if (sm == NULL)
+        abort();
+    sm->ents = (dl_raft_entry_t *)(sm + 1);
+    sm->payload = (uint8_t(*)[SIM_MAX_PAYLOAD])(sm->ents + n_entries);
+    return sm;
+}
+
+void sim_msg_fix(struct sim_msg *sm)
+{
+    sm->m.entries = sm->m.n_entries ? sm->ents : NULL;
+    for (uint32_t k = 0; k < sm->m.n_entries; k++)
+        sm->ents[k].data = sm->payload[k];
+}
+
+static struct sim_msg *msg_dup(const struct sim_msg *src)
+{
+    struct sim_msg *sm = msg_alloc(src->m.n_entries);
+    sm->m = src->m;
+    memcpy(sm->ents, src->ents, src->m.n_entries * sizeof(dl_raft_entry_t));
+    memcpy(sm->payload, src->payload, src->m.n_entries * (size_t)SIM_MAX_PAYLOAD);
+    sim_msg_fix(sm);
+    return sm;
+}
+
+static uint64_t net_delay(struct sim_world *w)
+{
+    uint64_t d = sim_rng_range(&w->rng, 1, w->delay_max);
+    if (!w->healing && sim_rng_chance(&w->rng, w->long_delay_pm))
+        d += sim_rng_range(&w->rng, w->delay_max, 10 * w->delay_max);
+    return d;
+}
+
+/* Puts a message on the wire; the driver fills APPEND payloads from the sender's log. */
+static void net_send(struct sim_world *w, struct sim_node *from, const dl_raft_msg_t *m)
+{
+    size_t to = sim_node_index(w, m->to);
+    size_t fi = (size_t)(from - w->nodes);
+    if (to == SIZE_MAX || m->from != from->id) {
+        sim_fail(w, "n%" PRIu64 " sends a message from n%" PRIu64 " to unknown node n%" PRIu64,
+                 from->id, m->from, m->to);
+        return;
+    }
+    struct sim_msg *sm = msg_alloc(m->n_entries);
+    sm->m = *m;
+    for (uint32_t k = 0; k < m->n_entries; k++) {
+        const dl_raft_entry_t *e = &m->entries[k];
+        if (e->index != m->prev_index + 1 + k || e->index > from->last ||
+            from->log[e->index].term != e->term || from->log[e->index].len != e->len) {
+            sim_fail(w,
+                     "n%" PRIu64 " sends APPEND entry %" PRIu64 " term %" PRIu64 " (prev %" PRIu64
+                     ", k %" PRIu32 ") that its log (last %" PRIu64 ") does not hold that way",
+                     from->id, e->index, e->term, m->prev_index, k, from->last);
+            free(sm);
+            return;
+        }
+        sm->ents[k] = *e;
+        memcpy(sm->payload[k], from->log[e->index].data, e->len);
+    }
+    sim_msg_fix(sm);
+    sim_result_t *res = w->res;
+    res->hash = sim_hash_u64(res->hash, ((uint64_t)m->type << 32) | (m->from << 16) | m->to);
+    res->hash = sim_hash_u64(res->hash, m->term);
+    res->hash = sim_hash_u64(res->hash, m->prev_index ^ (m->prev_term << 20) ^ (m->commit << 40));
+    res->hash = sim_hash_u64(res->hash, m->n_entries ^ ((uint64_t)m->reject << 32) ^
+                                            (m->match_index << 33) ^ m->hint_index);
+    char desc[200];
+    if (w->opt.verbose)
+        sim_describe_msg(m, desc, sizeof(desc));
+    if (w->cut[fi][to]) {
+        sim_trace(w, from, "send %s: lost (link cut)", desc);
+        free(sm);
+        return;
+    }
+    if (!w->healing && sim_rng_chance(&w->rng, w->drop_pm)) {
+        sim_trace(w, from, "send %s: dropped", desc);
+        free(sm);
+        return;
+    }
+    uint64_t d = net_delay(w);
+    sim_trace(w, from, "send %s (arrives +%" PRIu64 " ms)", desc, d);
+    struct event e = {.time = w->now + d, .type = EV_DELIVER, .node = (uint8_t)to, .msg = sm};
+    if (!w->healing && sim_rng_chance(&w->rng, w->dup_pm)) {
+        struct event e2 = e;
+        e2.msg = msg_dup(sm);
+        e2.time = w->now + net_delay(w);
+        sim_trace(w, from, "  duplicated (copy arrives at %" PRIu64 ")", e2.time);
+        sim_push(w, e2);
+    }
+    sim_push(w, e);
+}
+
+/* ---- The driver: one update, in order ----------------------------------------------------- */
+
+static void apply_entries(struct sim_world *w, struct sim_node *n, uint64_t upto);
+
+void sim_carry_out(struct sim_world *w, struct sim_node *n, const dl_raft_update_t *u)
+{
+    sim_result_t *res = w->res;
+    res->hash = sim_hash_u64(res->hash, u->hardstate_changed ? u->hardstate.term : 0);
+    res->hash = sim_hash_u64(res->hash, u->hardstate_changed ? u->hardstate.vote : 0);
+    res->hash = sim_hash_u64(res->hash, u->truncate_from ^ (u->n_entries << 40));
+    res->hash = sim_hash_u64(res->hash, u->n_msgs ^ (u->apply_to << 16));
+    /* 1. The hard state, durably, before any message leaves. */
+    if (u->hardstate_changed) {
+        if (u->hardstate.term < n->hs.term)
+            return sim_fail(w, "n%" PRIu64 ": term goes back from %" PRIu64 " to %" PRIu64, n->id,
+                            n->hs.term, u->hardstate.term);
+        if (u->hardstate.term == n->hs.term && n->hs.vote != 0 && u->hardstate.vote != 0 &&
+            u->hardstate.vote != n->hs.vote)
+            return sim_fail(w,
+                            "n%" PRIu64 ": votes twice in term %" PRIu64 " (n%" PRIu64
+                            ", then n%" PRIu64 ")",
+                            n->id, n->hs.term, n->hs.vote, u->hardstate.vote);
+        sim_trace(w, n, "persist hardstate term %" PRIu64 " vote %" PRIu64, u->hardstate.term,
+                  u->hardstate.vote);
+        n->hs = u->hardstate;
+    } else if (u->hardstate.term != n->hs.term || u->hardstate.vote != n->hs.vote) {
+        return sim_fail(w,
+                        "n%" PRIu64 ": hard state is term %" PRIu64 " vote %" PRIu64
+                        " but the update does not ask to persist it (disk has %" PRIu64 "/%" PRIu64
+                        ")",
+                        n->id, u->hardstate.term, u->hardstate.vote, n->hs.term, n->hs.vote);
+    }
+    /* 2. Truncate, then write. */
+    if (u->truncate_from) {
+        if (u->truncate_from > n->last || u->truncate_from < 1)
+            return sim_fail(w,
+                            "n%" PRIu64 ": truncates from %" PRIu64 " but its log ends at %" PRIu64,
+                            n->id, u->truncate_from, n->last);
+        if (dl_raft_role(n->r) == DL_RAFT_LEADER)
+            return sim_fail(w,
+                            "Leader Append-Only: n%" PRIu64 ", leader of term %" PRIu64
+                            ", truncates its log from %" PRIu64,
+                            n->id, dl_raft_term(n->r), u->truncate_from);
+        sim_trace(w, n, "truncate from %" PRIu64 " (%" PRIu64 " entries, %" PRIu64 " applied)",
+                  u->truncate_from, u->discarded, u->discarded_applied);
+        if (sim_check_truncate(w, n, u->truncate_from))
+            return;
+        n->last = u->truncate_from - 1;
+        if (n->durable > n->last)
+            n->durable = n->last;
+        if (u->truncate_from < n->fsync_trunc)
+            n->fsync_trunc = u->truncate_from;
+    }
+    if (u->reset_state_machine) {
+        sim_trace(w, n, "reset the state machine (applied %" PRIu64 ")", n->sm_applied);
+        if (sim_check_reset(w, n, u->truncate_from, u->discarded_applied))
+            return;
+        n->sm_applied = 0;
+        n->sm_durable = 0;
+    }
+    for (size_t i = 0; i < u->n_entries; i++) {
+        const dl_raft_entry_t *e = &u->entries[i];
+        if (e->index != n->last + 1)
+            return sim_fail(w,
+                            "%sn%" PRIu64 " writes index %" PRIu64 " but its log ends at %" PRIu64,
+                            dl_raft_role(n->r) == DL_RAFT_LEADER ? "Leader Append-Only: " : "",
+                            n->id, e->index, n->last);
+        if (e->len > SIM_MAX_PAYLOAD || (e->len > 0 && e->data == NULL))
+            return sim_fail(
+                w, "n%" PRIu64 " writes index %" PRIu64 " with a bad payload (%" PRIu32 " bytes)",
+                n->id, e->index, e->len);
+        sim_ensure_log(n, e->index);
+        struct sim_entry *s = &n->log[e->index];
+        s->term = e->term;
+        s->type = e->type;
+        s->len = e->len;
+        memset(s->data, 0, sizeof(s->data));
+        if (e->len)
+            memcpy(s->data, e->data, e->len);
+        s->chash = sim_hash_bytes(sim_hash_u64(e->term, e->type), s->data, s->len);
+        s->phash = sim_hash_u64(n->log[e->index - 1].phash, s->chash ^ e->index);
+        n->last = e->index;
+        res->hash = sim_hash_u64(res->hash, s->chash);
+        if (sim_check_write(w, n, e->index))
+            return;
+    }
+    if (u->n_entries)
+        sim_trace(w, n, "write %" PRIu64 "..%" PRIu64 " term %" PRIu64, u->entries[0].index,
+                  u->entries[u->n_entries - 1].index, u->entries[u->n_entries - 1].term);
+    /* 3. Send. */
+    for (size_t i = 0; i < u->n_msgs && !w->stop; i++)
+        net_send(w, n, &u->msgs[i]);
+    /* 4. Apply. */
+    if (!w->stop && u->apply_to > n->sm_applied)
+        apply_entries(w, n, u->apply_to);
+    if (!w->stop)
+        sim_check_roles(w, n);
+}
+
+static void apply_entries(struct sim_world *w, struct sim_node *n, uint64_t upto)
+{
+    if (upto > n->durable)
+        return sim_fail(w,
+                        "n%" PRIu64 " is told to apply up to %" PRIu64
+                        " but its log is durable only up to %" PRIu64 " (last %" PRIu64 ")",
+                        n->id, upto, n->durable, n->last);
+    ensure_applied(&n->sm, &n->sm_cap, upto);
+    for (uint64_t i = n->sm_applied + 1; i <= upto; i++) {
+        const struct sim_entry *e = &n->log[i];
+        n->sm[i].term = e->term;
+        n->sm[i].chash = e->chash;
+        n->sm_applied = i;
+        if (sim_check_apply(w, n, i))
+            return;
+        if (e->type == DL_RAFT_ENTRY_NORMAL && e->len >= 8) {
+            uint64_t id;
+            memcpy(&id, e->data, 8);
+            if (id < w->n_props) {
+                struct proposal *p = &w->props[id];
+                if (!p->committed && p->node == (uint32_t)(n - w->nodes) && p->index == i &&
+                    p->term == e->term) {
+                    p->committed = 1;
+                    w->res->committed++;
+                    if (w->healing && p->at >= w->heal_at && w->live_index == 0) {
+                        w->live_index = i;
+                        w->res->liveness_ms = w->now - w->heal_at;
+                    }
+                }
+            }
+        }
+    }
+    sim_trace(w, n, "apply up to %" PRIu64, upto);
+    dl_raft_applied(n->r, upto);
+    if (sim_rng_chance(&w->rng, 500))
+        n->sm_durable = n->sm_applied; /* the state machine's own commit */
+}
