@@ -8,7 +8,7 @@ MAKEFLAGS  += --no-print-directory
 FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test test-asan bench fuzz fuzz-build fuzz-smoke format clean
+.PHONY: all build run test test-asan bench fuzz fuzz-build fuzz-smoke format clean sim
 
 all: build
 
@@ -49,6 +49,13 @@ bench:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory build
 	bench/kv/run.sh $(BUILD)/ddialab
+
+# The deterministic Raft simulation (docs/sim.md) over many seeds, with progress lines.
+# `make sim SEEDS=100000`; SIM_FLAGS adds options (e.g. --mode elections --nodes 5).
+SEEDS ?= 10000
+SIM_FLAGS ?= --mode both --nodes mix
+sim: build
+	./$(BUILD)/raft_sim --seeds $(SEEDS) $(SIM_FLAGS) --skip-elections-if-unimplemented
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
