@@ -113,6 +113,19 @@ struct progress *dl__raft_find_peer(dl_raft_t *r, uint64_t id)
     return NULL;
 }
 
+/* Where to probe a follower whose stream broke: just past the end of its log as it last
+ * reported it, which the consistency check and the rejection hints correct quickly, rather
+ * than match + 1, which often means re-sending the whole log. */
+static uint64_t probe_start(const struct progress *p, uint64_t last_index)
+{
+    uint64_t next = p->last_index + 1;
+    if (next <= p->match)
+        next = p->match + 1;
+    if (next > last_index + 1)
+        next = last_index + 1;
+    return next;
+}
+
 static void reset_to_probe(struct progress *p, uint64_t last_index)
 {
     p->probing = 1;
@@ -645,6 +658,14 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
         echo_context(send_append_resp(r, m->from, 1, m->prev_index, i - 1), m);
         return;
     }
+    /* matched_upto speaks of one leader's log: a new term (even our own campaign in between)
+     * makes it meaningless. Keeping it let a follower commit entries of an earlier leader that
+     * the new one does not have (found by the simulator: a State Machine Safety violation). */
+    if (r->matched_term != m->term) {
+        r->matched_upto = 0;
+        r->ack_pending = 0;
+        r->matched_term = m->term;
+    }
     int truncated = 0;
     for (uint32_t k = 0; k < m->n_entries; k++) {
         const dl_raft_entry_t *e = &m->entries[k];
@@ -844,7 +865,7 @@ void dl_raft_tick(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
             p->match_at_heartbeat = p->match;
             if (p->stalled_heartbeats >= 2) {
                 p->stalled_heartbeats = 0;
-                p->next = p->match + 1;
+                p->next = probe_start(p, dl_raft_last_index(r));
                 reset_to_probe(p, dl_raft_last_index(r));
             }
             if (p->probing) {
@@ -886,7 +907,7 @@ void dl_raft_peer_down(dl_raft_t *r, uint64_t id)
     struct progress *p = dl__raft_find_peer(r, id);
     if (p == NULL)
         return;
-    p->next = p->match + 1;
+    p->next = probe_start(p, dl_raft_last_index(r));
     reset_to_probe(p, dl_raft_last_index(r));
 }
 

@@ -56,6 +56,7 @@ struct dl_raft_s {
     /* Follower: how far this log is known to match the current leader's, and whether an
      * acknowledgement waits for the disk. */
     uint64_t matched_upto;
+    uint64_t matched_term; /* the term (so the leader) matched_upto was established in */
     int ack_pending;
 
     struct progress *peers; /* every node but this one */
