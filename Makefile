@@ -55,7 +55,7 @@ bench:
 SEEDS ?= 10000
 SIM_FLAGS ?= --mode both --nodes mix
 sim: build
-	./$(BUILD)/raft_sim --seeds $(SEEDS) $(SIM_FLAGS) --skip-elections-if-unimplemented
+	./$(BUILD)/raft_sim --seeds $(SEEDS) $(SIM_FLAGS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

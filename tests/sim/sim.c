@@ -22,7 +22,7 @@
 static const char *usage_text =
     "usage: raft_sim [--seed S | --seeds N [--first-seed F]] [--mode static|elections|both]\n"
     "                [--nodes 3|5|mix] [--fault-ms MS] [--verbose] [--progress N]\n"
-    "                [--check-determinism] [--skip-elections-if-unimplemented]\n"
+    "                [--check-determinism]\n"
     "  --seed S          run seed S only (default 1)\n"
     "  --seeds N         run seeds F..F+N-1 (F from --first-seed, default 1)\n"
     "  --mode M          static: elections off, node 1 leads, operators promote; elections:\n"
@@ -33,8 +33,7 @@ static const char *usage_text =
     "  --verbose         print every event of the run (use with --seed)\n"
     "  --progress N      a progress line every N seeds (default: about every 10%)\n"
     "  --check-determinism  run every seed twice and compare the hash of all events\n"
-    "  --skip-elections-if-unimplemented  probe the core first; if it never elects, run\n"
-    "                    static mode only\n"
+
     "  --inject BUG      checker self-test with a broken disk, which must fail: lose-synced\n"
     "                    (a crash loses synced entries), forget-vote (a crash loses the vote)\n";
 
@@ -92,18 +91,10 @@ static int usage_error(const char *msg, const char *arg)
 }
 
 /* Does the core elect at all? A quiet three-node cluster with elections, no faults. */
-static int core_elects(void)
-{
-    sim_options_t o = {.seed = 1, .mode = SIM_ELECTIONS, .nodes = 3, .fault_ms = 0};
-    sim_result_t r;
-    sim_run(&o, &r);
-    return r.ever_campaigned;
-}
-
 int main(int argc, char **argv)
 {
     uint64_t seed = 1, first = 1, count = 0, fault_ms = DEFAULT_FAULT_MS, progress = 0;
-    int single = 0, verbose = 0, determinism = 0, probe = 0, inject = 0;
+    int single = 0, verbose = 0, determinism = 0, inject = 0;
     int mode = -1; /* -1: both */
     int nodes = 3; /* 0: mix */
     for (int i = 1; i < argc; i++) {
@@ -164,8 +155,6 @@ int main(int argc, char **argv)
             else
                 return usage_error("--inject is lose-synced or forget-vote", v);
             i++;
-        } else if (strcmp(a, "--skip-elections-if-unimplemented") == 0) {
-            probe = 1;
         } else {
             return usage_error("unknown option", a);
         }
@@ -180,15 +169,6 @@ int main(int argc, char **argv)
     }
     if (progress == 0)
         progress = count >= 20 ? count / 10 : count + 1;
-
-    int run_elections = 1;
-    if (probe && mode != SIM_STATIC && !core_elects()) {
-        printf("raft_sim: elections not implemented in the core yet: skipping elections-mode "
-               "seeds\n");
-        run_elections = 0;
-        if (mode == SIM_ELECTIONS)
-            return 0;
-    }
 
     signal(SIGSEGV, on_fatal_signal);
     signal(SIGABRT, on_fatal_signal);
@@ -205,8 +185,6 @@ int main(int argc, char **argv)
         sim_options_t o = {
             .seed = s, .fault_ms = fault_ms, .verbose = verbose, .trace = stdout, .inject = inject};
         o.mode = mode >= 0 ? (sim_mode_t)mode : (s % 2 ? SIM_ELECTIONS : SIM_STATIC);
-        if (o.mode == SIM_ELECTIONS && !run_elections)
-            o.mode = SIM_STATIC;
         o.nodes = nodes ? nodes : ((s >> 1) % 2 ? 5 : 3);
         char replay[400];
         replay_command(replay, sizeof(replay), argv[0], &o);

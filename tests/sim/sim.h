@@ -56,7 +56,6 @@ typedef struct sim_result_s {
     uint64_t liveness_ms; /* elections: healing to the commit of a proposal made since */
     uint64_t converge_ms; /* elections: healing to every node applying that proposal */
     uint64_t bound_ms;    /* elections: the liveness bound of this run */
-    int ever_campaigned;  /* some node was ever PRE_CANDIDATE, CANDIDATE or LEADER */
 } sim_result_t;
 
 /* xoshiro256** seeded through splitmix64. */

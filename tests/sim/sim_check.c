@@ -286,8 +286,6 @@ int sim_check_roles(struct sim_world *w, struct sim_node *n)
     if (role == n->role && term == n->term)
         return 0;
     sim_result_t *res = sim_world_result(w);
-    if (role != DL_RAFT_FOLLOWER)
-        res->ever_campaigned = 1;
     if (term > res->max_term)
         res->max_term = term;
     if (role != n->role)
