@@ -12,9 +12,7 @@
 #include "ddialab/error.h"
 #include "raft/raft_internal.h"
 
-static void fail_reads(dl_raft_t *r);
-
-static int grow(void **buf, size_t *cap, size_t need, size_t elem)
+int dl__raft_grow(void **buf, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return 0;
@@ -51,7 +49,7 @@ size_t dl__raft_majority(size_t n)
 }
 
 /* Starts a fresh update: every call that takes an update clears it first. */
-static void begin(dl_raft_t *r, dl_raft_update_t *u)
+void dl__raft_begin(dl_raft_t *r, dl_raft_update_t *u)
 {
     memset(u, 0, sizeof(*u));
     r->oom = 0;
@@ -67,7 +65,7 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 }
 
 /* Fills the update's pointers once no buffer will move any more. */
-static void finish(dl_raft_t *r, dl_raft_update_t *u)
+void dl__raft_finish(dl_raft_t *r, dl_raft_update_t *u)
 {
     for (size_t i = 0; i < r->n_out_msgs; i++)
         r->out_msgs[i].entries =
@@ -86,9 +84,10 @@ static void finish(dl_raft_t *r, dl_raft_update_t *u)
 
 dl_raft_msg_t *dl__raft_new_msg(dl_raft_t *r, uint8_t type, uint64_t to)
 {
-    if (grow((void **)&r->out_msgs, &r->cap_out_msgs, r->n_out_msgs + 1, sizeof(dl_raft_msg_t)) ||
-        grow((void **)&r->out_msg_ent_off, &r->cap_out_msg_off, r->n_out_msgs + 1,
-             sizeof(size_t))) {
+    if (dl__raft_grow((void **)&r->out_msgs, &r->cap_out_msgs, r->n_out_msgs + 1,
+                      sizeof(dl_raft_msg_t)) ||
+        dl__raft_grow((void **)&r->out_msg_ent_off, &r->cap_out_msg_off, r->n_out_msgs + 1,
+                      sizeof(size_t))) {
         r->oom = 1;
         return NULL;
     }
@@ -143,7 +142,7 @@ static void reset_to_probe(struct progress *p, uint64_t last_index)
  * (none for a pure heartbeat). In probe mode the leader waits for the answer before moving on;
  * in replicate mode it advances next optimistically and remembers the message as in flight.
  */
-static void send_append(dl_raft_t *r, struct progress *p, uint64_t now_ms, int with_entries)
+void dl__raft_send_append(dl_raft_t *r, struct progress *p, uint64_t now_ms, int with_entries)
 {
     uint64_t last = dl_raft_last_index(r);
     if (p->next < r->first_index)
@@ -165,8 +164,8 @@ static void send_append(dl_raft_t *r, struct progress *p, uint64_t now_ms, int w
         const struct entry_meta *e = &r->meta[idx - r->first_index];
         if (m->n_entries > 0 && bytes + e->len > max_bytes)
             break;
-        if (grow((void **)&r->out_msg_ents, &r->cap_out_msg_ents, r->n_out_msg_ents + 1,
-                 sizeof(dl_raft_entry_t))) {
+        if (dl__raft_grow((void **)&r->out_msg_ents, &r->cap_out_msg_ents, r->n_out_msg_ents + 1,
+                          sizeof(dl_raft_entry_t))) {
             r->oom = 1;
             break;
         }
@@ -207,15 +206,15 @@ static void replicate(dl_raft_t *r, uint64_t now_ms, int commit_only)
         struct progress *p = &r->peers[i];
         if (p->probing) {
             if (!p->probe_sent)
-                send_append(r, p, now_ms, 1);
+                dl__raft_send_append(r, p, now_ms, 1);
             continue;
         }
         while (p->next <= last && p->inflight_count < max_inflight && !r->oom)
-            send_append(r, p, now_ms, 1);
+            dl__raft_send_append(r, p, now_ms, 1);
         /* Tell followers about a new commit index at once, not at the next heartbeat, so that
          * stale reads on followers lag by one round trip only. */
         if (commit_only && p->commit_sent < r->commit)
-            send_append(r, p, now_ms, 0);
+            dl__raft_send_append(r, p, now_ms, 0);
     }
 }
 
@@ -247,7 +246,7 @@ static void maybe_commit(dl_raft_t *r)
 
 static int append_meta(dl_raft_t *r, uint64_t term, uint8_t type, uint32_t len)
 {
-    if (grow((void **)&r->meta, &r->cap_meta, r->n_meta + 1, sizeof(struct entry_meta)))
+    if (dl__raft_grow((void **)&r->meta, &r->cap_meta, r->n_meta + 1, sizeof(struct entry_meta)))
         return -ENOMEM;
     r->meta[r->n_meta].term = term;
     r->meta[r->n_meta].type = type;
@@ -259,8 +258,8 @@ static int append_meta(dl_raft_t *r, uint64_t term, uint8_t type, uint32_t len)
 static int out_entry(dl_raft_t *r, uint64_t index, uint64_t term, uint8_t type, const void *data,
                      uint32_t len)
 {
-    if (grow((void **)&r->out_entries, &r->cap_out_entries, r->n_out_entries + 1,
-             sizeof(dl_raft_entry_t)))
+    if (dl__raft_grow((void **)&r->out_entries, &r->cap_out_entries, r->n_out_entries + 1,
+                      sizeof(dl_raft_entry_t)))
         return -ENOMEM;
     dl_raft_entry_t *e = &r->out_entries[r->n_out_entries++];
     e->index = index;
@@ -318,7 +317,7 @@ void dl__raft_become_follower(dl_raft_t *r, uint64_t term, uint64_t leader, dl_r
     if (r->role != DL_RAFT_FOLLOWER)
         u->role_changed = 1;
     r->role = DL_RAFT_FOLLOWER;
-    fail_reads(r);
+    dl__raft_fail_reads(r);
     if (r->config.elections) {
         /* A vote is for one term: a new term starts with none. Whom we follow is not a vote. */
         if (term != r->hs.term) {
@@ -399,7 +398,7 @@ int dl_raft_restore_entry(dl_raft_t *r, uint64_t term, uint8_t type, uint32_t le
 void dl_raft_start(dl_raft_t *r, uint64_t persisted_index, uint64_t applied_index, uint64_t now_ms,
                    dl_raft_update_t *u)
 {
-    begin(r, u);
+    dl__raft_begin(r, u);
     r->started = 1;
     uint64_t last = dl_raft_last_index(r);
     r->persisted = min_u64(persisted_index, last);
@@ -423,7 +422,7 @@ void dl_raft_start(dl_raft_t *r, uint64_t persisted_index, uint64_t applied_inde
     } else {
         r->leader = r->hs.vote;
     }
-    finish(r, u);
+    dl__raft_finish(r, u);
 }
 
 void dl_raft_free(dl_raft_t *r)
@@ -442,107 +441,16 @@ void dl_raft_free(dl_raft_t *r)
     free(r);
 }
 
-/* ---- ReadIndex ------------------------------------------------------------------------------ */
-
-#define MAX_PENDING_READS 65536
-
-static void out_read(dl_raft_t *r, uint64_t ctx, uint64_t index)
-{
-    if (grow((void **)&r->out_reads, &r->cap_out_reads, r->n_out_reads + 1,
-             sizeof(dl_raft_read_state_t))) {
-        r->oom = 1;
-        return;
-    }
-    r->out_reads[r->n_out_reads].ctx = ctx;
-    r->out_reads[r->n_out_reads].index = index;
-    r->n_out_reads++;
-}
-
-/* Answers the reads whose heartbeat round a majority has acknowledged, oldest first. */
-static void confirm_reads(dl_raft_t *r)
-{
-    size_t done = 0;
-    while (done < r->n_reads && r->reads[done].round != 0) {
-        size_t acks = 1;
-        for (size_t i = 0; i < r->n_peers; i++)
-            if (r->peers[i].read_ack >= r->reads[done].round)
-                acks++;
-        if (acks < dl__raft_majority(r->config.n_nodes))
-            break;
-        out_read(r, r->reads[done].ctx, r->reads[done].index);
-        done++;
-    }
-    if (done > 0) {
-        memmove(r->reads, r->reads + done, (r->n_reads - done) * sizeof(*r->reads));
-        r->n_reads -= done;
-    }
-}
-
-/*
- * Starts one heartbeat round for every read that has none yet. A leader answers reads only
- * once it has committed an entry of its own term: before that its commit index may lag what an
- * earlier leader committed.
- */
-static void start_read_round(dl_raft_t *r, uint64_t now_ms)
-{
-    if (r->role != DL_RAFT_LEADER || dl_raft_term_at(r, r->commit) != r->hs.term)
-        return;
-    int fresh = 0;
-    for (size_t i = 0; i < r->n_reads; i++)
-        if (r->reads[i].round == 0) {
-            if (!fresh)
-                r->read_round++;
-            fresh = 1;
-            r->reads[i].round = r->read_round;
-            r->reads[i].index = r->commit;
-        }
-    if (!fresh)
-        return;
-    for (size_t i = 0; i < r->n_peers; i++)
-        send_append(r, &r->peers[i], now_ms, 0);
-    confirm_reads(r); /* a cluster of one needs no round trip */
-}
-
-/* Refuses every waiting read: this node no longer leads. */
-static void fail_reads(dl_raft_t *r)
-{
-    for (size_t i = 0; i < r->n_reads; i++)
-        out_read(r, r->reads[i].ctx, 0);
-    r->n_reads = 0;
-}
-
-int dl_raft_read_index(dl_raft_t *r, uint64_t ctx, uint64_t now_ms, dl_raft_update_t *u)
-{
-    begin(r, u);
-    r->now_ms = now_ms;
-    int rv = 0;
-    if (r->role != DL_RAFT_LEADER)
-        rv = DL_ENOTLEADER;
-    else if (r->n_reads >= MAX_PENDING_READS)
-        rv = -ENOBUFS;
-    else if (grow((void **)&r->reads, &r->cap_reads, r->n_reads + 1, sizeof(*r->reads)))
-        rv = -ENOMEM;
-    if (rv == 0) {
-        /* The round starts at the next flush, so that one round serves a whole iteration. */
-        r->reads[r->n_reads].ctx = ctx;
-        r->reads[r->n_reads].index = 0;
-        r->reads[r->n_reads].round = 0;
-        r->n_reads++;
-    }
-    finish(r, u);
-    return rv;
-}
-
 int dl_raft_propose(dl_raft_t *r, const dl_raft_entry_t *entries, size_t n, uint64_t *first_index,
                     dl_raft_update_t *u)
 {
-    begin(r, u);
+    dl__raft_begin(r, u);
     if (r->role != DL_RAFT_LEADER) {
-        finish(r, u);
+        dl__raft_finish(r, u);
         return DL_ENOTLEADER;
     }
     if (r->transfer_target != 0) {
-        finish(r, u);
+        dl__raft_finish(r, u);
         return DL_EBUSY; /* leadership is being handed over */
     }
     uint64_t first = dl_raft_last_index(r) + 1;
@@ -553,7 +461,7 @@ int dl_raft_propose(dl_raft_t *r, const dl_raft_entry_t *entries, size_t n, uint
             /* Keep meta and output in step: drop what was added for this entry. */
             if (r->n_meta > 0 && dl_raft_last_index(r) == first + i)
                 r->n_meta--;
-            finish(r, u);
+            dl__raft_finish(r, u);
             u->n_entries = i;
             if (first_index)
                 *first_index = first;
@@ -562,17 +470,17 @@ int dl_raft_propose(dl_raft_t *r, const dl_raft_entry_t *entries, size_t n, uint
     }
     if (first_index)
         *first_index = first;
-    finish(r, u);
+    dl__raft_finish(r, u);
     return 0;
 }
 
 void dl_raft_flush(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
 {
-    begin(r, u);
+    dl__raft_begin(r, u);
     r->now_ms = now_ms;
     replicate(r, now_ms, 1);
-    start_read_round(r, now_ms);
-    finish(r, u);
+    dl__raft_start_read_round(r, now_ms);
+    dl__raft_finish(r, u);
 }
 
 /* Answers an APPEND; match is only ever what this node holds durably. */
@@ -742,7 +650,7 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
     p->last_index = m->last_index;
     if (m->context > p->read_ack) {
         p->read_ack = m->context;
-        confirm_reads(r);
+        dl__raft_confirm_reads(r);
     }
     uint64_t last = dl_raft_last_index(r);
     if (m->reject) {
@@ -763,7 +671,7 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
             next = 1;
         p->next = next;
         reset_to_probe(p, last);
-        send_append(r, p, now_ms, 1);
+        dl__raft_send_append(r, p, now_ms, 1);
         return;
     }
     if (m->match_index > last)
@@ -783,7 +691,7 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
         p->next = p->match + 1;
     }
     maybe_commit(r);
-    start_read_round(r, now_ms);
+    dl__raft_start_read_round(r, now_ms);
     if (r->transfer_target == p->id && p->match == dl_raft_last_index(r))
         dl__raft_new_msg(r, DL_RAFT_MSG_TIMEOUT_NOW, p->id);
     replicate(r, now_ms, 0);
@@ -791,10 +699,10 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
 
 void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft_update_t *u)
 {
-    begin(r, u);
+    dl__raft_begin(r, u);
     r->now_ms = now_ms;
     if (m->to != r->config.id || dl__raft_find_peer(r, m->from) == NULL) {
-        finish(r, u);
+        dl__raft_finish(r, u);
         return;
     }
     int vote_request = m->type == DL_RAFT_MSG_VOTE || m->type == DL_RAFT_MSG_PRE_VOTE;
@@ -802,7 +710,7 @@ void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft
         if (vote_request && dl__raft_in_lease(r, m, now_ms)) {
             /* We hear from a live leader: a node asking for votes (one that was cut off, or
              * one that just restarted) must not depose it. */
-            finish(r, u);
+            dl__raft_finish(r, u);
             return;
         }
         int future =
@@ -817,7 +725,7 @@ void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft
             send_append_resp(r, m->from, 1, 0, dl_raft_last_index(r));
         else if (vote_request && r->config.elections)
             dl__raft_step_election(r, m, now_ms, u); /* answers with a rejection in our term */
-        finish(r, u);
+        dl__raft_finish(r, u);
         return;
     }
     switch (m->type) {
@@ -832,12 +740,12 @@ void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft
             dl__raft_step_election(r, m, now_ms, u);
         break;
     }
-    finish(r, u);
+    dl__raft_finish(r, u);
 }
 
 void dl_raft_tick(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
 {
-    begin(r, u);
+    dl__raft_begin(r, u);
     r->now_ms = now_ms;
     if (r->config.elections)
         dl__raft_election_tick(r, now_ms, u);
@@ -871,18 +779,18 @@ void dl_raft_tick(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
             if (p->probing) {
                 /* Re-send the probe: the last one may have gone to a closed connection. */
                 p->probe_sent = 0;
-                send_append(r, p, now_ms, 1);
+                dl__raft_send_append(r, p, now_ms, 1);
             } else {
-                send_append(r, p, now_ms, 0);
+                dl__raft_send_append(r, p, now_ms, 0);
             }
         }
     }
-    finish(r, u);
+    dl__raft_finish(r, u);
 }
 
 void dl_raft_persisted(dl_raft_t *r, uint64_t index, uint64_t now_ms, dl_raft_update_t *u)
 {
-    begin(r, u);
+    dl__raft_begin(r, u);
     r->now_ms = now_ms;
     index = min_u64(index, dl_raft_last_index(r));
     if (index > r->persisted)
@@ -894,7 +802,7 @@ void dl_raft_persisted(dl_raft_t *r, uint64_t index, uint64_t now_ms, dl_raft_up
         r->ack_pending = r->matched_upto > r->persisted;
     }
     (void)now_ms;
-    finish(r, u);
+    dl__raft_finish(r, u);
 }
 
 void dl_raft_applied(dl_raft_t *r, uint64_t index)
@@ -913,9 +821,9 @@ void dl_raft_peer_down(dl_raft_t *r, uint64_t id)
 
 int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
 {
-    begin(r, u);
+    dl__raft_begin(r, u);
     if (r->role == DL_RAFT_LEADER) {
-        finish(r, u);
+        dl__raft_finish(r, u);
         return -EALREADY;
     }
     r->now_ms = now_ms;
@@ -923,13 +831,13 @@ int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
         dl__raft_campaign(r, 0, 1, now_ms, u); /* an operator's campaign, past the lease */
     else
         dl__raft_become_leader(r, next_term(r), now_ms, u);
-    finish(r, u);
+    dl__raft_finish(r, u);
     return 0;
 }
 
 int dl_raft_transfer_leader(dl_raft_t *r, uint64_t to, uint64_t now_ms, dl_raft_update_t *u)
 {
-    begin(r, u);
+    dl__raft_begin(r, u);
     r->now_ms = now_ms;
     int rv = 0;
     struct progress *p = dl__raft_find_peer(r, to);
@@ -945,93 +853,6 @@ int dl_raft_transfer_leader(dl_raft_t *r, uint64_t to, uint64_t now_ms, dl_raft_
         else
             replicate(r, now_ms, 0); /* TIMEOUT_NOW follows once it has caught up */
     }
-    finish(r, u);
+    dl__raft_finish(r, u);
     return rv;
-}
-
-const char *dl_raft_role_name(dl_raft_role_t role)
-{
-    switch (role) {
-    case DL_RAFT_LEADER:
-        return "leader";
-    case DL_RAFT_CANDIDATE:
-        return "candidate";
-    case DL_RAFT_PRE_CANDIDATE:
-        return "pre-candidate";
-    default:
-        return "follower";
-    }
-}
-
-dl_raft_role_t dl_raft_role(const dl_raft_t *r)
-{
-    return r->role;
-}
-
-uint64_t dl_raft_id(const dl_raft_t *r)
-{
-    return r->config.id;
-}
-
-uint64_t dl_raft_term(const dl_raft_t *r)
-{
-    return r->hs.term;
-}
-
-uint64_t dl_raft_leader(const dl_raft_t *r)
-{
-    return r->leader;
-}
-
-int dl_raft_reclaiming(const dl_raft_t *r)
-{
-    return r->reclaiming;
-}
-
-uint64_t dl_raft_first_index(const dl_raft_t *r)
-{
-    return r->first_index;
-}
-
-uint64_t dl_raft_commit_index(const dl_raft_t *r)
-{
-    return r->commit;
-}
-
-uint64_t dl_raft_persisted_index(const dl_raft_t *r)
-{
-    return r->persisted;
-}
-
-uint64_t dl_raft_applied_index(const dl_raft_t *r)
-{
-    return r->applied;
-}
-
-size_t dl_raft_commit_quorum(const dl_raft_t *r)
-{
-    return r->config.commit_quorum;
-}
-
-size_t dl_raft_progress(const dl_raft_t *r, dl_raft_progress_t *out, size_t cap)
-{
-    for (size_t i = 0; i < r->n_peers && i < cap; i++) {
-        const struct progress *p = &r->peers[i];
-        out[i].id = p->id;
-        out[i].match_index = p->match;
-        out[i].next_index = p->next;
-        out[i].last_index = p->last_index;
-        out[i].last_ack_ms = p->last_ack_ms;
-        out[i].probing = p->probing;
-    }
-    return r->n_peers;
-}
-
-size_t dl_raft_replicas_of(const dl_raft_t *r, uint64_t index)
-{
-    size_t n = r->persisted >= index ? 1 : 0;
-    for (size_t i = 0; i < r->n_peers; i++)
-        if (r->peers[i].match >= index)
-            n++;
-    return n;
 }

@@ -108,6 +108,22 @@ struct progress *dl__raft_find_peer(dl_raft_t *r, uint64_t id);
 void dl__raft_become_leader(dl_raft_t *r, uint64_t term, uint64_t now_ms, dl_raft_update_t *u);
 void dl__raft_become_follower(dl_raft_t *r, uint64_t term, uint64_t leader, dl_raft_update_t *u);
 
+/* raft.c: shared plumbing. */
+int dl__raft_grow(void **buf, size_t *cap, size_t need, size_t elem);
+void dl__raft_begin(dl_raft_t *r, dl_raft_update_t *u);  /* clears u and the output buffers */
+void dl__raft_finish(dl_raft_t *r, dl_raft_update_t *u); /* fills u's pointers */
+/* Sends one APPEND to p (entries unless a heartbeat); see raft.c. */
+void dl__raft_send_append(dl_raft_t *r, struct progress *p, uint64_t now_ms, int with_entries);
+
+/* read_index.c */
+/* Answers the reads whose heartbeat round a majority acknowledged. */
+void dl__raft_confirm_reads(dl_raft_t *r);
+/* Starts one heartbeat round for the reads that have none (once the leader committed in its
+ * term). */
+void dl__raft_start_read_round(dl_raft_t *r, uint64_t now_ms);
+/* Refuses every waiting read (index 0): this node no longer leads. */
+void dl__raft_fail_reads(dl_raft_t *r);
+
 /* election.c */
 /* Sets the next election deadline, randomized in [timeout, 1.5 timeout). */
 void dl__raft_reset_election_timer(dl_raft_t *r, uint64_t now_ms);
