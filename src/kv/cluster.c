@@ -334,6 +334,21 @@ static void close_all(cluster_t *c)
         close_probe(&c->nodes[i]);
 }
 
+/* Whether the nodes run with a static leader (the last --elections/--no-elections given). */
+static int static_leader_mode(const dl__kv_cluster_config_t *cfg)
+{
+    int is_static = 0;
+    for (int i = 0; i < cfg->nforward; i++) {
+        if (strcmp(cfg->forward[i], "--no-elections") == 0 ||
+            strcmp(cfg->forward[i], "--elections=false") == 0)
+            is_static = 1;
+        else if (strcmp(cfg->forward[i], "--elections") == 0 ||
+                 strcmp(cfg->forward[i], "--elections=true") == 0)
+            is_static = 0;
+    }
+    return is_static;
+}
+
 static void print_banner(cluster_t *c)
 {
     const dl__kv_cluster_config_t *cfg = &c->cfg;
@@ -357,18 +372,22 @@ static void print_banner(cluster_t *c)
             c->name_width, node->name, node->pid, (long long)(cfg->http_base + node->id),
             (long long)(cfg->peer_base + node->id), cfg->data_root, slash, node->name, state);
     }
+    int is_static = static_leader_mode(cfg);
     say("Try:");
-    say("  curl -X PUT localhost:%lld/kv/greeting -d hello", one);
+    say("  curl -L -X PUT localhost:%lld/kv/greeting -d hello   (-L follows the redirect to the "
+        "leader)",
+        one);
     say("  curl 'localhost:%lld/kv/greeting?consistency=stale'   (may be stale on a follower)",
         two);
-    say("  curl -L -X PUT localhost:%lld/kv/x -d 1               (-L follows the redirect to the "
-        "leader)",
-        two);
-    say("  curl localhost:%lld/status", one);
-    if (cfg->nodes >= 2) {
+    say("  curl localhost:%lld/status                            (role, term, leader)", one);
+    if (cfg->nodes >= 2 && is_static) {
         say("Fail over: /status names the leader; kill it and promote another node:");
         say("  kill <pid of the leader>");
         say("  curl -X POST localhost:%lld/admin/promote", two);
+    } else if (cfg->nodes >= 2) {
+        say("Fail over: /status names the leader; kill it and watch another node take over");
+        say("  kill -9 <pid of the leader>                           (within about 2x the election "
+            "timeout)");
     }
     say("Ctrl-C stops the cluster.");
     putchar('\n');

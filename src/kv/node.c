@@ -1126,7 +1126,8 @@ static const char usage[] =
     "       ddialab kv get|put|del|status [flags]          (a client)\n\n"
     "Runs one node of a replicated key-value store. With no other flags, node N of a three-node\n"
     "cluster serves HTTP on 127.0.0.1:800N, talks to its peers on 127.0.0.1:900N and keeps its\n"
-    "data in ./data/kv-N; node 1 leads.";
+    "data in ./data/kv-N; the nodes elect a leader (Raft). --no-elections: node 1 leads until an\n"
+    "operator promotes another.";
 
 int dl_kv_node_main(int argc, char **argv)
 {
@@ -1135,7 +1136,7 @@ int dl_kv_node_main(int argc, char **argv)
     char *replication = "majority", *fsync_text = "batch", *cluster_id = "ddialab-kv";
     char *log_level = NULL;
     int64_t write_timeout = 2000, max_value = 1 << 20, heartbeat = 100, election_timeout = 1000;
-    int elections = 0;
+    int elections = 1;
     dl_flag_t flags[] = {
         {"node", DL_FLAG_INT, &node_id, "this node's id (1, 2, 3, ...)"},
         {"http", DL_FLAG_STRING, &http, "HTTP listen address (default 127.0.0.1:800N)"},
@@ -1144,7 +1145,8 @@ int dl_kv_node_main(int argc, char **argv)
          "every node as ID=HOST:PORT,... (default 1..3 on 127.0.0.1:900N)"},
         {"data-dir", DL_FLAG_STRING, &data_dir, "data directory (default ./data/kv-N)"},
         {"config", DL_FLAG_STRING, &config, "read flags from a file of 'name = value' lines"},
-        {"leader", DL_FLAG_INT, &leader, "the node that leads a fresh cluster"},
+        {"leader", DL_FLAG_INT, &leader,
+         "with --no-elections: the node that leads a fresh cluster"},
         {"replication", DL_FLAG_STRING, &replication,
          "when a write is acknowledged: async, semi-sync, sync, majority or quorum=W"},
         {"write-timeout", DL_FLAG_DURATION, &write_timeout,
@@ -1154,7 +1156,8 @@ int dl_kv_node_main(int argc, char **argv)
         {"max-value-bytes", DL_FLAG_BYTES, &max_value, "largest value accepted"},
         {"heartbeat", DL_FLAG_DURATION, &heartbeat, "leader heartbeat interval"},
         {"elections", DL_FLAG_BOOL, &elections,
-         "elect leaders with Raft (PreVote, CheckQuorum) instead of a static --leader"},
+         "elect leaders with Raft (PreVote, CheckQuorum); --no-elections: a static --leader and "
+         "manual failover"},
         {"election-timeout", DL_FLAG_DURATION, &election_timeout,
          "with --elections: how long without a leader before a node campaigns (randomized up to "
          "1.5 times this)"},
@@ -1237,8 +1240,9 @@ int dl_kv_node_main(int argc, char **argv)
         /* Raft is safe only if every commit reaches a majority: a new leader is elected by a
          * majority, and the two must overlap. */
         snprintf(err, sizeof(err),
-                 "--elections needs a commit quorum of at least a majority (%zu of %zu); "
-                 "'--replication %s' commits on %zu",
+                 "with elections the commit quorum must be at least a majority (%zu of %zu); "
+                 "'--replication %s' commits on %zu (add --no-elections for a static leader "
+                 "and manual failover)",
                  n->n_nodes / 2 + 1, n->n_nodes, replication, n->quorum);
         rv = -EINVAL;
     }

@@ -308,9 +308,14 @@ class Cluster:
             "--http", f"127.0.0.1:{self.http_ports[i]}",
             "--peer", f"127.0.0.1:{self.peer_ports[i]}",
             "--peers", self.peers_flag(),
-            "--data-dir", self.data_dir(i),
-        ] + (["--replication", self.replication] if self.replication else []) \
-            + self.extra_flags + self.node_flags.get(i, [])
+            "--data-dir", self.data_dir(i),        ] + (["--replication", self.replication] if self.replication else []) \
+            + self.mode_flags() + self.extra_flags + self.node_flags.get(i, [])
+
+    def mode_flags(self):
+        """The foundation's tests exercise the static-leader mode (node 1 leads, operators
+        promote); tests of elections pass --elections in their flags."""
+        flags = list(self.extra_flags) + [f for fl in self.node_flags.values() for f in fl]
+        return [] if "--elections" in flags or "--no-elections" in flags else ["--no-elections"]
 
     def addr(self, i):
         return f"127.0.0.1:{self.http_ports[i]}"
