@@ -32,7 +32,8 @@
     X(INTERNAL, -1015, "internal", 500, "internal error")                                          \
     X(DISCARDED, -1016, "discarded", 503, "the entry was discarded by a new leader")               \
     X(BUSY, -1017, "busy", 503, "too many requests are waiting; try again")                        \
-    X(UNSUPPORTED, -1018, "unsupported", 400, "the operation is not supported")
+    X(UNSUPPORTED, -1018, "unsupported", 400, "the operation is not supported")                    \
+    X(LEADERALIVE, -1019, "leader_alive", 409, "this node still hears from a live leader")
 
 enum {
 #define DL__ERROR_ENUM(suffix, value, name, status, message) DL_E##suffix = value,

@@ -205,8 +205,9 @@ void dl_raft_applied(dl_raft_t *r, uint64_t index);
 /* The connection to a peer broke or came back: progress falls back to probing. */
 void dl_raft_peer_down(dl_raft_t *r, uint64_t id);
 /* Static mode: makes this node leader at its next term (manual failover). With elections: starts
- * an election at once, without PreVote, that voters grant even while they hear from a leader
- * (as a leadership transfer does). -EALREADY if it already leads. */
+ * an election at once, without PreVote; voters that still hear a live leader ignore it (leases
+ * are never broken from outside: use dl_raft_transfer_leader to move a healthy leader).
+ * -EALREADY if it already leads. */
 int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u);
 
 /*
@@ -216,6 +217,16 @@ int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u);
  * term. DL_ENOTLEADER unless leader; -ENOBUFS with too many reads waiting.
  */
 int dl_raft_read_index(dl_raft_t *r, uint64_t ctx, uint64_t now_ms, dl_raft_update_t *u);
+
+/*
+ * Lease reads (thesis section 6.4.1): 1 while this leader may answer reads from its own state
+ * without a round. With CheckQuorum no follower campaigns or grants a vote within an election
+ * timeout of hearing from its leader, so once a majority acknowledged a heartbeat sent at t, no
+ * other leader exists before t + election timeout. The lease ends a tenth of that earlier, which
+ * assumes clocks that advance at rates within 10% of each other (not synchronized clocks). Always
+ * 0 without elections or with CheckQuorum off.
+ */
+int dl_raft_lease_valid(const dl_raft_t *r, uint64_t now_ms);
 
 /* Elections: hands leadership to node `to` once its log is up to date (it campaigns at once on
  * TIMEOUT_NOW). New proposals get DL_EBUSY meanwhile; after an election timeout without a new

@@ -179,14 +179,19 @@ static void route_read(dl_kv_node_t *n, dl_http_req_t *req, int list)
     size_t len;
     if (dl_http_req_query(req, "consistency", &consistency, &len) == 0 &&
         strcmp(consistency, "stale") != 0 && strcmp(consistency, "linearizable") != 0 &&
-        strcmp(consistency, "leader") != 0)
+        strcmp(consistency, "leader") != 0 && strcmp(consistency, "lease") != 0)
         return dl_http_reply_error(
-            req, DL_EBADREQUEST, "consistency must be linearizable (the default), leader or stale");
+            req, DL_EBADREQUEST,
+            "consistency must be linearizable (the default), lease, leader or stale");
     if (strcmp(consistency, "stale") == 0)
         return dl__kv_serve_read(n, req, list);
     if (!is_leader(n))
         return redirect_to_leader(n, req);
     if (strcmp(consistency, "leader") == 0)
+        return dl__kv_serve_read(n, req, list);
+    /* A lease read needs no round while a majority's recent acknowledgements guarantee that no
+     * other leader exists (see dl_raft_lease_valid); otherwise it falls back to ReadIndex. */
+    if (strcmp(consistency, "lease") == 0 && dl_raft_lease_valid(n->raft, dl__kv_now_ms(n)))
         return dl__kv_serve_read(n, req, list);
     int rv = dl__kv_read(n, req, list);
     if (rv)
@@ -392,6 +397,13 @@ static void handle_promote(void *ctx, dl_http_req_t *req)
     if (rv == -EALREADY)
         return dl_http_reply_error(req, DL_ECONFIG, "node %" PRIu64 " is already the leader",
                                    n->id);
+    if (rv == DL_ELEADERALIVE)
+        return dl_http_reply_error(
+            req, rv,
+            "node %" PRIu64 " still hears from leader %" PRIu64
+            ": move a live leader with POST /admin/transfer-leader?to=%" PRIu64
+            " on it, or promote once it is gone",
+            n->id, old_leader, n->id);
     if (rv)
         return dl_http_reply_error(req, rv, "promotion failed: %s", dl_strerror(rv));
     json_t *body = json_object();

@@ -41,6 +41,11 @@ int dl__raft_in_lease(const dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_m
 {
     if (r->config.disable_check_quorum || m->force || r->leader == 0)
         return 0;
+    /* A leader that still believes it leads is its own lease: CheckQuorum makes it step down
+     * when it is not, and until then a vote request must not depose it (its lease reads rely
+     * on that). */
+    if (r->role == DL_RAFT_LEADER)
+        return 1;
     return now_ms - r->last_leader_contact_ms < r->config.election_timeout_ms;
 }
 

@@ -284,6 +284,7 @@ void dl__raft_become_leader(dl_raft_t *r, uint64_t term, uint64_t now_ms, dl_raf
     r->role = DL_RAFT_LEADER;
     r->reclaiming = 0;
     r->transfer_target = 0;
+    r->lease_forfeited = 0;
     r->last_quorum_check_ms = now_ms;
     r->last_leader_contact_ms = now_ms;
     r->leader = r->config.id;
@@ -517,6 +518,17 @@ static void truncate_from(dl_raft_t *r, uint64_t from, dl_raft_update_t *u)
         r->commit = from - 1;
 }
 
+/*
+ * Tells `to` to campaign at once (leadership transfer). Its forced election may come whenever
+ * the message arrives, however late in this term, so this leader's lease is forfeit for the rest
+ * of the term: lease reads fall back to ReadIndex.
+ */
+static void send_timeout_now(dl_raft_t *r, uint64_t to)
+{
+    r->lease_forfeited = 1;
+    dl__raft_new_msg(r, DL_RAFT_MSG_TIMEOUT_NOW, to);
+}
+
 /* An immediate answer to a heartbeat echoes its ReadIndex round: the leader may count it. */
 static void echo_context(dl_raft_msg_t *resp, const dl_raft_msg_t *m)
 {
@@ -693,7 +705,7 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
     maybe_commit(r);
     dl__raft_start_read_round(r, now_ms);
     if (r->transfer_target == p->id && p->match == dl_raft_last_index(r))
-        dl__raft_new_msg(r, DL_RAFT_MSG_TIMEOUT_NOW, p->id);
+        send_timeout_now(r, p->id);
     replicate(r, now_ms, 0);
 }
 
@@ -764,6 +776,7 @@ void dl_raft_tick(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
     }
     if (r->role == DL_RAFT_LEADER && now_ms - r->last_heartbeat_ms >= r->config.heartbeat_ms) {
         r->last_heartbeat_ms = now_ms;
+        dl__raft_new_round(r, now_ms); /* its acknowledgements renew the lease */
         for (size_t i = 0; i < r->n_peers; i++) {
             struct progress *p = &r->peers[i];
             /* Entries in flight and no progress for two heartbeats: they were lost (a dropped
@@ -827,8 +840,17 @@ int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
         return -EALREADY;
     }
     r->now_ms = now_ms;
+    if (r->config.elections && !r->config.disable_check_quorum && r->leader != 0 &&
+        now_ms - r->last_leader_contact_ms < r->config.election_timeout_ms) {
+        /* Voting for itself now would break the live leader's read lease, which this node is
+         * part of: a healthy leader is moved with dl_raft_transfer_leader. */
+        dl__raft_finish(r, u);
+        return DL_ELEADERALIVE;
+    }
     if (r->config.elections)
-        dl__raft_campaign(r, 0, 1, now_ms, u); /* an operator's campaign, past the lease */
+        /* An operator's campaign starts at once but is not forced: voters that still hear a
+         * live leader ignore it, so a leader's read lease is never broken from outside. */
+        dl__raft_campaign(r, 0, 0, now_ms, u);
     else
         dl__raft_become_leader(r, next_term(r), now_ms, u);
     dl__raft_finish(r, u);
@@ -849,7 +871,7 @@ int dl_raft_transfer_leader(dl_raft_t *r, uint64_t to, uint64_t now_ms, dl_raft_
         r->transfer_target = to;
         r->transfer_deadline_ms = now_ms + r->config.election_timeout_ms;
         if (p->match == dl_raft_last_index(r))
-            dl__raft_new_msg(r, DL_RAFT_MSG_TIMEOUT_NOW, to);
+            send_timeout_now(r, to);
         else
             replicate(r, now_ms, 0); /* TIMEOUT_NOW follows once it has caught up */
     }

@@ -76,6 +76,7 @@ struct dl_raft_s {
     size_t n_votes;
     size_t n_rejections;
     uint64_t transfer_target; /* leader: handing leadership to this node (0 = none) */
+    int lease_forfeited;      /* sent a TIMEOUT_NOW this term: its lease is not to be trusted */
     uint64_t now_ms;          /* the time given to the call in progress */
 
     /* ReadIndex: reads waiting for a quorum round (and for a commit in the leader's term). */
@@ -85,7 +86,8 @@ struct dl_raft_s {
         uint64_t round; /* 0 until its confirming heartbeat round was sent */
     } * reads;
     size_t n_reads, cap_reads;
-    uint64_t read_round; /* the latest ReadIndex heartbeat round sent */
+    uint64_t read_round;        /* the latest heartbeat round sent (ReadIndex and leases) */
+    uint64_t round_sent_ms[64]; /* when round r was sent: round_sent_ms[r % 64] */
     dl_raft_read_state_t *out_reads;
     size_t n_out_reads, cap_out_reads;
     uint64_t transfer_deadline_ms;
@@ -121,6 +123,8 @@ void dl__raft_confirm_reads(dl_raft_t *r);
 /* Starts one heartbeat round for the reads that have none (once the leader committed in its
  * term). */
 void dl__raft_start_read_round(dl_raft_t *r, uint64_t now_ms);
+/* Starts a new heartbeat round, remembering when it was sent (for leases). */
+void dl__raft_new_round(dl_raft_t *r, uint64_t now_ms);
 /* Refuses every waiting read (index 0): this node no longer leads. */
 void dl__raft_fail_reads(dl_raft_t *r);
 

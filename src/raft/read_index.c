@@ -47,6 +47,42 @@ void dl__raft_confirm_reads(dl_raft_t *r)
  * once it has committed an entry of its own term: before that its commit index may lag what an
  * earlier leader committed.
  */
+void dl__raft_new_round(dl_raft_t *r, uint64_t now_ms)
+{
+    r->read_round++;
+    r->round_sent_ms[r->read_round % 64] = now_ms;
+}
+
+int dl_raft_lease_valid(const dl_raft_t *r, uint64_t now_ms)
+{
+    /* A transfer forces the target's election past the others' leases: from its start, the
+     * lease is no longer this leader's to rely on. */
+    if (r->role != DL_RAFT_LEADER || !r->config.elections || r->config.disable_check_quorum ||
+        r->transfer_target != 0 || r->lease_forfeited ||
+        dl_raft_term_at(r, r->commit) != r->hs.term)
+        return 0;
+    /* The newest round a majority (this leader included) has acknowledged. */
+    uint64_t acked[64];
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_peers && n < 64; i++)
+        acked[n++] = r->peers[i].read_ack;
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && acked[j] > acked[j - 1]; j--) {
+            uint64_t t = acked[j];
+            acked[j] = acked[j - 1];
+            acked[j - 1] = t;
+        }
+    size_t others = dl__raft_majority(r->config.n_nodes) - 1;
+    if (others == 0)
+        return 1; /* a cluster of one */
+    uint64_t round = acked[others - 1];
+    if (round == 0 || r->read_round - round >= 64)
+        return 0; /* nothing acknowledged yet, or too long ago to remember when it was sent */
+    uint64_t sent = r->round_sent_ms[round % 64];
+    uint64_t lease = r->config.election_timeout_ms - r->config.election_timeout_ms / 10;
+    return now_ms < sent + lease;
+}
+
 void dl__raft_start_read_round(dl_raft_t *r, uint64_t now_ms)
 {
     if (r->role != DL_RAFT_LEADER || dl_raft_term_at(r, r->commit) != r->hs.term)
@@ -55,7 +91,7 @@ void dl__raft_start_read_round(dl_raft_t *r, uint64_t now_ms)
     for (size_t i = 0; i < r->n_reads; i++)
         if (r->reads[i].round == 0) {
             if (!fresh)
-                r->read_round++;
+                dl__raft_new_round(r, now_ms);
             fresh = 1;
             r->reads[i].round = r->read_round;
             r->reads[i].index = r->commit;

@@ -307,6 +307,19 @@ int sim_check_roles(struct sim_world *w, struct sim_node *n)
     s->v1 = n->id;
     if (!elections(w))
         return 0;
+    /* Lease safety: nobody becomes leader while another leader may still answer lease reads
+     * (the simulated nodes share one clock, so the lease's drift margin is not exercised). */
+    for (size_t i = 0; i < sim_world_n_nodes(w); i++) {
+        struct sim_node *m = sim_world_node(w, i);
+        if (m != n && m->up && m->r != NULL && term > dl_raft_term(m->r) &&
+            dl_raft_lease_valid(m->r, sim_world_now(w))) {
+            sim_fail(w,
+                     "Lease safety: n%" PRIu64 " becomes leader of term %" PRIu64 " while n%" PRIu64
+                     " (term %" PRIu64 ") still holds a read lease",
+                     n->id, term, m->id, dl_raft_term(m->r));
+            return -1;
+        }
+    }
     /* A leader elected late in a term older than the commit (its votes were granted before)
      * is stale, not a violation; it is deposed as soon as it meets the newer term. */
     for (uint64_t i = 1; i <= c->max_committed; i++)

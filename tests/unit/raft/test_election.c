@@ -4,6 +4,8 @@
  */
 #include "raft_cluster.h"
 
+#include "ddialab/error.h"
+
 static struct cluster *elected_cluster(size_t n)
 {
     return new_cluster_with(n, 0, 1);
@@ -167,7 +169,7 @@ static void test_leadership_transfer_hands_over_to_the_chosen_node(void **state)
     free_cluster(c);
 }
 
-static void test_promote_with_elections_campaigns_past_the_leader_lease(void **state)
+static void test_promote_with_elections_is_refused_while_a_live_leader_is_heard(void **state)
 {
     (void)state;
     struct cluster *c = elected_cluster(3);
@@ -175,11 +177,29 @@ static void test_promote_with_elections_campaigns_past_the_leader_lease(void **s
     uint64_t other = leader % 3 + 1;
     settle(c);
     tick(c, 100);
+    /* Voting for itself would break the leader's read lease, which it is part of. */
     dl_raft_update_t u;
-    assert_int_equal(dl_raft_promote(node_of(c, other)->r, c->now, &u), 0);
-    handle(c, node_of(c, other), &u);
-    settle(c);
-    assert_int_equal(dl_raft_role(node_of(c, other)->r), DL_RAFT_LEADER);
+    assert_int_equal(dl_raft_promote(node_of(c, other)->r, c->now, &u), DL_ELEADERALIVE);
+    assert_int_equal(u.n_msgs, 0);
+    assert_int_equal(dl_raft_role(node_of(c, leader)->r), DL_RAFT_LEADER);
+    /* Once the leader has been silent for an election timeout, a promotion campaigns at once. */
+    node_of(c, leader)->up = 0;
+    for (uint64_t id = 1; id <= 3; id++)
+        if (id != leader)
+            dl_raft_peer_down(node_of(c, id)->r, leader);
+    uint64_t t0 = c->now;
+    while (c->now - t0 < 1000 && dl_raft_role(node_of(c, other)->r) != DL_RAFT_LEADER) {
+        tick(c, 50);
+        if (dl_raft_promote(node_of(c, other)->r, c->now, &u) == 0) {
+            handle(c, node_of(c, other), &u);
+            settle(c);
+        }
+    }
+    /* Either the promotion or the other node's own election chose a new leader in time. */
+    int leaders = 0;
+    for (uint64_t id = 1; id <= 3; id++)
+        leaders += id != leader && dl_raft_role(node_of(c, id)->r) == DL_RAFT_LEADER;
+    assert_int_equal(leaders, 1);
     free_cluster(c);
 }
 
@@ -299,6 +319,49 @@ static void test_a_new_leader_answers_reads_only_after_committing_in_its_term(vo
     dl_raft_free(r);
 }
 
+static void
+test_a_lease_holds_while_a_majority_answers_and_lapses_before_anyone_else_leads(void **state)
+{
+    (void)state;
+    struct cluster *c = elected_cluster(3);
+    uint64_t leader = run_until_one_leader(c, 2000);
+    settle(c);
+    tick(c, 100);
+    dl_raft_t *l = node_of(c, leader)->r;
+    assert_true(dl_raft_lease_valid(l, c->now));
+    /* Cut off: the lease runs out 900 ms (0.9 election timeouts) after the last round a
+     * majority acknowledged, and while it holds nobody else may lead. */
+    for (uint64_t id = 1; id <= 3; id++)
+        if (id != leader)
+            set_link(c, leader, id, 1);
+    uint64_t cut_at = c->now;
+    int lapsed_at = -1;
+    for (int i = 0; i < 40; i++) {
+        tick(c, 50);
+        int others_lead = 0;
+        for (uint64_t id = 1; id <= 3; id++)
+            if (id != leader && dl_raft_role(node_of(c, id)->r) == DL_RAFT_LEADER)
+                others_lead = 1;
+        if (dl_raft_lease_valid(l, c->now))
+            assert_false(others_lead); /* the property a lease read relies on */
+        else if (lapsed_at < 0)
+            lapsed_at = (int)(c->now - cut_at);
+    }
+    assert_true(lapsed_at > 0 && lapsed_at <= 1000);
+    free_cluster(c);
+}
+
+static void test_there_is_no_lease_without_elections(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 0);
+    settle(c);
+    tick(c, 100);
+    assert_int_equal(dl_raft_role(node_of(c, 1)->r), DL_RAFT_LEADER);
+    assert_false(dl_raft_lease_valid(node_of(c, 1)->r, c->now));
+    free_cluster(c);
+}
+
 static void test_the_same_seed_replays_the_same_election(void **state)
 {
     (void)state;
@@ -325,12 +388,15 @@ int main(void)
         cmocka_unit_test(test_prevote_keeps_a_cut_off_node_from_disrupting_the_leader),
         cmocka_unit_test(test_check_quorum_makes_a_leader_in_a_minority_step_down),
         cmocka_unit_test(test_leadership_transfer_hands_over_to_the_chosen_node),
-        cmocka_unit_test(test_promote_with_elections_campaigns_past_the_leader_lease),
+        cmocka_unit_test(test_promote_with_elections_is_refused_while_a_live_leader_is_heard),
         cmocka_unit_test(test_votes_are_persisted_before_the_answer_leaves),
         cmocka_unit_test(test_a_read_is_answered_after_a_majority_confirms_the_leader),
         cmocka_unit_test(
             test_a_leader_cut_off_never_confirms_a_read_and_refuses_it_on_stepping_down),
         cmocka_unit_test(test_a_new_leader_answers_reads_only_after_committing_in_its_term),
+        cmocka_unit_test(
+            test_a_lease_holds_while_a_majority_answers_and_lapses_before_anyone_else_leads),
+        cmocka_unit_test(test_there_is_no_lease_without_elections),
         cmocka_unit_test(test_the_same_seed_replays_the_same_election),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
