@@ -39,13 +39,15 @@ static int log_up_to_date(const dl_raft_t *r, const dl_raft_msg_t *m)
 
 int dl__raft_in_lease(const dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms)
 {
-    if (r->config.disable_check_quorum || m->force || r->leader == 0)
+    if (r->config.disable_check_quorum || m->force)
         return 0;
     /* A leader that still believes it leads is its own lease: CheckQuorum makes it step down
      * when it is not, and until then a vote request must not depose it (its lease reads rely
      * on that). */
     if (r->role == DL_RAFT_LEADER)
         return 1;
+    /* A node that just started counts as having just heard from a leader (see dl_raft_start):
+     * before a crash it may have acknowledged a heartbeat that a leader's lease counts on. */
     return now_ms - r->last_leader_contact_ms < r->config.election_timeout_ms;
 }
 

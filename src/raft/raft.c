@@ -408,7 +408,9 @@ void dl_raft_start(dl_raft_t *r, uint64_t persisted_index, uint64_t applied_inde
     r->commit = min_u64(applied_index, last);
     r->now_ms = now_ms;
     if (r->config.elections) {
-        /* Everyone starts as a follower; the first election timeout starts an election. */
+        /* Everyone starts as a follower; the first election timeout starts an election. Until
+         * then it grants no vote: it may have acknowledged a live leader just before a crash. */
+        r->last_leader_contact_ms = now_ms;
         dl__raft_reset_election_timer(r, now_ms);
     } else if (r->hs.term == 0) {
         if (r->config.static_leader == r->config.id)

@@ -563,7 +563,9 @@ static void choose_parameters(struct sim_world *w)
         c->heartbeat_ms = c->election_timeout_ms / sim_rng_range(g, 3, 8);
         c->disable_pre_vote = sim_rng_chance(g, 200);
         c->disable_check_quorum = sim_rng_chance(g, 200);
-        w->bound_ms = 10 * c->election_timeout_ms;
+        /* 10 election timeouts, plus one: a node that restarts grants no vote for an election
+         * timeout (it may belong to a read lease it no longer remembers). */
+        w->bound_ms = 12 * c->election_timeout_ms;
         w->res->bound_ms = w->bound_ms;
     } else {
         c->static_leader = 1;

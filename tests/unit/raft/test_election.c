@@ -214,7 +214,7 @@ static void test_votes_are_persisted_before_the_answer_leaves(void **state)
     dl_raft_update_t u;
     dl_raft_start(r, 0, 0, 0, &u);
     dl_raft_msg_t vote = {.type = DL_RAFT_MSG_VOTE, .from = 1, .to = 2, .term = 1};
-    dl_raft_step(r, &vote, 10, &u);
+    dl_raft_step(r, &vote, 1500, &u); /* after its first election timeout */
     assert_int_equal(u.n_msgs, 1);
     assert_int_equal(u.msgs[0].type, DL_RAFT_MSG_VOTE_RESP);
     assert_int_equal(u.msgs[0].reject, 0);
@@ -224,7 +224,7 @@ static void test_votes_are_persisted_before_the_answer_leaves(void **state)
     assert_int_equal(u.hardstate.vote, 1);
     /* One vote per term: node 3 is refused in term 1. */
     dl_raft_msg_t other = {.type = DL_RAFT_MSG_VOTE, .from = 3, .to = 2, .term = 1};
-    dl_raft_step(r, &other, 20, &u);
+    dl_raft_step(r, &other, 1510, &u);
     assert_int_equal(u.n_msgs, 1);
     assert_int_equal(u.msgs[0].reject, 1);
     dl_raft_free(r);
