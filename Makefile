@@ -62,3 +62,10 @@ format:
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
+
+# Leader failover: 20 kill -9s of the leader, time to the next successful write, ddialab against etcd.
+.PHONY: bench-failover
+bench-failover:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory build
+	python3 bench/kv/failover.py $(BUILD)/ddialab

@@ -110,17 +110,22 @@ def kv_get(h, target, key):
 # ---------------------------------------------------------------- subcommands
 
 
-def cmd_ports(a):
+def free_ports(n):
+    """Return n distinct free 127.0.0.1 TCP ports (all bound at once, then released)."""
     socks = []
     try:
-        for _ in range(a.n):
+        for _ in range(n):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind(("127.0.0.1", 0))
             socks.append(s)
-        print("\n".join(str(s.getsockname()[1]) for s in socks))
+        return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
             s.close()
+
+
+def cmd_ports(a):
+    print("\n".join(str(p) for p in free_ports(a.n)))
 
 
 def check_alive(pids):
@@ -155,16 +160,19 @@ def wait_until(deadline, pids, probe, what):
         time.sleep(POLL_S)
 
 
-def cmd_wait_etcd(a):
+def wait_etcd(deadline, pids, urls):
+    """Wait until every etcd member answers /health true and one reports itself leader; return its URL.
+
+    Exits through die() when a PID in pids dies or the deadline (seconds, per phase) passes."""
     def healthy():
-        for url in a.urls:
+        for url in urls:
             st, body = try_request(url, "GET", "/health")
             if st != 200 or json.loads(body).get("health") != "true":
                 return None, f"{url}/health -> {st} {body[:100]!r}"
         return True, ""
 
     def leader():
-        for url in a.urls:
+        for url in urls:
             st, body = try_request(url, "POST", "/v3/maintenance/status", "{}", {"Content-Type": "application/json"})
             if st != 200:
                 return None, f"{url} status -> {st}"
@@ -173,20 +181,26 @@ def cmd_wait_etcd(a):
                 return url, ""
         return None, "no member reports itself as leader"
 
-    wait_until(a.deadline, a.pids, healthy, "etcd")
-    print(wait_until(a.deadline, a.pids, leader, "etcd leader"))
+    wait_until(deadline, pids, healthy, "etcd")
+    return wait_until(deadline, pids, leader, "etcd leader")
 
 
-def cmd_wait_ddialab(a):
+def cmd_wait_etcd(a):
+    print(wait_etcd(a.deadline, a.pids, a.urls))
+
+
+def wait_ddialab(deadline, pids, urls):
+    """Wait until every node answers /healthz 200 and the leader lists every follower connected; return the
+    leader's URL. Exits through die() when a PID in pids dies or the deadline (seconds, per phase) passes."""
     def healthy():
-        for url in a.urls:
+        for url in urls:
             st, body = try_request(url, "GET", "/healthz")
             if st != 200:
                 return None, f"{url}/healthz -> {st} {body[:100]!r}"
         return True, ""
 
     def leader():
-        for url in a.urls:
+        for url in urls:
             st, body = try_request(url, "GET", "/status")
             if st != 200:
                 return None, f"{url}/status -> {st}"
@@ -194,16 +208,20 @@ def cmd_wait_ddialab(a):
             if s.get("role") != "leader":
                 continue
             fol = s.get("followers") or []
-            if len(fol) != len(a.urls) - 1:
-                return None, f"leader {url} lists {len(fol)} followers, want {len(a.urls) - 1}"
+            if len(fol) != len(urls) - 1:
+                return None, f"leader {url} lists {len(fol)} followers, want {len(urls) - 1}"
             down = [f.get("node") for f in fol if f.get("connected") is not True]
             if down:
                 return None, f"leader {url}: followers not connected: {down}"
             return url, ""
         return None, "no node reports role leader"
 
-    wait_until(a.deadline, a.pids, healthy, "ddialab")
-    print(wait_until(a.deadline, a.pids, leader, "ddialab leader"))
+    wait_until(deadline, pids, healthy, "ddialab")
+    return wait_until(deadline, pids, leader, "ddialab leader")
+
+
+def cmd_wait_ddialab(a):
+    print(wait_ddialab(a.deadline, a.pids, a.urls))
 
 
 def cmd_preload(a):
