@@ -214,7 +214,8 @@ bench_ddialab() {
     say "== $sys: 3 ddialab kv nodes, --replication $mode --fsync batch (data under $dir)"
     for i in 1 2 3; do
         mkdir -p "$dir/n$i"
-        "$BIN" kv --node "$i" --http "127.0.0.1:${ports[$((2 * i - 2))]}" --peer "127.0.0.1:${ports[$((2 * i - 1))]}" \            --peers "$peers" --data-dir "$dir/n$i" --replication "$mode" --fsync batch --no-elections \
+        "$BIN" kv --node "$i" --http "127.0.0.1:${ports[$((2 * i - 2))]}" --peer "127.0.0.1:${ports[$((2 * i - 1))]}" \
+            --peers "$peers" --data-dir "$dir/n$i" --replication "$mode" --fsync batch --no-elections \
             >"$dir/n$i.log" 2>&1 &
         pids+=($!)
         PIDS+=($!)
