@@ -308,7 +308,8 @@ class Cluster:
             "--http", f"127.0.0.1:{self.http_ports[i]}",
             "--peer", f"127.0.0.1:{self.peer_ports[i]}",
             "--peers", self.peers_flag(),
-            "--data-dir", self.data_dir(i),        ] + (["--replication", self.replication] if self.replication else []) \
+            "--data-dir", self.data_dir(i),
+        ] + (["--replication", self.replication] if self.replication else []) \
             + self.mode_flags() + self.extra_flags + self.node_flags.get(i, [])
 
     def mode_flags(self):

@@ -120,7 +120,9 @@ class ClusterLauncherTest(unittest.TestCase):
             self.assertEqual(m.group(2), L.url(i))
             self.assertEqual(int(m.group(3)), L.peer_base + i)
             self.assertEqual(m.group(4), os.path.join(L.data_root, f"kv-{i}"))
-        L.wait_line(r"Ctrl-C stops the cluster")        # The nodes elect a leader; every node serves a stale read of its write, and a follower
+        L.wait_line(r"Ctrl-C stops the cluster")
+
+        # The nodes elect a leader; every node serves a stale read of its write, and a follower
         # redirects to the leader's address.
         def leader():
             for i in range(1, 4):
