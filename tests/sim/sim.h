@@ -149,6 +149,8 @@ void sim_fail(struct sim_world *w, const char *fmt, ...) __attribute__((format(p
 void sim_trace(struct sim_world *w, struct sim_node *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 uint64_t sim_hash_bytes(uint64_t h, const void *p, size_t len);
+/* Grows an array of applied entries (zero-filled) so that index is a valid slot. */
+void sim_applied_reserve(struct sim_applied **a, size_t *cap, uint64_t index);
 uint64_t sim_hash_u64(uint64_t h, uint64_t v);
 
 /* Accessors sim_check.c needs from the world. */

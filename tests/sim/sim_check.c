@@ -95,20 +95,6 @@ static int elections(struct sim_world *w)
     return sim_world_options(w)->mode == SIM_ELECTIONS;
 }
 
-static void grow_applied(struct sim_applied **a, size_t *cap, uint64_t index)
-{
-    if (index < *cap)
-        return;
-    size_t c = *cap ? *cap : 256;
-    while (c <= index)
-        c *= 2;
-    *a = realloc(*a, c * sizeof(**a));
-    if (*a == NULL)
-        abort();
-    memset(*a + *cap, 0, (c - *cap) * sizeof(**a));
-    *cap = c;
-}
-
 int sim_check_init(struct sim_world *w)
 {
     struct checker *c = calloc(1, sizeof(*c));
@@ -222,7 +208,7 @@ int sim_check_reset(struct sim_world *w, struct sim_node *n, uint64_t from,
 int sim_check_apply(struct sim_world *w, struct sim_node *n, uint64_t index)
 {
     const struct sim_applied *a = &n->sm[index];
-    grow_applied(&n->hist, &n->hist_cap, index);
+    sim_applied_reserve(&n->hist, &n->hist_cap, index);
     struct sim_applied *h = &n->hist[index];
     if (h->chash != 0 && h->chash != a->chash) {
         sim_fail(w,
@@ -236,7 +222,7 @@ int sim_check_apply(struct sim_world *w, struct sim_node *n, uint64_t index)
     if (!elections(w))
         return 0;
     struct checker *c = C(w);
-    grow_applied(&c->committed, &c->cap_committed, index);
+    sim_applied_reserve(&c->committed, &c->cap_committed, index);
     struct sim_applied *g = &c->committed[index];
     if (g->chash != 0 && g->chash != a->chash) {
         sim_fail(w,
@@ -265,20 +251,6 @@ int sim_check_apply(struct sim_world *w, struct sim_node *n, uint64_t index)
     return 0;
 }
 
-static const char *role_name(dl_raft_role_t r)
-{
-    switch (r) {
-    case DL_RAFT_LEADER:
-        return "leader";
-    case DL_RAFT_CANDIDATE:
-        return "candidate";
-    case DL_RAFT_PRE_CANDIDATE:
-        return "pre-candidate";
-    default:
-        return "follower";
-    }
-}
-
 int sim_check_roles(struct sim_world *w, struct sim_node *n)
 {
     dl_raft_role_t role = dl_raft_role(n->r);
@@ -289,7 +261,7 @@ int sim_check_roles(struct sim_world *w, struct sim_node *n)
     if (term > res->max_term)
         res->max_term = term;
     if (role != n->role)
-        sim_trace(w, n, "becomes %s of term %" PRIu64, role_name(role), term);
+        sim_trace(w, n, "becomes %s of term %" PRIu64, dl_raft_role_name(role), term);
     int new_leadership = role == DL_RAFT_LEADER && (n->role != DL_RAFT_LEADER || n->term != term);
     n->role = role;
     n->term = term;

@@ -26,20 +26,6 @@ void sim_ensure_log(struct sim_node *n, uint64_t index)
     n->log_cap = cap;
 }
 
-static void ensure_applied(struct sim_applied **a, size_t *cap, uint64_t index)
-{
-    if (index < *cap)
-        return;
-    size_t c = *cap ? *cap : 256;
-    while (c <= index)
-        c *= 2;
-    *a = realloc(*a, c * sizeof(**a));
-    if (*a == NULL)
-        abort();
-    memset(*a + *cap, 0, (c - *cap) * sizeof(**a));
-    *cap = c;
-}
-
 /* ---- Network ------------------------------------------------------------------------------ */
 
 size_t sim_node_index(struct sim_world *w, uint64_t id)
@@ -252,7 +238,7 @@ static void apply_entries(struct sim_world *w, struct sim_node *n, uint64_t upto
                         "n%" PRIu64 " is told to apply up to %" PRIu64
                         " but its log is durable only up to %" PRIu64 " (last %" PRIu64 ")",
                         n->id, upto, n->durable, n->last);
-    ensure_applied(&n->sm, &n->sm_cap, upto);
+    sim_applied_reserve(&n->sm, &n->sm_cap, upto);
     for (uint64_t i = n->sm_applied + 1; i <= upto; i++) {
         const struct sim_entry *e = &n->log[i];
         n->sm[i].term = e->term;

@@ -202,3 +202,18 @@ void sim_describe_msg(const dl_raft_msg_t *m, char *buf, size_t len)
         break;
     }
 }
+
+/* Grows *a (zero-filled) so that index is a valid slot; aborts when out of memory. */
+void sim_applied_reserve(struct sim_applied **a, size_t *cap, uint64_t index)
+{
+    if (index < *cap)
+        return;
+    size_t c = *cap ? *cap : 256;
+    while (c <= index)
+        c *= 2;
+    *a = realloc(*a, c * sizeof(**a));
+    if (*a == NULL)
+        abort();
+    memset(*a + *cap, 0, (c - *cap) * sizeof(**a));
+    *cap = c;
+}
