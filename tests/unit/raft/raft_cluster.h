@@ -255,6 +255,14 @@ static inline void set_link(struct cluster *c, uint64_t a, uint64_t b, int cut)
     }
 }
 
+/* Cuts (cut = 1) or heals every link between node id and the others. */
+static inline void isolate(struct cluster *c, uint64_t id, int cut)
+{
+    for (uint64_t other = 1; other <= c->n; other++)
+        if (other != id)
+            set_link(c, id, other, cut);
+}
+
 static inline void assert_same_log(struct node *a, struct node *b)
 {
     assert_int_equal(a->last, b->last);

@@ -100,16 +100,12 @@ static void test_prevote_keeps_a_cut_off_node_from_disrupting_the_leader(void **
     uint64_t leader = run_until_one_leader(c, 2000);
     uint64_t lone = leader % 3 + 1;
     uint64_t term = dl_raft_term(node_of(c, leader)->r);
-    for (uint64_t id = 1; id <= 3; id++)
-        if (id != lone)
-            set_link(c, lone, id, 1);
+    isolate(c, lone, 1);
     for (int i = 0; i < 200; i++) /* 10 election timeouts */
         tick(c, 50);
     /* Its pre-votes fail, so its term never grows... */
     assert_true(dl_raft_term(node_of(c, lone)->r) <= term);
-    for (uint64_t id = 1; id <= 3; id++)
-        if (id != lone)
-            set_link(c, lone, id, 0);
+    isolate(c, lone, 0);
     for (int i = 0; i < 20; i++)
         tick(c, 50);
     /* ...and when it returns, the leader is still the leader in the same term. */
@@ -124,9 +120,7 @@ static void test_check_quorum_makes_a_leader_in_a_minority_step_down(void **stat
     (void)state;
     struct cluster *c = elected_cluster(3);
     uint64_t leader = run_until_one_leader(c, 2000);
-    for (uint64_t id = 1; id <= 3; id++)
-        if (id != leader)
-            set_link(c, leader, id, 1);
+    isolate(c, leader, 1);
     int stepped_down = 0;
     for (int i = 0; i < 60 && !stepped_down; i++) { /* within about two election timeouts */
         tick(c, 50);
@@ -260,9 +254,7 @@ test_a_leader_cut_off_never_confirms_a_read_and_refuses_it_on_stepping_down(void
     (void)state;
     struct cluster *c = elected_cluster(3);
     uint64_t leader = run_until_one_leader(c, 2000);
-    for (uint64_t id = 1; id <= 3; id++)
-        if (id != leader)
-            set_link(c, leader, id, 1);
+    isolate(c, leader, 1);
     read_index(c, leader, 7);
     settle(c);
     assert_int_equal(node_of(c, leader)->n_reads, 0); /* no quorum, no answer */
@@ -331,9 +323,7 @@ test_a_lease_holds_while_a_majority_answers_and_lapses_before_anyone_else_leads(
     assert_true(dl_raft_lease_valid(l, c->now));
     /* Cut off: the lease runs out 900 ms (0.9 election timeouts) after the last round a
      * majority acknowledged, and while it holds nobody else may lead. */
-    for (uint64_t id = 1; id <= 3; id++)
-        if (id != leader)
-            set_link(c, leader, id, 1);
+    isolate(c, leader, 1);
     uint64_t cut_at = c->now;
     int lapsed_at = -1;
     for (int i = 0; i < 40; i++) {
