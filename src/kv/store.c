@@ -91,6 +91,8 @@ struct dl_kv_store_s {
     sqlite3_stmt *stmt[N_STMTS];
     uint64_t applied;
     uint64_t applied_term;
+    int64_t keys;       /* keys in the store, as of the last commit */
+    int64_t keys_delta; /* change by the transaction in progress */
     int in_txn;
 };
 
@@ -128,6 +130,15 @@ static int load_applied(dl_kv_store_t *s)
     return rc == SQLITE_ROW ? 0 : DL_ECORRUPT;
 }
 
+/* Counts the keys with a full scan: once, when the store opens. */
+static int64_t count_keys(dl_kv_store_t *s)
+{
+    sqlite3_stmt *st = s->stmt[STMT_COUNT];
+    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_reset(st);
+    return n;
+}
+
 int dl_kv_store_open(const char *path, dl_kv_store_t **out, char *errmsg, size_t errlen)
 {
     int rv;
@@ -154,7 +165,8 @@ int dl_kv_store_open(const char *path, dl_kv_store_t **out, char *errmsg, size_t
             goto err_after_open;
         }
     }
-    rv = load_applied(s);
+    s->keys = count_keys(s);
+    rv = s->keys < 0 ? DL_ECORRUPT : load_applied(s);
     if (rv) {
         snprintf(errmsg, errlen, "%s: cannot read the applied index", path);
         goto err_after_open;
@@ -209,6 +221,7 @@ int dl_kv_store_begin(dl_kv_store_t *s)
 
 void dl_kv_store_rollback(dl_kv_store_t *s)
 {
+    s->keys_delta = 0;
     exec(s, "ROLLBACK");
     s->in_txn = 0;
 }
@@ -281,7 +294,10 @@ int dl_kv_store_apply(dl_kv_store_t *s, uint64_t index, const void *data, size_t
         }
         sqlite3_stmt *st = s->stmt[STMT_DELETE];
         sqlite3_bind_blob(st, 1, cmd.key, (int)cmd.key_len, SQLITE_STATIC);
-        return step_done(s, st);
+        rv = step_done(s, st);
+        if (rv == 0)
+            s->keys_delta--;
+        return rv;
     }
     sqlite3_stmt *st = s->stmt[STMT_PUT];
     sqlite3_bind_blob(st, 1, cmd.key, (int)cmd.key_len, SQLITE_STATIC);
@@ -291,6 +307,8 @@ int dl_kv_store_apply(dl_kv_store_t *s, uint64_t index, const void *data, size_t
     rv = step_done(s, st);
     if (rv == 0)
         result->version = index;
+    if (rv == 0 && version == 0)
+        s->keys_delta++;
     return rv;
 }
 
@@ -308,6 +326,8 @@ int dl_kv_store_commit(dl_kv_store_t *s, uint64_t applied_index, uint64_t applie
     }
     s->in_txn = 0;
     s->applied = applied_index;
+    s->keys += s->keys_delta;
+    s->keys_delta = 0;
     s->applied_term = applied_term;
     return 0;
 }
@@ -322,6 +342,7 @@ int dl_kv_store_reset(dl_kv_store_t *s)
     if (rv == 0) {
         s->applied = 0;
         s->applied_term = 0;
+        s->keys = 0;
     } else {
         exec(s, "ROLLBACK");
     }
@@ -426,10 +447,7 @@ int dl_kv_store_list(dl_kv_store_t *s, const void *prefix, size_t prefix_len, si
     return 0;
 }
 
-int64_t dl_kv_store_count(dl_kv_store_t *s)
+int64_t dl_kv_store_count(const dl_kv_store_t *s)
 {
-    sqlite3_stmt *st = s->stmt[STMT_COUNT];
-    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_reset(st);
-    return n;
+    return s->keys;
 }

@@ -80,7 +80,7 @@ int dl_kv_store_get(dl_kv_store_t *s, const void *key, size_t key_len, void **va
 #define DL_KV_LIST_MAX_BYTES (16u << 20)
 int dl_kv_store_list(dl_kv_store_t *s, const void *prefix, size_t prefix_len, size_t limit,
                      json_t **items, int *more);
-/* Number of keys (for /status and metrics). */
-int64_t dl_kv_store_count(dl_kv_store_t *s);
+/* Number of keys (for /status), kept up to date by apply: no scan. */
+int64_t dl_kv_store_count(const dl_kv_store_t *s);
 
 #endif
