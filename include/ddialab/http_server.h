@@ -68,7 +68,9 @@ typedef struct dl_http_server_options_s {
      * "DELETE" or "OTHER" (a bounded set, safe as a metric label); route_pattern is the pattern
      * of the route that handled it, NULL if none did (404, 405, 400, 413); status is the status
      * sent (499 when the client went away before the reply); seconds runs from the request being
-     * dispatched to its response being written. The strings are valid during the call.
+     * dispatched to its response being written. method is a string of static storage (one
+     * pointer per method, so callers may key caches by it); route_pattern is valid during the
+     * call.
      */
     void (*on_complete)(void *ctx, const char *method, const char *route_pattern, int status,
                         double seconds);

@@ -515,10 +515,23 @@ static void on_request_done(void *ctx, const char *method, const char *route, in
                             double seconds)
 {
     dl_kv_node_t *n = ctx;
-    char labels[96];
-    snprintf(labels, sizeof(labels), "method=\"%s\",code=\"%d\"", method, status);
-    dl_metric_inc(dl_metrics_counter(n->metrics, "ddialab_http_requests_total",
-                                     "HTTP requests served, by method and status.", labels));
+    dl_metric_t *series = NULL;
+    for (size_t i = 0; i < n->n_http_series && series == NULL; i++)
+        if (n->http_series[i].method == method && n->http_series[i].status == status)
+            series = n->http_series[i].series;
+    if (series == NULL) {
+        char labels[96];
+        snprintf(labels, sizeof(labels), "method=\"%s\",code=\"%d\"", method, status);
+        series = dl_metrics_counter(n->metrics, "ddialab_http_requests_total",
+                                    "HTTP requests served, by method and status.", labels);
+        if (n->n_http_series < sizeof(n->http_series) / sizeof(n->http_series[0])) {
+            n->http_series[n->n_http_series].method = method;
+            n->http_series[n->n_http_series].status = status;
+            n->http_series[n->n_http_series].series = series;
+            n->n_http_series++;
+        }
+    }
+    dl_metric_inc(series);
     dl_metric_observe(n->m_http_seconds, seconds);
     (void)route;
 }

@@ -132,6 +132,14 @@ typedef struct dl_kv_node_s {
     dl_metric_t *m_send_failures;
     dl_metric_t *m_http_requests;
     dl_metric_t *m_http_seconds;
+    /* ddialab_http_requests_total series by method and status, so that a request does not
+     * format labels and search the registry (methods are the server's static strings). */
+    struct {
+        const char *method;
+        int status;
+        dl_metric_t *series;
+    } http_series[32];
+    size_t n_http_series;
     uint64_t discarded_total;
     uint64_t discarded_applied_total;
     uint64_t last_sync_index;
