@@ -27,7 +27,6 @@
     X(CONFIG, -1011, "bad_config", 400, "the configuration is invalid")                            \
     X(WRONGNODE, -1012, "wrong_node", 409,                                                         \
       "the data directory belongs to another node or cluster")                                     \
-    X(STALETERM, -1013, "stale_term", 409, "the message comes from an older term")                 \
     X(SHUTDOWN, -1014, "shutting_down", 503, "the node is shutting down")                          \
     X(INTERNAL, -1015, "internal", 500, "internal error")                                          \
     X(DISCARDED, -1016, "discarded", 503, "the entry was discarded by a new leader")               \
