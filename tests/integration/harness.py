@@ -266,7 +266,12 @@ class NodeStartError(RuntimeError):
 class Cluster:
     """n `ddialab kv` nodes on 127.0.0.1 with fresh ports and data in a temporary directory.
 
-    Nodes are numbered 1..n like the node ids; replication=None leaves --replication out. Usage:
+    Nodes are numbered 1..n like the node ids; replication=None leaves --replication out.
+    hosts={i: "127.0.0.1N"} binds node i's HTTP and peer listeners to its own loopback address
+    (Linux routes all of 127/8 to lo); users={i: uid} runs node i as that uid (the harness must
+    run as root; node i's data directory is made its own). Both exist so that firewall rules can
+    tell the nodes' traffic apart (test_kv_partition.py); nodes left out keep 127.0.0.1 and
+    the harness's own user. Usage:
 
         c = Cluster(3, replication="majority")
         self.addCleanup(c.close)
@@ -274,11 +279,14 @@ class Cluster:
         c.put(1, "k", b"v")
     """
 
-    def __init__(self, n=3, replication="majority", extra_flags=(), node_flags=None):
+    def __init__(self, n=3, replication="majority", extra_flags=(), node_flags=None, hosts=None,
+                 users=None):
         self.n = n
         self.replication = replication
         self.extra_flags = list(extra_flags)
         self.node_flags = dict(node_flags or {})  # {i: [flags only node i gets]}
+        self.hosts = dict(hosts or {})  # {i: the address node i listens on}, else 127.0.0.1
+        self.users = dict(users or {})  # {i: the uid node i runs as}, else ours
         self.dir = make_temp_dir()
         self.procs = {}  # i -> Popen while started
         self.exit_codes = {}  # i -> exit code of the last run
@@ -292,8 +300,11 @@ class Cluster:
         self.http_ports = {i: ports[i - 1] for i in range(1, self.n + 1)}
         self.peer_ports = {i: ports[self.n + i - 1] for i in range(1, self.n + 1)}
 
+    def host(self, i):
+        return self.hosts.get(i, "127.0.0.1")
+
     def peers_flag(self):
-        return ",".join(f"{i}=127.0.0.1:{self.peer_ports[i]}" for i in range(1, self.n + 1))
+        return ",".join(f"{i}={self.host(i)}:{self.peer_ports[i]}" for i in range(1, self.n + 1))
 
     def data_dir(self, i):
         return os.path.join(self.dir, f"kv-{i}")
@@ -305,8 +316,8 @@ class Cluster:
         return [
             BIN, "kv",
             "--node", str(i),
-            "--http", f"127.0.0.1:{self.http_ports[i]}",
-            "--peer", f"127.0.0.1:{self.peer_ports[i]}",
+            "--http", f"{self.host(i)}:{self.http_ports[i]}",
+            "--peer", f"{self.host(i)}:{self.peer_ports[i]}",
             "--peers", self.peers_flag(),
             "--data-dir", self.data_dir(i),
         ] + (["--replication", self.replication] if self.replication else []) \
@@ -319,7 +330,7 @@ class Cluster:
         return [] if "--elections" in flags or "--no-elections" in flags else ["--no-elections"]
 
     def addr(self, i):
-        return f"127.0.0.1:{self.http_ports[i]}"
+        return f"{self.host(i)}:{self.http_ports[i]}"
 
     def url(self, i):
         return f"http://{self.addr(i)}"
@@ -332,9 +343,17 @@ class Cluster:
         log = open(self.log_path(i), "ab")
         log.write(f"=== harness: starting node {i}: {' '.join(self.argv(i))}\n".encode())
         log.flush()
+        user = {}
+        if i in self.users:
+            # The node needs its data directory to itself and a way into the temporary directory.
+            uid = self.users[i]
+            os.chmod(self.dir, 0o711)
+            os.makedirs(self.data_dir(i), exist_ok=True)
+            os.chown(self.data_dir(i), uid, uid)
+            user = {"user": uid, "group": uid, "extra_groups": []}
         try:
             self.procs[i] = spawn(self.argv(i), stdin=subprocess.DEVNULL, stdout=log,
-                                  stderr=subprocess.STDOUT)
+                                  stderr=subprocess.STDOUT, **user)
         finally:
             log.close()
         if wait:
