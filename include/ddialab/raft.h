@@ -66,6 +66,8 @@ typedef enum {
     DL_RAFT_MSG_PRE_VOTE = 5,      /* pre-candidate: would you vote for me in term? */
     DL_RAFT_MSG_PRE_VOTE_RESP = 6, /* reject = 0: yes */
     DL_RAFT_MSG_TIMEOUT_NOW = 7,   /* leader -> transfer target: campaign now */
+    DL_RAFT_MSG_SNAPSHOT = 8,      /* leader -> follower: one chunk of a snapshot */
+    DL_RAFT_MSG_SNAPSHOT_RESP = 9, /* follower -> leader: chunks received so far, or a restart */
 } dl_raft_msg_type_t;
 
 #define DL_RAFT_MSG_MAX_ENTRIES 4096
@@ -83,15 +85,12 @@ typedef struct dl_raft_msg_s {
     dl_raft_entry_t *entries; /* entries[i].index == prev_index + 1 + i */
     /* APPEND_RESP */
     uint8_t reject;
-    uint64_t match_index; /* accepted: this follower's log matches the leader's and is durable up to
-                             here; rejected: the prev_index that was refused */
-    uint64_t hint_index;
-    /* rejected: the leader should retry from hint_index + 1 or lower */ /* Both: the sender's
-                                                                          * last log index and
-                                                                          * its term (lag
-                                                                          * reporting; deciding
-                                                                          * between two leaders
-                                                                          * of one term). */
+    /* accepted: this follower's log matches the leader's and is durable up to here; rejected:
+     * the prev_index that was refused */
+    uint64_t match_index;
+    uint64_t hint_index; /* rejected: the leader should retry from hint_index + 1 or lower */
+    /* Every message: the sender's last log index and its term (lag reporting; deciding between
+     * two leaders of one term). */
     uint64_t last_index;
     uint64_t last_term;
     /* VOTE and PRE_VOTE: a leadership transfer or an operator's campaign, which voters grant
@@ -99,6 +98,17 @@ typedef struct dl_raft_msg_s {
     uint8_t force;
     /* APPEND (heartbeat) and its answer: the ReadIndex round being confirmed, echoed back. */
     uint64_t context;
+    /* SNAPSHOT: the snapshot (it holds the state after entries up to snap_index, of snap_term;
+     * snap_size bytes in all) and one chunk of it, data_len bytes at snap_offset. The core
+     * leaves data NULL: the driver reads the chunk from its snapshot when it encodes the
+     * message. SNAPSHOT_RESP: snap_index, and in snap_offset the bytes received so far; with
+     * reject, the transfer should start again from snap_offset. */
+    uint64_t snap_index;
+    uint64_t snap_term;
+    uint64_t snap_size;
+    uint64_t snap_offset;
+    const void *data;
+    uint32_t data_len;
 } dl_raft_msg_t;
 
 typedef struct dl_raft_hardstate_s {
@@ -114,15 +124,9 @@ typedef struct dl_raft_config_s {
     uint64_t static_leader; /* the node that leads a fresh cluster (elections off) */
     uint64_t heartbeat_ms;  /* 0 = 100 */
     size_t max_msg_bytes;   /* entry bytes per APPEND; 0 = 1 MiB (one entry always fits) */
-    size_t max_inflight;
-    /* unacknowledged APPENDs with entries per follower; 0 = 64 */ /* Terms this node may lead
-                                                                    * are those t with t %
-                                                                    * term_stride == id %
-                                                                    * term_stride, so that two
-                                                                    * nodes can never lead one
-                                                                    * term without votes to
-                                                                    * decide (manual failover).
-                                                                    * 0 = 16. */
+    size_t max_inflight;    /* unacknowledged APPENDs with entries per follower; 0 = 64 */
+    /* Terms this node may lead are those t with t % term_stride == id % term_stride, so that
+     * two nodes can never lead one term without votes to decide (manual failover). 0 = 16. */
     uint64_t term_stride;
 
     /* Elections (Raft chapter 3, with the thesis' PreVote and CheckQuorum). With elections off
@@ -149,17 +153,39 @@ typedef struct dl_raft_update_s {
     const dl_raft_msg_t *msgs;
     uint64_t apply_to; /* apply every entry up to this index (it only grows, except after a
                           truncation below it: see discarded_applied) */
-    int role_changed;  /* Linearizable reads confirmed by a quorum (dl_raft_read_index): serve read
-                        * `ctx` once the  state machine has applied `index`. Failed reads (leadership
-                        * lost) have index 0. */
+    int role_changed;
+    /* Linearizable reads confirmed by a quorum (dl_raft_read_index): serve read `ctx` once the
+     * state machine has applied `index`. Failed reads (leadership lost) have index 0. */
     size_t n_read_states;
     const struct dl_raft_read_state_s *read_states;
     uint64_t discarded;         /* entries dropped by truncate_from */
     uint64_t discarded_applied; /* of those, client entries (not no-ops) this node had already
                                    applied: writes that were acknowledged and are now lost */
-    int reset_state_machine;    /* applied entries were dropped: the driver empties its state
-                                   machine and re-applies the log up to apply_to */
+    /* Applied entries were dropped: the driver puts its state machine back to its latest
+     * snapshot (empty without one) and re-applies the log up to apply_to. */
+    int reset_state_machine;
+    /* Entries inside this node's snapshot were dropped (only where a commit quorum is not a
+     * majority: async, semi-sync): the driver deletes its log, snapshots and state machine,
+     * and the log starts again at index 1, to be refilled by the leader. Nothing else in the
+     * update refers to the old log. */
+    int reset_all;
+    /* Follower: a chunk of a snapshot arrived, to be written at chunk->offset of the incoming
+     * snapshot (offset 0 starts a new one). With chunk->last it is complete: the driver makes
+     * it durable, replaces its state machine with it, resets its log to start after
+     * chunk->index (keeping the entries after it only if dl_raft_term_at(chunk->index) equals
+     * chunk->term), and calls dl_raft_snapshot_installed before anything else. */
+    const struct dl_raft_snapshot_chunk_s *chunk; /* NULL: none */
 } dl_raft_update_t;
+
+typedef struct dl_raft_snapshot_chunk_s {
+    uint64_t index; /* the snapshot holds the state after entries up to here */
+    uint64_t term;  /* the term of entry index */
+    uint64_t size;  /* bytes in all */
+    uint64_t offset;
+    const void *data;
+    uint32_t len;
+    int last; /* offset + len == size */
+} dl_raft_snapshot_chunk_t;
 
 /* Progress of one node as the leader sees it (for /status and write-timeout replies). */
 typedef struct dl_raft_progress_s {
@@ -169,6 +195,8 @@ typedef struct dl_raft_progress_s {
     uint64_t last_index;  /* the follower's last index from its latest reply */
     uint64_t last_ack_ms; /* time of its latest reply; 0 = never */
     int probing;          /* 1 while the leader searches for the point where logs agree */
+    uint64_t snap_index;  /* sending it this snapshot (0 = none) ... */
+    uint64_t snap_acked;  /* ... of which it has this many bytes */
 } dl_raft_progress_t;
 
 /*
@@ -186,6 +214,28 @@ int dl_raft_restore_entry(dl_raft_t *r, uint64_t term, uint8_t type, uint32_t le
 void dl_raft_start(dl_raft_t *r, uint64_t persisted_index, uint64_t applied_index, uint64_t now_ms,
                    dl_raft_update_t *u);
 void dl_raft_free(dl_raft_t *r);
+
+/*
+ * Snapshots and log compaction (thesis chapter 5). The driver snapshots its state machine at
+ * an applied index and reports it with dl_raft_snapshot_taken; from then on the core may drop
+ * the log before it (dl_raft_compact), and a follower that needs dropped entries gets the
+ * snapshot instead, in chunks of max_msg_bytes (at most 4 in flight), restarted from where it
+ * stopped when a chunk is lost. A restarted node describes its latest snapshot with
+ * dl_raft_restore_snapshot, after dl_raft_new(first_index = index + 1) and before restoring the
+ * entries after it.
+ */
+/* The state machine was snapshotted after applying index (<= applied), size bytes (> 0).
+ * -EINVAL if index is not applied or its term is no longer known. */
+int dl_raft_snapshot_taken(dl_raft_t *r, uint64_t index, uint64_t size);
+/* Forgets the entries before `before` (<= latest snapshot index + 1); the driver may drop them
+ * from its log. Returns the new first index. */
+uint64_t dl_raft_compact(dl_raft_t *r, uint64_t before);
+int dl_raft_restore_snapshot(dl_raft_t *r, uint64_t index, uint64_t term, uint64_t size);
+/* The snapshot announced by a last chunk is durable and is now the state machine (see
+ * dl_raft_update_t.chunk). */
+void dl_raft_snapshot_installed(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u);
+/* The latest snapshot (0 = none). */
+uint64_t dl_raft_snapshot_index(const dl_raft_t *r);
 
 /* Appends client commands (leader only; -EPERM, DL_ENOTLEADER otherwise). *first_index gets the
  * index of entries[0]; the entries' index/term fields are ignored. Messages go out with

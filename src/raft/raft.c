@@ -57,6 +57,7 @@ void dl__raft_begin(dl_raft_t *r, dl_raft_update_t *u)
     r->n_out_entries = 0;
     r->n_out_msgs = 0;
     r->n_out_msg_ents = 0;
+    memset(&r->out_chunk, 0, sizeof(r->out_chunk));
 }
 
 static uint64_t min_u64(uint64_t a, uint64_t b)
@@ -80,6 +81,7 @@ void dl__raft_finish(dl_raft_t *r, dl_raft_update_t *u)
     u->apply_to = min_u64(r->commit, r->persisted);
     if (u->apply_to < r->applied && !u->reset_state_machine)
         u->apply_to = r->applied;
+    u->chunk = r->out_chunk.len > 0 || r->out_chunk.last ? &r->out_chunk : NULL;
 }
 
 dl_raft_msg_t *dl__raft_new_msg(dl_raft_t *r, uint8_t type, uint64_t to)
@@ -125,7 +127,7 @@ static uint64_t probe_start(const struct progress *p, uint64_t last_index)
     return next;
 }
 
-static void reset_to_probe(struct progress *p, uint64_t last_index)
+void dl__raft_reset_to_probe(struct progress *p, uint64_t last_index)
 {
     p->probing = 1;
     p->probe_sent = 0;
@@ -145,14 +147,23 @@ static void reset_to_probe(struct progress *p, uint64_t last_index)
 void dl__raft_send_append(dl_raft_t *r, struct progress *p, uint64_t now_ms, int with_entries)
 {
     uint64_t last = dl_raft_last_index(r);
-    if (p->next < r->first_index)
-        p->next = r->first_index; /* snapshots arrive with the consensus issue */
+    if (p->snapshot && with_entries)
+        return dl__raft_send_snapshot_chunks(r, p, now_ms);
+    if (!p->snapshot && p->next < r->first_index) {
+        /* What it needs next was compacted away. */
+        dl__raft_start_snapshot(r, p);
+        return dl__raft_send_snapshot_chunks(r, p, now_ms);
+    }
     dl_raft_msg_t *m = dl__raft_new_msg(r, DL_RAFT_MSG_APPEND, p->id);
     if (m == NULL)
-        return; /* A heartbeat to a streaming follower names the point known to match, not next - 1:
-                 * entries still in flight may not have arrived, and a heartbeat overtaking them
-                 * would be refused. */
-    m->prev_index = with_entries || p->probing ? p->next - 1 : p->match;
+        return;
+    /* A heartbeat to a streaming follower names the point known to match, not next - 1:
+     * entries still in flight may not have arrived, and a heartbeat overtaking them would be
+     * refused. One to a follower receiving a snapshot names index 0, which always matches. */
+    if (p->snapshot)
+        m->prev_index = 0;
+    else
+        m->prev_index = with_entries || p->probing ? p->next - 1 : p->match;
     m->prev_term = dl_raft_term_at(r, m->prev_index);
     m->commit = r->commit;
     m->context = r->read_round;
@@ -196,7 +207,7 @@ void dl__raft_send_append(dl_raft_t *r, struct progress *p, uint64_t now_ms, int
  * that is done once per loop iteration (dl_raft_flush), not for every acknowledgement, so that
  * under load the commit index rides on the next entries instead of doubling the messages.
  */
-static void replicate(dl_raft_t *r, uint64_t now_ms, int commit_only)
+void dl__raft_replicate(dl_raft_t *r, uint64_t now_ms, int commit_only)
 {
     if (r->role != DL_RAFT_LEADER)
         return;
@@ -204,12 +215,16 @@ static void replicate(dl_raft_t *r, uint64_t now_ms, int commit_only)
     size_t max_inflight = r->config.max_inflight;
     for (size_t i = 0; i < r->n_peers; i++) {
         struct progress *p = &r->peers[i];
+        if (p->snapshot) {
+            dl__raft_send_snapshot_chunks(r, p, now_ms);
+            continue;
+        }
         if (p->probing) {
             if (!p->probe_sent)
                 dl__raft_send_append(r, p, now_ms, 1);
             continue;
         }
-        while (p->next <= last && p->inflight_count < max_inflight && !r->oom)
+        while (p->next <= last && p->inflight_count < max_inflight && !r->oom && !p->snapshot)
             dl__raft_send_append(r, p, now_ms, 1);
         /* Tell followers about a new commit index at once, not at the next heartbeat, so that
          * stale reads on followers lag by one round trip only. */
@@ -219,7 +234,7 @@ static void replicate(dl_raft_t *r, uint64_t now_ms, int commit_only)
 }
 
 /* Commits the highest index of the current term that commit_quorum nodes hold durably. */
-static void maybe_commit(dl_raft_t *r)
+void dl__raft_maybe_commit(dl_raft_t *r)
 {
     if (r->role != DL_RAFT_LEADER)
         return;
@@ -301,7 +316,8 @@ void dl__raft_become_leader(dl_raft_t *r, uint64_t term, uint64_t now_ms, dl_raf
         p->match = 0;
         p->next = last + 1;
         p->last_ack_ms = 0;
-        reset_to_probe(p, last);
+        p->snapshot = 0;
+        dl__raft_reset_to_probe(p, last);
     }
     /* A no-op of the new term lets entries of earlier terms commit with it. */
     if (append_meta(r, term, DL_RAFT_ENTRY_NOOP, 0) == 0)
@@ -309,8 +325,8 @@ void dl__raft_become_leader(dl_raft_t *r, uint64_t term, uint64_t now_ms, dl_raf
     else
         r->oom = 1;
     r->last_heartbeat_ms = now_ms;
-    replicate(r, now_ms, 0);
-    maybe_commit(r);
+    dl__raft_replicate(r, now_ms, 0);
+    dl__raft_maybe_commit(r);
 }
 
 void dl__raft_become_follower(dl_raft_t *r, uint64_t term, uint64_t leader, dl_raft_update_t *u)
@@ -481,14 +497,14 @@ void dl_raft_flush(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
 {
     dl__raft_begin(r, u);
     r->now_ms = now_ms;
-    replicate(r, now_ms, 1);
+    dl__raft_replicate(r, now_ms, 1);
     dl__raft_start_read_round(r, now_ms);
     dl__raft_finish(r, u);
 }
 
 /* Answers an APPEND; match is only ever what this node holds durably. */
-static dl_raft_msg_t *send_append_resp(dl_raft_t *r, uint64_t to, int reject, uint64_t match,
-                                       uint64_t hint)
+dl_raft_msg_t *dl__raft_append_resp(dl_raft_t *r, uint64_t to, int reject, uint64_t match,
+                                    uint64_t hint)
 {
     dl_raft_msg_t *m = dl__raft_new_msg(r, DL_RAFT_MSG_APPEND_RESP, to);
     if (m == NULL)
@@ -499,11 +515,16 @@ static dl_raft_msg_t *send_append_resp(dl_raft_t *r, uint64_t to, int reject, ui
     return m;
 }
 
-/* Drops index `from` and everything after it, counting what was lost. */
-static void truncate_from(dl_raft_t *r, uint64_t from, dl_raft_update_t *u)
+/* Drops index `from` and everything after it, counting what was lost. Returns 1 if that
+ * reaches into the snapshot, which resets everything (dl__raft_reset_all). */
+static int truncate_from(dl_raft_t *r, uint64_t from, dl_raft_update_t *u)
 {
     uint64_t last = dl_raft_last_index(r);
     assert(from >= r->first_index && from <= last);
+    if (from <= r->snap_index) {
+        dl__raft_reset_all(r, from, u);
+        return 1;
+    }
     u->truncate_from = from;
     u->discarded += last - from + 1;
     if (r->applied >= from) {
@@ -511,13 +532,15 @@ static void truncate_from(dl_raft_t *r, uint64_t from, dl_raft_update_t *u)
             if (r->meta[i - r->first_index].type == DL_RAFT_ENTRY_NORMAL)
                 u->discarded_applied++;
         u->reset_state_machine = 1;
-        r->applied = 0; /* the driver rebuilds its state machine from the log */
+        /* the driver rebuilds its state machine from the snapshot and the log */
+        r->applied = r->snap_index;
     }
     r->n_meta = from - r->first_index;
     if (r->persisted >= from)
         r->persisted = from - 1;
     if (r->commit >= from)
         r->commit = from - 1;
+    return 0;
 }
 
 /*
@@ -538,13 +561,13 @@ static void echo_context(dl_raft_msg_t *resp, const dl_raft_msg_t *m)
         resp->context = m->context;
 }
 
-static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
-                          dl_raft_update_t *u)
+int dl__raft_accept_leader(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
+                           dl_raft_update_t *u)
 {
     if (r->role == DL_RAFT_LEADER) {
         /* Cannot happen: with elections, Election Safety; without, a node leads only terms of
          * its own residue class (term_stride). */
-        return;
+        return -1;
     }
     if (r->config.elections) {
         /* A leader of our term exists: a candidate of that term gives up. */
@@ -559,16 +582,24 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
         /* Like a vote, following is once per term in static mode: two promotions can never
          * make this node flip between two logs. */
         if (r->hs.vote != 0 && r->hs.vote != m->from)
-            return;
+            return -1;
         r->leader = m->from;
         if (r->hs.vote != m->from) {
             r->hs.vote = m->from;
             u->hardstate_changed = 1;
         }
     }
+    return 0;
+}
+
+static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
+                          dl_raft_update_t *u)
+{
+    if (dl__raft_accept_leader(r, m, now_ms, u) != 0)
+        return;
     uint64_t last = dl_raft_last_index(r);
     if (m->prev_index > last) {
-        echo_context(send_append_resp(r, m->from, 1, m->prev_index, last), m);
+        echo_context(dl__raft_append_resp(r, m->from, 1, m->prev_index, last), m);
         return;
     }
     if (m->prev_index >= r->first_index - 1 && dl_raft_term_at(r, m->prev_index) != m->prev_term) {
@@ -577,7 +608,7 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
         uint64_t i = m->prev_index;
         while (i > r->first_index && dl_raft_term_at(r, i - 1) == t)
             i--;
-        echo_context(send_append_resp(r, m->from, 1, m->prev_index, i - 1), m);
+        echo_context(dl__raft_append_resp(r, m->from, 1, m->prev_index, i - 1), m);
         return;
     }
     /* matched_upto speaks of one leader's log: a new term (even our own campaign in between)
@@ -588,6 +619,16 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
         r->ack_pending = 0;
         r->matched_term = m->term;
     }
+    /* The message may start inside the compacted prefix. Those entries are in our snapshot;
+     * the one at the snapshot's own index can still be checked (a mismatch is possible only
+     * where commit quorums are not majorities). */
+    uint64_t base = r->first_index - 1;
+    if (base > 0 && m->prev_index < base && base <= m->prev_index + m->n_entries &&
+        m->entries[base - m->prev_index - 1].term != r->prev_term) {
+        dl__raft_reset_all(r, base, u);
+        echo_context(dl__raft_append_resp(r, m->from, 1, m->prev_index, 0), m);
+        return;
+    }
     int truncated = 0;
     for (uint32_t k = 0; k < m->n_entries; k++) {
         const dl_raft_entry_t *e = &m->entries[k];
@@ -597,7 +638,10 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
         if (idx <= dl_raft_last_index(r)) {
             if (dl_raft_term_at(r, idx) == e->term)
                 continue;
-            truncate_from(r, idx, u);
+            if (truncate_from(r, idx, u)) {
+                echo_context(dl__raft_append_resp(r, m->from, 1, m->prev_index, 0), m);
+                return;
+            }
             truncated = 1;
         }
         if (append_meta(r, e->term, e->type, e->len) != 0 ||
@@ -605,7 +649,8 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
             r->oom = 1;
             if (dl_raft_last_index(r) == idx)
                 r->n_meta--;
-            echo_context(send_append_resp(r, m->from, 1, m->prev_index, dl_raft_last_index(r)), m);
+            echo_context(dl__raft_append_resp(r, m->from, 1, m->prev_index, dl_raft_last_index(r)),
+                         m);
             return;
         }
     } /* What this message proves matches. A reordered older message proves less, but takes
@@ -618,7 +663,7 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
     if (commit > r->commit)
         r->commit = commit;
     if (matched <= r->persisted || m->n_entries == 0) {
-        echo_context(send_append_resp(r, m->from, 0, min_u64(matched, r->persisted), 0), m);
+        echo_context(dl__raft_append_resp(r, m->from, 0, min_u64(matched, r->persisted), 0), m);
         r->ack_pending = matched > r->persisted;
     } else {
         r->ack_pending = 1;
@@ -667,6 +712,8 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
         dl__raft_confirm_reads(r);
     }
     uint64_t last = dl_raft_last_index(r);
+    if (m->reject && p->snapshot)
+        return; /* a heartbeat refused while the snapshot is on its way */
     if (m->reject) {
         /* match_index of a rejection names the prev_index it refused. Like etcd, ignore a
          * rejection about an earlier position: messages may arrive out of order. */
@@ -684,7 +731,7 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
         if (next < 1)
             next = 1;
         p->next = next;
-        reset_to_probe(p, last);
+        dl__raft_reset_to_probe(p, last);
         dl__raft_send_append(r, p, now_ms, 1);
         return;
     }
@@ -696,19 +743,29 @@ static void handle_append_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t no
         p->inflight_head = (p->inflight_head + 1) % INFLIGHT_CAP;
         p->inflight_count--;
     }
-    if (p->probing) {
+    if (p->snapshot && p->match + 1 < r->first_index) {
+        /* It installed the snapshot we were sending, but our log was compacted past it
+         * meanwhile: the latest one then. Otherwise the snapshot is still on its way. */
+        if (p->match >= p->snap_index) {
+            dl__raft_start_snapshot(r, p);
+            dl__raft_send_snapshot_chunks(r, p, now_ms);
+        }
+        return;
+    }
+    if (p->probing || p->snapshot) {
         /* The logs agree up to match: stream from there on. */
+        p->snapshot = 0;
         p->probing = 0;
         p->probe_sent = 0;
         p->inflight_count = 0;
         p->inflight_head = 0;
         p->next = p->match + 1;
     }
-    maybe_commit(r);
+    dl__raft_maybe_commit(r);
     dl__raft_start_read_round(r, now_ms);
     if (r->transfer_target == p->id && p->match == dl_raft_last_index(r))
         send_timeout_now(r, p->id);
-    replicate(r, now_ms, 0);
+    dl__raft_replicate(r, now_ms, 0);
 }
 
 void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft_update_t *u)
@@ -731,12 +788,13 @@ void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft
             m->type == DL_RAFT_MSG_PRE_VOTE || (m->type == DL_RAFT_MSG_PRE_VOTE_RESP && !m->reject);
         /* A higher term always wins: step down and follow whoever leads it. A pre-vote and its
          * granted answer only speak of a term that may come, so they change nothing. */
+        int from_leader = m->type == DL_RAFT_MSG_APPEND || m->type == DL_RAFT_MSG_SNAPSHOT;
         if (!future)
-            dl__raft_become_follower(r, m->term, m->type == DL_RAFT_MSG_APPEND ? m->from : 0, u);
+            dl__raft_become_follower(r, m->term, from_leader ? m->from : 0, u);
     } else if (m->term < r->hs.term) {
         /* Tell a deposed leader or a stale candidate about the newer term. */
-        if (m->type == DL_RAFT_MSG_APPEND)
-            send_append_resp(r, m->from, 1, 0, dl_raft_last_index(r));
+        if (m->type == DL_RAFT_MSG_APPEND || m->type == DL_RAFT_MSG_SNAPSHOT)
+            dl__raft_append_resp(r, m->from, 1, 0, dl_raft_last_index(r));
         else if (vote_request && r->config.elections)
             dl__raft_step_election(r, m, now_ms, u); /* answers with a rejection in our term */
         dl__raft_finish(r, u);
@@ -748,6 +806,12 @@ void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft
         break;
     case DL_RAFT_MSG_APPEND_RESP:
         handle_append_resp(r, m, now_ms, u);
+        break;
+    case DL_RAFT_MSG_SNAPSHOT:
+        dl__raft_handle_snapshot(r, m, now_ms, u);
+        break;
+    case DL_RAFT_MSG_SNAPSHOT_RESP:
+        dl__raft_handle_snapshot_resp(r, m, now_ms);
         break;
     default:
         if (r->config.elections)
@@ -781,6 +845,10 @@ void dl_raft_tick(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
         dl__raft_new_round(r, now_ms); /* its acknowledgements renew the lease */
         for (size_t i = 0; i < r->n_peers; i++) {
             struct progress *p = &r->peers[i];
+            if (p->snapshot) {
+                dl__raft_snapshot_heartbeat(r, p, now_ms);
+                continue;
+            }
             /* Entries in flight and no progress for two heartbeats: they were lost (a dropped
              * message, a connection that broke without our noticing). Probe from the match. */
             int stalled = !p->probing && p->inflight_count > 0 && p->match == p->match_at_heartbeat;
@@ -789,7 +857,7 @@ void dl_raft_tick(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
             if (p->stalled_heartbeats >= 2) {
                 p->stalled_heartbeats = 0;
                 p->next = probe_start(p, dl_raft_last_index(r));
-                reset_to_probe(p, dl_raft_last_index(r));
+                dl__raft_reset_to_probe(p, dl_raft_last_index(r));
             }
             if (p->probing) {
                 /* Re-send the probe: the last one may have gone to a closed connection. */
@@ -811,9 +879,9 @@ void dl_raft_persisted(dl_raft_t *r, uint64_t index, uint64_t now_ms, dl_raft_up
     if (index > r->persisted)
         r->persisted = index;
     if (r->role == DL_RAFT_LEADER) {
-        maybe_commit(r);
+        dl__raft_maybe_commit(r);
     } else if (r->ack_pending && r->leader != 0) {
-        send_append_resp(r, r->leader, 0, min_u64(r->matched_upto, r->persisted), 0);
+        dl__raft_append_resp(r, r->leader, 0, min_u64(r->matched_upto, r->persisted), 0);
         r->ack_pending = r->matched_upto > r->persisted;
     }
     (void)now_ms;
@@ -830,8 +898,12 @@ void dl_raft_peer_down(dl_raft_t *r, uint64_t id)
     struct progress *p = dl__raft_find_peer(r, id);
     if (p == NULL)
         return;
+    if (p->snapshot) {
+        p->snap_sent = p->snap_acked; /* resend what may have gone to the closed connection */
+        return;
+    }
     p->next = probe_start(p, dl_raft_last_index(r));
-    reset_to_probe(p, dl_raft_last_index(r));
+    dl__raft_reset_to_probe(p, dl_raft_last_index(r));
 }
 
 int dl_raft_promote(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
@@ -875,7 +947,7 @@ int dl_raft_transfer_leader(dl_raft_t *r, uint64_t to, uint64_t now_ms, dl_raft_
         if (p->match == dl_raft_last_index(r))
             send_timeout_now(r, to);
         else
-            replicate(r, now_ms, 0); /* TIMEOUT_NOW follows once it has caught up */
+            dl__raft_replicate(r, now_ms, 0); /* TIMEOUT_NOW follows once it has caught up */
     }
     dl__raft_finish(r, u);
     return rv;

@@ -28,6 +28,14 @@ struct progress {
     int stalled_heartbeats;      /* heartbeats in a row with entries in flight and no progress */
     int probing;    /* searching for the point where the logs agree: one APPEND at a time */
     int probe_sent; /* a probe is out and unanswered */
+    /* Sending a snapshot (the entries it needs are compacted away): which one, how far sent,
+     * how far acknowledged, and where the acknowledgements stood at the last heartbeat. */
+    int snapshot;
+    uint64_t snap_index, snap_term, snap_size;
+    uint64_t snap_sent;
+    uint64_t snap_acked;
+    uint64_t snap_acked_at_heartbeat;
+    uint64_t snap_resent_from; /* went back to this offset after a gap; +1 (0 = not) */
     /* Last index of each APPEND with entries not yet acknowledged, oldest first. */
     uint64_t inflight[INFLIGHT_CAP];
     size_t inflight_head;
@@ -47,6 +55,17 @@ struct dl_raft_s {
     size_t cap_meta;
     uint64_t first_index;
     uint64_t prev_term; /* term of first_index - 1 (0 while the log starts at 1) */
+
+    /* The latest snapshot of the state machine (snap_index 0: none). first_index - 1 is at
+     * most snap_index: only what a snapshot holds is ever compacted. */
+    uint64_t snap_index;
+    uint64_t snap_term;
+    uint64_t snap_size;
+    /* Follower: the snapshot being received, and its chunk or completion in this update. */
+    int rcv_active;
+    uint64_t rcv_index, rcv_term, rcv_size, rcv_offset;
+    int install_pending; /* the last chunk went out: dl_raft_snapshot_installed comes next */
+    dl_raft_snapshot_chunk_t out_chunk;
 
     uint64_t commit;
     uint64_t persisted;
@@ -116,6 +135,33 @@ void dl__raft_begin(dl_raft_t *r, dl_raft_update_t *u);  /* clears u and the out
 void dl__raft_finish(dl_raft_t *r, dl_raft_update_t *u); /* fills u's pointers */
 /* Sends one APPEND to p (entries unless a heartbeat); see raft.c. */
 void dl__raft_send_append(dl_raft_t *r, struct progress *p, uint64_t now_ms, int with_entries);
+
+/* raft.c, for snapshot.c */
+/* Answers an APPEND (or a snapshot) with an APPEND_RESP. */
+dl_raft_msg_t *dl__raft_append_resp(dl_raft_t *r, uint64_t to, int reject, uint64_t match,
+                                    uint64_t hint);
+/* A message from the leader of the current term: follows it. 0, or -1 to ignore the message
+ * (static mode: this node already follows another leader in this term). */
+int dl__raft_accept_leader(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
+                           dl_raft_update_t *u);
+void dl__raft_reset_to_probe(struct progress *p, uint64_t last_index);
+void dl__raft_maybe_commit(dl_raft_t *r);
+void dl__raft_replicate(dl_raft_t *r, uint64_t now_ms, int commit_only);
+
+/* snapshot.c */
+/* Leader: p needs entries that were compacted away: starts sending it the latest snapshot. */
+void dl__raft_start_snapshot(dl_raft_t *r, struct progress *p);
+/* Leader: sends p the next chunks of its snapshot, within the in-flight window. */
+void dl__raft_send_snapshot_chunks(dl_raft_t *r, struct progress *p, uint64_t now_ms);
+/* Leader, every heartbeat: a transfer that made no progress for two heartbeats starts again
+ * from what was acknowledged (with the latest snapshot if the follower got nothing yet). */
+void dl__raft_snapshot_heartbeat(dl_raft_t *r, struct progress *p, uint64_t now_ms);
+void dl__raft_handle_snapshot(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
+                              dl_raft_update_t *u);
+void dl__raft_handle_snapshot_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms);
+/* Entries inside the snapshot were found to conflict with the leader's (async modes only):
+ * forget the log, the snapshot and the state machine (update.reset_all). */
+void dl__raft_reset_all(dl_raft_t *r, uint64_t conflict, dl_raft_update_t *u);
 
 /* read_index.c */
 /* Answers the reads whose heartbeat round a majority acknowledged. */

@@ -75,6 +75,8 @@ size_t dl_raft_progress(const dl_raft_t *r, dl_raft_progress_t *out, size_t cap)
         out[i].last_index = p->last_index;
         out[i].last_ack_ms = p->last_ack_ms;
         out[i].probing = p->probing;
+        out[i].snap_index = p->snapshot ? p->snap_index : 0;
+        out[i].snap_acked = p->snapshot ? p->snap_acked : 0;
     }
     return r->n_peers;
 }

@@ -9,6 +9,13 @@
 /* Fixed part of an APPEND body after the kind-independent fields. */
 #define MSG_FIXED_BYTES   (8 * 3 + 8 * 3 + 4 + 1 + 8 * 4)
 #define ENTRY_FIXED_BYTES (8 + 1 + 4)
+/* SNAPSHOT and SNAPSHOT_RESP add index, term, size, offset and the chunk's length. */
+#define SNAP_FIXED_BYTES (8 * 4 + 4)
+
+static int is_snapshot_kind(uint8_t kind)
+{
+    return kind == DL_RAFT_MSG_SNAPSHOT || kind == DL_RAFT_MSG_SNAPSHOT_RESP;
+}
 
 int dl_wire_peek(const uint8_t *buf, size_t len, size_t *frame_len)
 {
@@ -71,6 +78,10 @@ int dl_wire_encode_msg(dl_buf_t *out, const dl_raft_msg_t *m)
     size_t bytes = MSG_FIXED_BYTES;
     for (uint32_t i = 0; i < m->n_entries; i++)
         bytes += ENTRY_FIXED_BYTES + m->entries[i].len;
+    if (is_snapshot_kind(m->type))
+        bytes += SNAP_FIXED_BYTES + m->data_len;
+    if (m->data_len > 0 && m->data == NULL)
+        return -EINVAL;
     int rv = begin_frame(out, m->type, &start);
     rv = rv ? rv : dl_buf_reserve(out, bytes);
     if (rv) {
@@ -97,6 +108,14 @@ int dl_wire_encode_msg(dl_buf_t *out, const dl_raft_msg_t *m)
         dl_buf_put_u8(out, e->type);
         dl_buf_put_u32(out, e->len);
         dl_buf_append(out, e->data, e->len);
+    }
+    if (is_snapshot_kind(m->type)) {
+        dl_buf_put_u64(out, m->snap_index);
+        dl_buf_put_u64(out, m->snap_term);
+        dl_buf_put_u64(out, m->snap_size);
+        dl_buf_put_u64(out, m->snap_offset);
+        dl_buf_put_u32(out, m->data_len);
+        dl_buf_append(out, m->data, m->data_len);
     }
     rv = end_frame(out, start);
     return rv;
@@ -193,6 +212,18 @@ static int decode_msg(struct reader *r, uint8_t kind, dl_raft_msg_t *m)
         if (r->bad || e->type > DL_RAFT_ENTRY_NOOP || e->term == 0 || e->term > m->term)
             return DL_EPROTO;
     }
+    if (is_snapshot_kind(kind)) {
+        m->snap_index = take_u64(r);
+        m->snap_term = take_u64(r);
+        m->snap_size = take_u64(r);
+        m->snap_offset = take_u64(r);
+        m->data_len = take_u32(r);
+        m->data = take(r, m->data_len);
+        if (r->bad || m->snap_offset > m->snap_size || m->data_len > m->snap_size - m->snap_offset)
+            return DL_EPROTO;
+        if (kind == DL_RAFT_MSG_SNAPSHOT_RESP && m->data_len != 0)
+            return DL_EPROTO;
+    }
     if (r->left != 0)
         return DL_EPROTO;
     return 0;
@@ -226,6 +257,8 @@ int dl_wire_decode(const uint8_t *buf, size_t frame_len, dl_wire_frame_t *out)
     case DL_RAFT_MSG_PRE_VOTE:
     case DL_RAFT_MSG_PRE_VOTE_RESP:
     case DL_RAFT_MSG_TIMEOUT_NOW:
+    case DL_RAFT_MSG_SNAPSHOT:
+    case DL_RAFT_MSG_SNAPSHOT_RESP:
         rv = decode_msg(&r, out->kind, &out->msg);
         break;
     default:

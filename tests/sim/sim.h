@@ -119,6 +119,17 @@ struct sim_node {
     struct sim_applied *hist;
     size_t hist_cap;
 
+    /* Snapshot (durable as soon as taken): the state machine after applying 1..snap_index.
+     * The core keeps the log from log_first on (log_first - 1 <= snap_index); entries below
+     * stay in log[] only for the checker's hashes. rcv: an incoming snapshot (memory only). */
+    uint64_t snap_index;
+    uint64_t snap_term;
+    struct sim_applied *snap;
+    size_t snap_cap;
+    uint64_t log_first;
+    uint8_t *rcv;
+    size_t rcv_len, rcv_cap;
+
     /* Driver. */
     int iter_pending;
     uint64_t stalled_until;
@@ -139,6 +150,10 @@ int sim_check_write(struct sim_world *w, struct sim_node *n, uint64_t index);
 int sim_check_apply(struct sim_world *w, struct sim_node *n, uint64_t index);
 /* n is about to drop its log from `from` on (before the truncation). */
 int sim_check_truncate(struct sim_world *w, struct sim_node *n, uint64_t from);
+/* The prefix hash of the entry (index, term) as first written anywhere; 0 if never written. */
+uint64_t sim_check_phash(struct sim_world *w, uint64_t index, uint64_t term);
+/* The content hash of n's entry at index, from its snapshot below log_first; 0 if none. */
+uint64_t sim_entry_chash(const struct sim_node *n, uint64_t index);
 /* n's state machine was reset because the log was truncated from `from`. */
 int sim_check_reset(struct sim_world *w, struct sim_node *n, uint64_t from,
                     uint64_t discarded_applied);

@@ -166,6 +166,19 @@ int sim_check_write(struct sim_world *w, struct sim_node *n, uint64_t index)
     return -1;
 }
 
+uint64_t sim_check_phash(struct sim_world *w, uint64_t index, uint64_t term)
+{
+    struct slot *s = map_find(&C(w)->entries, index, term, 0);
+    return s ? s->v2 : 0;
+}
+
+uint64_t sim_entry_chash(const struct sim_node *n, uint64_t index)
+{
+    if (index < n->log_first)
+        return index <= n->snap_index ? n->snap[index].chash : 0;
+    return index <= n->last ? n->log[index].chash : 0;
+}
+
 int sim_check_truncate(struct sim_world *w, struct sim_node *n, uint64_t from)
 {
     struct checker *c = C(w);
@@ -295,7 +308,7 @@ int sim_check_roles(struct sim_world *w, struct sim_node *n)
     /* A leader elected late in a term older than the commit (its votes were granted before)
      * is stale, not a violation; it is deposed as soon as it meets the newer term. */
     for (uint64_t i = 1; i <= c->max_committed; i++)
-        if (term > c->commit_term[i] && (i > n->last || n->log[i].chash != c->committed[i].chash)) {
+        if (term > c->commit_term[i] && sim_entry_chash(n, i) != c->committed[i].chash) {
             sim_fail(w,
                      "Leader Completeness: n%" PRIu64 " leads term %" PRIu64
                      " without entry %" PRIu64 " (term %" PRIu64 ") committed by term %" PRIu64

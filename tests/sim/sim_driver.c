@@ -36,15 +36,16 @@ size_t sim_node_index(struct sim_world *w, uint64_t id)
     return SIZE_MAX;
 }
 
-static struct sim_msg *msg_alloc(uint32_t n_entries)
+static struct sim_msg *msg_alloc(uint32_t n_entries, uint32_t chunk_bytes)
 {
     size_t bytes = sizeof(struct sim_msg) + n_entries * sizeof(dl_raft_entry_t) +
-                   n_entries * (size_t)SIM_MAX_PAYLOAD;
+                   n_entries * (size_t)SIM_MAX_PAYLOAD + chunk_bytes;
     struct sim_msg *sm = malloc(bytes);
     if (sm == NULL)
         abort();
     sm->ents = (dl_raft_entry_t *)(sm + 1);
     sm->payload = (uint8_t(*)[SIM_MAX_PAYLOAD])(sm->ents + n_entries);
+    sm->chunk = (uint8_t *)(sm->payload + n_entries);
     return sm;
 }
 
@@ -53,16 +54,28 @@ void sim_msg_fix(struct sim_msg *sm)
     sm->m.entries = sm->m.n_entries ? sm->ents : NULL;
     for (uint32_t k = 0; k < sm->m.n_entries; k++)
         sm->ents[k].data = sm->payload[k];
+    sm->chunk = (uint8_t *)(sm->payload + sm->m.n_entries);
+    sm->m.data = sm->m.data_len ? sm->chunk : NULL;
 }
 
 static struct sim_msg *msg_dup(const struct sim_msg *src)
 {
-    struct sim_msg *sm = msg_alloc(src->m.n_entries);
+    struct sim_msg *sm = msg_alloc(src->m.n_entries, src->m.data_len);
     sm->m = src->m;
     memcpy(sm->ents, src->ents, src->m.n_entries * sizeof(dl_raft_entry_t));
     memcpy(sm->payload, src->payload, src->m.n_entries * (size_t)SIM_MAX_PAYLOAD);
     sim_msg_fix(sm);
+    if (src->m.data_len)
+        memcpy(sm->chunk, src->chunk, src->m.data_len);
     return sm;
+}
+
+/* Byte `off` of n's snapshot as it would be stored: per index, term then content hash. */
+static uint8_t snap_byte(const struct sim_node *n, uint64_t off)
+{
+    uint64_t i = off / SIM_SNAP_ENTRY_BYTES + 1, k = off % SIM_SNAP_ENTRY_BYTES;
+    uint64_t v = k < 8 ? n->snap[i].term : n->snap[i].chash;
+    return (uint8_t)(v >> (8 * (k % 8)));
 }
 
 static uint64_t net_delay(struct sim_world *w)
@@ -83,12 +96,27 @@ static void net_send(struct sim_world *w, struct sim_node *from, const dl_raft_m
                  from->id, m->from, m->to);
         return;
     }
-    struct sim_msg *sm = msg_alloc(m->n_entries);
+    /* A transfer may go on with an older snapshot than the latest; its bytes are a prefix of
+     * the latest one's (the driver keeps snapshots that are being sent). */
+    if (m->type == DL_RAFT_MSG_SNAPSHOT &&
+        (m->snap_index > from->snap_index || m->snap_term != from->snap[m->snap_index].term ||
+         m->snap_size != m->snap_index * SIM_SNAP_ENTRY_BYTES || m->data != NULL)) {
+        sim_fail(w,
+                 "n%" PRIu64 " sends a chunk of snapshot %" PRIu64 "/%" PRIu64 " (%" PRIu64
+                 " bytes) but holds snapshot %" PRIu64 "/%" PRIu64,
+                 from->id, m->snap_index, m->snap_term, m->snap_size, from->snap_index,
+                 from->snap_term);
+        return;
+    }
+    struct sim_msg *sm = msg_alloc(m->n_entries, m->data_len);
     sm->m = *m;
+    for (uint32_t k = 0; k < m->data_len; k++)
+        sm->chunk[k] = snap_byte(from, m->snap_offset + k);
     for (uint32_t k = 0; k < m->n_entries; k++) {
         const dl_raft_entry_t *e = &m->entries[k];
         if (e->index != m->prev_index + 1 + k || e->index > from->last ||
-            from->log[e->index].term != e->term || from->log[e->index].len != e->len) {
+            e->index < from->log_first || from->log[e->index].term != e->term ||
+            from->log[e->index].len != e->len) {
             sim_fail(w,
                      "n%" PRIu64 " sends APPEND entry %" PRIu64 " term %" PRIu64 " (prev %" PRIu64
                      ", k %" PRIu32 ") that its log (last %" PRIu64 ") does not hold that way",
@@ -106,6 +134,7 @@ static void net_send(struct sim_world *w, struct sim_node *from, const dl_raft_m
     res->hash = sim_hash_u64(res->hash, m->prev_index ^ (m->prev_term << 20) ^ (m->commit << 40));
     res->hash = sim_hash_u64(res->hash, m->n_entries ^ ((uint64_t)m->reject << 32) ^
                                             (m->match_index << 33) ^ m->hint_index);
+    res->hash = sim_hash_u64(res->hash, m->snap_index ^ (m->snap_offset << 24) ^ m->data_len);
     char desc[200];
     if (w->opt.verbose)
         sim_describe_msg(m, desc, sizeof(desc));
@@ -135,6 +164,17 @@ static void net_send(struct sim_world *w, struct sim_node *from, const dl_raft_m
 /* ---- The driver: one update, in order ----------------------------------------------------- */
 
 static void apply_entries(struct sim_world *w, struct sim_node *n, uint64_t upto);
+static void receive_chunk(struct sim_world *w, struct sim_node *n,
+                          const dl_raft_snapshot_chunk_t *c);
+
+/* The state machine goes back to the snapshot (as the kv node restores it from its file). */
+static void restore_snapshot(struct sim_node *n)
+{
+    sim_applied_reserve(&n->sm, &n->sm_cap, n->snap_index);
+    for (uint64_t i = 1; i <= n->snap_index; i++)
+        n->sm[i] = n->snap[i];
+    n->sm_applied = n->sm_durable = n->snap_index;
+}
 
 void sim_carry_out(struct sim_world *w, struct sim_node *n, const dl_raft_update_t *u)
 {
@@ -143,6 +183,8 @@ void sim_carry_out(struct sim_world *w, struct sim_node *n, const dl_raft_update
     res->hash = sim_hash_u64(res->hash, u->hardstate_changed ? u->hardstate.vote : 0);
     res->hash = sim_hash_u64(res->hash, u->truncate_from ^ (u->n_entries << 40));
     res->hash = sim_hash_u64(res->hash, u->n_msgs ^ (u->apply_to << 16));
+    res->hash = sim_hash_u64(res->hash, ((uint64_t)u->reset_all << 62) ^
+                                            (u->chunk ? u->chunk->offset ^ u->chunk->len : 0));
     /* 1. The hard state, durably, before any message leaves. */
     if (u->hardstate_changed) {
         if (u->hardstate.term < n->hs.term)
@@ -165,8 +207,25 @@ void sim_carry_out(struct sim_world *w, struct sim_node *n, const dl_raft_update
                         n->id, u->hardstate.term, u->hardstate.vote, n->hs.term, n->hs.vote);
     }
     /* 2. Truncate, then write. */
+    if (u->reset_all) {
+        if (w->opt.mode == SIM_ELECTIONS)
+            return sim_fail(w,
+                            "State Machine Safety: n%" PRIu64
+                            " finds entries of its snapshot (up to %" PRIu64
+                            ") in conflict with the leader and resets everything",
+                            n->id, n->snap_index);
+        sim_trace(w, n, "RESET ALL: log, snapshot %" PRIu64 " and state machine", n->snap_index);
+        if (sim_check_reset(w, n, 1, u->discarded_applied))
+            return;
+        n->last = n->durable = 0;
+        n->log_first = 1;
+        n->snap_index = n->snap_term = 0;
+        n->sm_applied = n->sm_durable = 0;
+        n->fsync_trunc = 1;
+    }
     if (u->truncate_from) {
-        if (u->truncate_from > n->last || u->truncate_from < 1)
+        if (u->truncate_from > n->last || u->truncate_from < n->log_first ||
+            u->truncate_from <= n->snap_index)
             return sim_fail(w,
                             "n%" PRIu64 ": truncates from %" PRIu64 " but its log ends at %" PRIu64,
                             n->id, u->truncate_from, n->last);
@@ -185,16 +244,15 @@ void sim_carry_out(struct sim_world *w, struct sim_node *n, const dl_raft_update
         if (u->truncate_from < n->fsync_trunc)
             n->fsync_trunc = u->truncate_from;
     }
-    if (u->reset_state_machine) {
+    if (u->reset_state_machine && !u->reset_all) {
         sim_trace(w, n, "reset the state machine (applied %" PRIu64 ")", n->sm_applied);
         if (sim_check_reset(w, n, u->truncate_from, u->discarded_applied))
             return;
-        n->sm_applied = 0;
-        n->sm_durable = 0;
+        restore_snapshot(n);
     }
     for (size_t i = 0; i < u->n_entries; i++) {
         const dl_raft_entry_t *e = &u->entries[i];
-        if (e->index != n->last + 1)
+        if (e->index != n->last + 1 || e->index < n->log_first)
             return sim_fail(w,
                             "%sn%" PRIu64 " writes index %" PRIu64 " but its log ends at %" PRIu64,
                             dl_raft_role(n->r) == DL_RAFT_LEADER ? "Leader Append-Only: " : "",
@@ -224,15 +282,23 @@ void sim_carry_out(struct sim_world *w, struct sim_node *n, const dl_raft_update
     /* 3. Send. */
     for (size_t i = 0; i < u->n_msgs && !w->stop; i++)
         net_send(w, n, &u->msgs[i]);
+
     /* 4. Apply. */
     if (!w->stop && u->apply_to > n->sm_applied)
         apply_entries(w, n, u->apply_to);
     if (!w->stop)
         sim_check_roles(w, n);
+    if (u->chunk && !w->stop)
+        receive_chunk(w, n, u->chunk); /* installs it, calling into the core, when complete */
 }
 
 static void apply_entries(struct sim_world *w, struct sim_node *n, uint64_t upto)
 {
+    if (n->sm_applied + 1 < n->log_first)
+        return sim_fail(w,
+                        "n%" PRIu64 " is told to apply from %" PRIu64
+                        " but its log starts at %" PRIu64 " (snapshot %" PRIu64 ")",
+                        n->id, n->sm_applied + 1, n->log_first, n->snap_index);
     if (upto > n->durable)
         return sim_fail(w,
                         "n%" PRIu64 " is told to apply up to %" PRIu64
@@ -267,4 +333,127 @@ static void apply_entries(struct sim_world *w, struct sim_node *n, uint64_t upto
     dl_raft_applied(n->r, upto);
     if (sim_rng_chance(&w->rng, 500))
         n->sm_durable = n->sm_applied; /* the state machine's own commit */
+    sim_maybe_snapshot(w, n);
+}
+
+void sim_maybe_snapshot(struct sim_world *w, struct sim_node *n)
+{
+    if (w->snapshot_every == 0 || n->sm_applied < n->snap_index + w->snapshot_every)
+        return;
+    uint64_t index = n->sm_applied;
+    sim_applied_reserve(&n->snap, &n->snap_cap, index);
+    for (uint64_t i = 1; i <= index; i++)
+        n->snap[i] = n->sm[i];
+    int rv = dl_raft_snapshot_taken(n->r, index, index * SIM_SNAP_ENTRY_BYTES);
+    if (rv != 0)
+        return sim_fail(w, "n%" PRIu64 ": dl_raft_snapshot_taken(%" PRIu64 ") failed: %d", n->id,
+                        index, rv);
+    n->snap_index = index;
+    n->snap_term = n->sm[index].term;
+    /* Keep a random number of entries behind the snapshot for followers that lag a little. */
+    uint64_t keep = sim_rng_below(&w->rng, w->snapshot_every + 1);
+    uint64_t before = index + 1 > keep ? index + 1 - keep : 1;
+    uint64_t first = dl_raft_compact(n->r, before);
+    if (first < n->log_first || first > index + 1)
+        return sim_fail(w,
+                        "n%" PRIu64 ": compacting before %" PRIu64 " leaves first index %" PRIu64,
+                        n->id, before, first);
+    n->log_first = first;
+    sim_trace(w, n, "snapshot at %" PRIu64 " term %" PRIu64 ", log now starts at %" PRIu64, index,
+              n->snap_term, first);
+}
+
+/* Stores a chunk of an incoming snapshot; the last one installs it, as raft.h prescribes. */
+static void receive_chunk(struct sim_world *w, struct sim_node *n,
+                          const dl_raft_snapshot_chunk_t *c)
+{
+    if (c->offset == 0)
+        n->rcv_len = 0;
+    if (c->offset != n->rcv_len || c->size != c->index * SIM_SNAP_ENTRY_BYTES ||
+        c->offset + c->len > c->size)
+        return sim_fail(w,
+                        "n%" PRIu64 ": snapshot chunk at %" PRIu64 " (+%" PRIu32 " of %" PRIu64
+                        ") does not follow the %zu bytes received",
+                        n->id, c->offset, c->len, c->size, n->rcv_len);
+    if (n->rcv_cap < c->size) {
+        n->rcv = realloc(n->rcv, c->size);
+        if (n->rcv == NULL)
+            abort();
+        n->rcv_cap = c->size;
+    }
+    memcpy(n->rcv + c->offset, c->data, c->len);
+    n->rcv_len += c->len;
+    sim_trace(w, n, "snapshot %" PRIu64 " chunk %" PRIu64 "+%" PRIu32 "%s", c->index, c->offset,
+              c->len, c->last ? " (last: install)" : "");
+    if (!c->last)
+        return;
+    uint64_t index = c->index, term = c->term;
+    if (index <= n->sm_applied)
+        return sim_fail(w,
+                        "n%" PRIu64 " is told to install snapshot %" PRIu64
+                        " but has applied up to %" PRIu64,
+                        n->id, index, n->sm_applied);
+    /* Decode; the state machine becomes the snapshot, each entry checked like an apply. */
+    sim_applied_reserve(&n->snap, &n->snap_cap, index);
+    sim_applied_reserve(&n->sm, &n->sm_cap, index);
+    for (uint64_t i = 1; i <= index; i++) {
+        uint64_t t = 0, h = 0;
+        for (int k = 0; k < 8; k++) {
+            t |= (uint64_t)n->rcv[(i - 1) * SIM_SNAP_ENTRY_BYTES + k] << (8 * k);
+            h |= (uint64_t)n->rcv[(i - 1) * SIM_SNAP_ENTRY_BYTES + 8 + k] << (8 * k);
+        }
+        n->snap[i] = (struct sim_applied){.term = t, .chash = h};
+    }
+    if (n->snap[index].term != term)
+        return sim_fail(
+            w, "n%" PRIu64 ": snapshot %" PRIu64 " says term %" PRIu64 " but holds %" PRIu64, n->id,
+            index, term, n->snap[index].term);
+    for (uint64_t i = 1; i <= index; i++) {
+        if (i <= n->sm_applied && n->sm[i].chash != n->snap[i].chash) {
+            if (w->opt.mode == SIM_ELECTIONS)
+                return sim_fail(w,
+                                "State Machine Safety: n%" PRIu64
+                                " installs a snapshot whose entry %" PRIu64
+                                " differs from the one it applied there",
+                                n->id, i);
+            /* Static mode: it had applied writes that a weaker-than-majority quorum committed
+             * and the new leader never had; the snapshot replaces them (lost writes). */
+            sim_trace(w, n, "the snapshot replaces entries applied here from %" PRIu64, i);
+            if (sim_check_reset(w, n, i, n->sm_applied - i + 1))
+                return;
+            n->sm_applied = i - 1;
+        }
+        n->sm[i] = n->snap[i];
+        if (i > n->sm_applied && sim_check_apply(w, n, i))
+            return;
+    }
+    n->snap_index = index;
+    n->snap_term = term;
+    n->sm_applied = n->sm_durable = index;
+    /* The log: kept after the snapshot if it agrees there, else started anew after it. */
+    if (dl_raft_term_at(n->r, index) == term && index <= n->last) {
+        if (n->durable < index)
+            n->durable = index;
+    } else {
+        if (n->fsync_trunc > index + 1)
+            n->fsync_trunc = index + 1;
+        sim_ensure_log(n, index + 1);
+        struct sim_entry *s = &n->log[index];
+        memset(s, 0, sizeof(*s));
+        s->term = term;
+        s->chash = n->snap[index].chash;
+        s->phash = sim_check_phash(w, index, term);
+        if (s->phash == 0)
+            return sim_fail(w,
+                            "n%" PRIu64 " installs snapshot %" PRIu64 "/%" PRIu64
+                            " of an entry never written",
+                            n->id, index, term);
+        n->last = n->durable = index;
+    }
+    n->log_first = index + 1;
+    sim_trace(w, n, "installed snapshot %" PRIu64 "/%" PRIu64 "; log %" PRIu64 "..%" PRIu64, index,
+              term, n->log_first, n->last);
+    dl_raft_update_t u;
+    dl_raft_snapshot_installed(n->r, w->now, &u);
+    sim_carry_out(w, n, &u);
 }

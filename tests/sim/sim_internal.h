@@ -24,12 +24,16 @@ enum ev_type {
     EV_DEADLINE,
 };
 
-/* A message in flight: the core's message with its entries and payloads copied. */
+/* A message in flight: the core's message with its entries, payloads and chunk copied. */
 struct sim_msg {
     dl_raft_msg_t m;
     dl_raft_entry_t *ents;
     uint8_t (*payload)[SIM_MAX_PAYLOAD];
+    uint8_t *chunk; /* SNAPSHOT: m.data_len bytes */
 };
+
+/* A snapshot's bytes: per index 1..snap_index, its term and content hash (16 bytes). */
+#define SIM_SNAP_ENTRY_BYTES 16
 
 struct event {
     uint64_t time;
@@ -72,6 +76,7 @@ struct sim_world {
     unsigned drop_pm, dup_pm, long_delay_pm;
     uint64_t delay_max, fsync_max;
     uint64_t crash_gap, partition_gap, stall_gap, promote_gap, client_gap;
+    uint64_t snapshot_every; /* entries applied between snapshots; 0 = never */
 
     int healing;
     uint64_t heal_at;
@@ -95,6 +100,8 @@ void sim_ensure_log(struct sim_node *n, uint64_t index);
 size_t sim_node_index(struct sim_world *w, uint64_t id);
 /* Points a message's entries and payloads at its own storage again (after a copy). */
 void sim_msg_fix(struct sim_msg *sm);
+/* Takes a snapshot and compacts when snapshot_every entries were applied since the last. */
+void sim_maybe_snapshot(struct sim_world *w, struct sim_node *n);
 /* Carries out one update of n's core, in the order raft.h prescribes, checking as it goes. */
 void sim_carry_out(struct sim_world *w, struct sim_node *n, const dl_raft_update_t *u);
 

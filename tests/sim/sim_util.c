@@ -172,8 +172,9 @@ void sim_trace(struct sim_world *w, struct sim_node *n, const char *fmt, ...)
 
 static const char *msg_name(uint8_t t)
 {
-    static const char *names[] = {"?",         "APPEND",   "APPEND_RESP",   "VOTE",
-                                  "VOTE_RESP", "PRE_VOTE", "PRE_VOTE_RESP", "TIMEOUT_NOW"};
+    static const char *names[] = {"?",         "APPEND",       "APPEND_RESP",   "VOTE",
+                                  "VOTE_RESP", "PRE_VOTE",     "PRE_VOTE_RESP", "TIMEOUT_NOW",
+                                  "SNAPSHOT",  "SNAPSHOT_RESP"};
     return t < sizeof(names) / sizeof(names[0]) ? names[t] : "?";
 }
 
@@ -192,6 +193,14 @@ void sim_describe_msg(const dl_raft_msg_t *m, char *buf, size_t len)
                  " hint %" PRIu64 " last %" PRIu64 "/%" PRIu64,
                  m->from, m->to, m->term, m->reject ? "REJECT" : "ok", m->match_index,
                  m->hint_index, m->last_index, m->last_term);
+        break;
+    case DL_RAFT_MSG_SNAPSHOT:
+    case DL_RAFT_MSG_SNAPSHOT_RESP:
+        snprintf(buf, len,
+                 "%s n%" PRIu64 "->n%" PRIu64 " term %" PRIu64 "%s snap %" PRIu64 "/%" PRIu64
+                 " offset %" PRIu64 " len %" PRIu32 " of %" PRIu64,
+                 msg_name(m->type), m->from, m->to, m->term, m->reject ? " REJECT" : "",
+                 m->snap_index, m->snap_term, m->snap_offset, m->data_len, m->snap_size);
         break;
     default:
         snprintf(buf, len,

@@ -90,17 +90,39 @@ static void start_node(struct sim_world *w, struct sim_node *n)
     dl_raft_config_t cfg = w->base;
     cfg.id = n->id;
     cfg.seed = sim_rng_next(&w->rng);
-    int rv = dl_raft_new(&cfg, &n->hs, 1, &n->r);
+    /* As src/kv/node.c: the core's log starts right after the snapshot. */
+    int rv = dl_raft_new(&cfg, &n->hs, n->snap_index + 1, &n->r);
     if (rv != 0)
         return sim_fail(w, "dl_raft_new for n%" PRIu64 " failed: %d", n->id, rv);
-    for (uint64_t i = 1; i <= n->last; i++) {
+    if (n->snap_index > 0) {
+        rv = dl_raft_restore_snapshot(n->r, n->snap_index, n->snap_term,
+                                      n->snap_index * SIM_SNAP_ENTRY_BYTES);
+        if (rv != 0)
+            return sim_fail(w, "dl_raft_restore_snapshot failed: %d", rv);
+        if (n->last < n->snap_index)
+            return sim_fail(w,
+                            "n%" PRIu64 " restarts with a log (last %" PRIu64
+                            ") behind its snapshot %" PRIu64,
+                            n->id, n->last, n->snap_index);
+    }
+    n->log_first = n->snap_index + 1;
+    n->rcv_len = 0;
+    if (n->sm_durable < n->snap_index) {
+        /* The state machine's last commit is older than the snapshot: start from the snapshot. */
+        sim_applied_reserve(&n->sm, &n->sm_cap, n->snap_index);
+        for (uint64_t i = 1; i <= n->snap_index; i++)
+            n->sm[i] = n->snap[i];
+        n->sm_applied = n->sm_durable = n->snap_index;
+    }
+    for (uint64_t i = n->snap_index + 1; i <= n->last; i++) {
         rv = dl_raft_restore_entry(n->r, n->log[i].term, n->log[i].type, n->log[i].len);
         if (rv != 0)
             return sim_fail(w, "dl_raft_restore_entry failed: %d", rv);
     }
     /* As src/kv/node.c: the state machine must agree with the log it was built from. */
     uint64_t applied = n->sm_applied;
-    if (applied > n->last || (applied > 0 && n->log[applied].term != n->sm[applied].term))
+    if (applied > n->last ||
+        (applied > n->snap_index && n->log[applied].term != n->sm[applied].term))
         return sim_fail(w,
                         "n%" PRIu64 " restarts with a state machine at %" PRIu64
                         " that its durable log (last %" PRIu64 ") does not back",
@@ -586,6 +608,8 @@ static void choose_parameters(struct sim_world *w)
     w->stall_gap = sim_rng_range(g, 1000, 5000);
     w->promote_gap = elections ? sim_rng_range(g, 3000, 10000) : sim_rng_range(g, 1500, 6000);
     w->client_gap = sim_rng_range(g, 5, 60);
+    /* Most runs snapshot and compact, often, so that followers need snapshots. */
+    w->snapshot_every = sim_rng_chance(g, 700) ? sim_rng_range(g, 5, 80) : 0;
     if (w->opt.verbose)
         fprintf(w->opt.trace,
                 "seed %" PRIu64 " %s, %zu nodes: heartbeat %" PRIu64
@@ -593,13 +617,14 @@ static void choose_parameters(struct sim_world *w)
                 ", max_msg_bytes %zu, max_inflight %zu, "
                 "pre_vote %s, check_quorum %s; delay 1..%" PRIu64 " ms (+long %u‰), drop %u‰, dup "
                 "%u‰, fsync 1..%" PRIu64 " ms; mean gaps: crash %" PRIu64 ", partition %" PRIu64
-                ", stall %" PRIu64 ", promote %" PRIu64 ", client %" PRIu64 " ms\n",
+                ", stall %" PRIu64 ", promote %" PRIu64 ", client %" PRIu64
+                " ms; snapshot every %" PRIu64 " entries\n",
                 w->opt.seed, elections ? "elections" : "static", w->n, c->heartbeat_ms,
                 c->election_timeout_ms, c->commit_quorum, c->term_stride, c->max_msg_bytes,
                 c->max_inflight, c->disable_pre_vote ? "off" : "on",
                 c->disable_check_quorum ? "off" : "on", w->delay_max, w->long_delay_pm, w->drop_pm,
                 w->dup_pm, w->fsync_max, w->crash_gap, w->partition_gap, w->stall_gap,
-                w->promote_gap, w->client_gap);
+                w->promote_gap, w->client_gap, w->snapshot_every);
 }
 
 int sim_run(const sim_options_t *opt, sim_result_t *res)
@@ -616,6 +641,7 @@ int sim_run(const sim_options_t *opt, sim_result_t *res)
         w->ids[i] = i + 1;
         w->nodes[i].id = i + 1;
         w->nodes[i].fsync_trunc = UINT64_MAX;
+        w->nodes[i].log_first = 1;
         sim_ensure_log(&w->nodes[i], 1);
     }
     choose_parameters(w);
@@ -654,6 +680,8 @@ int sim_run(const sim_options_t *opt, sim_result_t *res)
         free(n->log);
         free(n->sm);
         free(n->hist);
+        free(n->snap);
+        free(n->rcv);
     }
     sim_check_free(w);
     free(w->props);

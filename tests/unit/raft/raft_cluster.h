@@ -41,12 +41,23 @@ struct node {
     uint64_t rebuilt;               /* times the state machine was rebuilt from the log */
     dl_raft_read_state_t reads[16]; /* read states answered to this node, in order */
     size_t n_reads;
+    /* State machine: the applied entries' payloads, concatenated; a snapshot is a copy. */
+    char sm[8192];
+    size_t sm_len;
+    char snap[8192];
+    size_t snap_len;
+    uint64_t snap_index, snap_term;
+    char rcv[8192]; /* an incoming snapshot */
+    size_t rcv_len;
+    uint64_t chunks_received;
+    uint64_t installs;
 };
 
 struct queued {
     dl_raft_msg_t m;
     dl_raft_entry_t entries[64];
     struct stored payload[64];
+    char chunk[64];
 };
 
 struct cluster {
@@ -58,6 +69,8 @@ struct cluster {
     struct queued *queue;
     size_t qlen, qcap;
     uint64_t now;
+    /* Drops the SNAPSHOT chunk at this offset once (0 = none; offset + 1). */
+    uint64_t drop_chunk_at;
 };
 
 static inline struct node *node_of(struct cluster *c, uint64_t id)
@@ -66,6 +79,49 @@ static inline struct node *node_of(struct cluster *c, uint64_t id)
 }
 
 static inline void handle(struct cluster *c, struct node *nd, const dl_raft_update_t *u);
+
+static inline void apply_to(struct node *nd, uint64_t upto)
+{
+    for (uint64_t i = nd->applied + 1; i <= upto; i++) {
+        const struct stored *s = &nd->log[i];
+        assert_true(nd->sm_len + s->len + 1 <= sizeof(nd->sm));
+        memcpy(nd->sm + nd->sm_len, s->data, s->len);
+        nd->sm_len += s->len;
+        nd->sm[nd->sm_len++] = ';';
+    }
+    nd->applied = upto;
+}
+
+/* Snapshots the state machine at its applied index and compacts the log up to it. */
+static inline void take_snapshot(struct cluster *c, uint64_t id)
+{
+    struct node *nd = &c->nodes[id - 1];
+    memcpy(nd->snap, nd->sm, nd->sm_len);
+    nd->snap_len = nd->sm_len;
+    nd->snap_index = nd->applied;
+    nd->snap_term = nd->log[nd->applied].term;
+    assert_int_equal(dl_raft_snapshot_taken(nd->r, nd->applied, nd->snap_len), 0);
+    assert_int_equal(dl_raft_compact(nd->r, nd->applied + 1), nd->applied + 1);
+}
+
+/* A complete incoming snapshot: installed as raft.h prescribes. */
+static inline void install(struct cluster *c, struct node *nd, const dl_raft_snapshot_chunk_t *k)
+{
+    assert_int_equal(nd->rcv_len, k->size);
+    memcpy(nd->snap, nd->rcv, nd->rcv_len);
+    memcpy(nd->sm, nd->rcv, nd->rcv_len);
+    nd->snap_len = nd->sm_len = nd->rcv_len;
+    nd->snap_index = k->index;
+    nd->snap_term = k->term;
+    if (!(dl_raft_term_at(nd->r, k->index) == k->term && k->index <= nd->last))
+        nd->last = k->index;
+    nd->log[k->index].term = k->term;
+    nd->applied = k->index;
+    nd->installs++;
+    dl_raft_update_t u;
+    dl_raft_snapshot_installed(nd->r, c->now, &u);
+    handle(c, nd, &u);
+}
 
 static inline void persist_all(struct cluster *c, struct node *nd)
 {
@@ -87,9 +143,18 @@ static inline void handle(struct cluster *c, struct node *nd, const dl_raft_upda
         nd->discarded += u->discarded;
         nd->discarded_applied += u->discarded_applied;
         if (u->reset_state_machine) {
-            nd->applied = 0;
+            memcpy(nd->sm, nd->snap, nd->snap_len);
+            nd->sm_len = nd->snap_len;
+            nd->applied = nd->snap_index;
             nd->rebuilt++;
         }
+    }
+    if (u->reset_all) {
+        nd->last = nd->applied = nd->sm_len = nd->snap_len = 0;
+        nd->snap_index = nd->snap_term = 0;
+        nd->discarded += u->discarded;
+        nd->discarded_applied += u->discarded_applied;
+        nd->rebuilt++;
     }
     for (size_t i = 0; i < u->n_entries; i++) {
         const dl_raft_entry_t *e = &u->entries[i];
@@ -120,14 +185,33 @@ static inline void handle(struct cluster *c, struct node *nd, const dl_raft_upda
             assert_int_equal(q->payload[k].term, m->entries[k].term);
         }
         q->m.entries = m->n_entries ? q->entries : NULL;
+        if (m->type == DL_RAFT_MSG_SNAPSHOT) {
+            /* The driver reads the chunk from the snapshot it keeps. */
+            assert_int_equal(m->snap_index, nd->snap_index);
+            assert_int_equal(m->snap_size, nd->snap_len);
+            assert_true(m->data_len <= sizeof(q->chunk));
+            memcpy(q->chunk, nd->snap + m->snap_offset, m->data_len);
+            q->m.data = q->chunk;
+        }
     }
     for (size_t i = 0; i < u->n_read_states && nd->n_reads < 16; i++)
         nd->reads[nd->n_reads++] = u->read_states[i];
     if (u->apply_to > nd->applied) {
-        nd->applied = u->apply_to;
+        apply_to(nd, u->apply_to);
         dl_raft_applied(nd->r, nd->applied);
     }
     persist_all(c, nd);
+    if (u->chunk) {
+        const dl_raft_snapshot_chunk_t *k = u->chunk;
+        if (k->offset == 0)
+            nd->rcv_len = 0;
+        assert_int_equal(k->offset, nd->rcv_len);
+        memcpy(nd->rcv + k->offset, k->data, k->len);
+        nd->rcv_len += k->len;
+        nd->chunks_received++;
+        if (k->last)
+            install(c, nd, k);
+    }
 }
 
 static inline void start_node(struct cluster *c, uint64_t id, uint64_t persisted, uint64_t applied)
@@ -147,8 +231,11 @@ static inline void start_node(struct cluster *c, uint64_t id, uint64_t persisted
                             .elections = c->elections,
                             .election_timeout_ms = 1000,
                             .seed = 0};
-    assert_int_equal(dl_raft_new(&cfg, &nd->hs, 1, &nd->r), 0);
-    for (uint64_t i = 1; i <= nd->last; i++)
+    assert_int_equal(dl_raft_new(&cfg, &nd->hs, nd->snap_index + 1, &nd->r), 0);
+    if (nd->snap_index > 0)
+        assert_int_equal(
+            dl_raft_restore_snapshot(nd->r, nd->snap_index, nd->snap_term, nd->snap_len), 0);
+    for (uint64_t i = nd->snap_index + 1; i <= nd->last; i++)
         assert_int_equal(
             dl_raft_restore_entry(nd->r, nd->log[i].term, nd->log[i].type, nd->log[i].len), 0);
     dl_raft_update_t u;
@@ -196,6 +283,13 @@ static inline void deliver(struct cluster *c)
         q.m.entries = q.m.n_entries ? q.entries : NULL;
         for (uint32_t k = 0; k < q.m.n_entries; k++)
             q.entries[k].data = q.payload[k].data;
+        if (q.m.type == DL_RAFT_MSG_SNAPSHOT) {
+            q.m.data = q.chunk;
+            if (c->drop_chunk_at == q.m.snap_offset + 1) {
+                c->drop_chunk_at = 0;
+                continue;
+            }
+        }
         struct node *to = node_of(c, q.m.to);
         if (!to->up || !node_of(c, q.m.from)->up || c->cut[q.m.from][q.m.to])
             continue;

@@ -53,6 +53,39 @@ static void test_append_round_trips_with_entries(void **state)
     dl_buf_free(&b);
 }
 
+static void test_a_snapshot_chunk_round_trips_and_may_not_overrun_its_snapshot(void **state)
+{
+    (void)state;
+    dl_raft_msg_t m = {.type = DL_RAFT_MSG_SNAPSHOT,
+                       .from = 1,
+                       .to = 3,
+                       .term = 4,
+                       .snap_index = 900,
+                       .snap_term = 4,
+                       .snap_size = 20,
+                       .snap_offset = 12,
+                       .data = "chunk-12",
+                       .data_len = 8};
+    dl_buf_t b = {0};
+    assert_int_equal(dl_wire_encode_msg(&b, &m), 0);
+    dl_wire_frame_t f;
+    assert_int_equal(dl_wire_decode(b.data, b.len, &f), 0);
+    assert_int_equal(f.kind, DL_RAFT_MSG_SNAPSHOT);
+    assert_int_equal(f.msg.snap_index, 900);
+    assert_int_equal(f.msg.snap_term, 4);
+    assert_int_equal(f.msg.snap_size, 20);
+    assert_int_equal(f.msg.snap_offset, 12);
+    assert_int_equal(f.msg.data_len, 8);
+    assert_memory_equal(f.msg.data, "chunk-12", 8);
+    dl_wire_frame_clear(&f);
+    dl_buf_free(&b);
+    /* A chunk that would end past the snapshot's size is refused. */
+    m.snap_offset = 13;
+    assert_int_equal(dl_wire_encode_msg(&b, &m), 0);
+    assert_int_equal(dl_wire_decode(b.data, b.len, &f), DL_EPROTO);
+    dl_buf_free(&b);
+}
+
 static void test_hello_round_trips(void **state)
 {
     (void)state;
@@ -115,6 +148,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_round_trips_with_entries),
         cmocka_unit_test(test_hello_round_trips),
+        cmocka_unit_test(test_a_snapshot_chunk_round_trips_and_may_not_overrun_its_snapshot),
         cmocka_unit_test(test_partial_frame_asks_for_more_bytes),
         cmocka_unit_test(test_every_flipped_byte_is_refused),
         cmocka_unit_test(test_garbage_and_oversized_frames_are_refused),
