@@ -586,6 +586,21 @@ static void send_messages(dl_kv_node_t *n, const dl_raft_msg_t *msgs, size_t cou
         dl_raft_msg_t m = msgs[k];
         if (n->net == NULL || !dl_peer_net_connected(n->net, m.to))
             continue;
+        if (m.type == DL_RAFT_MSG_SNAPSHOT) {
+            void *chunk = malloc(m.data_len ? m.data_len : 1);
+            int rv = chunk ? dl__kv_snap_read(n, m.snap_index, m.snap_offset, chunk, m.data_len)
+                           : -ENOMEM;
+            if (rv == 0) {
+                m.data = chunk;
+                rv = dl_peer_net_send(n->net, &m);
+            }
+            if (rv != 0 && rv != -ENOTCONN)
+                DL_WARN("cannot send snapshot %" PRIu64 " at offset %" PRIu64 " to node %" PRIu64
+                        ": %s",
+                        m.snap_index, m.snap_offset, m.to, dl_strerror(rv));
+            free(chunk);
+            continue;
+        }
         dl_raft_entry_t stack_entries[64];
         void *stack_owned[64];
         dl_raft_entry_t *ents = stack_entries;
@@ -654,6 +669,20 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
         if (rv)
             return fatal(n, "cannot persist term and vote", rv);
     }
+    if (u->reset_all) {
+        DL_WARN("entries inside this node's snapshot conflict with the leader's log (writes "
+                "committed by fewer than a majority): discarding the log, the snapshots and the "
+                "state machine (%" PRIu64 " applied entries), to be refilled by the leader",
+                u->discarded_applied);
+        rv = dl__kv_snap_reset_all(n);
+        if (rv)
+            return fatal(n, "cannot reset the node's state", rv);
+        cache_drop_from(n, 1);
+        n->discarded_total += u->discarded;
+        n->discarded_applied_total += u->discarded_applied;
+        dl_metric_add(n->m_discarded, (double)u->discarded);
+        dl_metric_add(n->m_discarded_applied, (double)u->discarded_applied);
+    }
     if (u->truncate_from != 0) {
         uint64_t old_last = dl_seglog_last_index(n->log);
         DL_WARN("discarding %" PRIu64 " log entries [%" PRIu64 "..%" PRIu64
@@ -671,10 +700,10 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
         dl_metric_add(n->m_discarded, (double)u->discarded);
         dl_metric_add(n->m_discarded_applied, (double)u->discarded_applied);
         if (u->reset_state_machine) {
-            rv = dl_kv_store_reset(n->store);
+            rv = dl__kv_restore_state(n);
             if (rv)
                 return fatal(n, "cannot reset the state machine", rv);
-            DL_WARN("rebuilding the state machine from the log");
+            DL_WARN("rebuilding the state machine from the snapshot and the log");
         }
     }
     if (u->n_entries > 0) {
@@ -690,6 +719,7 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
         rv = apply_upto(n, u->apply_to);
         if (rv)
             return fatal(n, "cannot apply committed entries", rv);
+        dl__kv_snap_maybe_take(n);
     }
     for (size_t i = 0; i < u->n_read_states; i++) {
         for (dl_kv_read_t **link = &n->reads; *link != NULL; link = &(*link)->next) {
@@ -704,6 +734,17 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
     }
     if (n->reads != NULL)
         serve_ready_reads(n);
+    if (u->chunk != NULL) {
+        rv = dl__kv_snap_receive(n, u->chunk);
+        if (rv < 0)
+            return fatal(n, "cannot store or install the snapshot from the leader", rv);
+        if (rv == 1) {
+            cache_drop_from(n, 1);
+            dl_raft_update_t u2;
+            dl_raft_snapshot_installed(n->raft, dl__kv_now_ms(n), &u2);
+            process(n, &u2);
+        }
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -859,6 +900,8 @@ static void on_tick(uv_timer_t *t)
     dl_raft_tick(n->raft, now, &u);
     process(n, &u);
     expire_waiters(n, now);
+    if (n->n_snaps > 1)
+        dl__kv_snap_gc(n); /* files that a finished transfer no longer reads */
     if (n->sync_policy == DL_SYNC_INTERVAL)
         maybe_start_sync(n, 0);
     dl_peer_net_flush(n->net);
@@ -994,6 +1037,15 @@ static void register_metrics(dl_kv_node_t *n)
     dl_metrics_counter_fn(m, "ddialab_kv_peer_frames_rejected_total",
                           "Peer connections closed for frames that did not decode or belong.", NULL,
                           counter_rejected, n);
+    n->m_snapshots_taken = dl_metrics_counter(m, "ddialab_kv_snapshots_taken_total",
+                                              "Snapshots of the state machine taken here.", NULL);
+    n->m_snapshots_installed =
+        dl_metrics_counter(m, "ddialab_kv_snapshots_installed_total",
+                           "Snapshots received from a leader and installed here.", NULL);
+    static const double snap_buckets[] = {0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30};
+    n->m_snapshot_seconds = dl_metrics_histogram(m, "ddialab_kv_snapshot_duration_seconds",
+                                                 "Time to take a snapshot (off the loop thread).",
+                                                 NULL, snap_buckets, 8);
     n->m_discarded = dl_metrics_counter(
         m, "ddialab_kv_discarded_entries_total",
         "Log entries this node discarded because a newer leader did not have them.", NULL);
@@ -1053,7 +1105,9 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
                               .sync_interval_ms = n->sync_interval_ms,
                               /* Fixed, so that lowering --max-value-bytes later never makes
                                  existing records look corrupt. */
-                              .max_record_bytes = LOG_MAX_RECORD_BYTES};
+                              .max_record_bytes = LOG_MAX_RECORD_BYTES,
+                              /* Compaction drops whole segments: smaller ones free space sooner. */
+                              .segment_bytes = 16u << 20};
     dl_seglog_recovery_t rec;
     rv = dl_seglog_open(path, &lo, &n->log, &rec, err, errlen);
     if (rv)
@@ -1075,7 +1129,50 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
                            .seed = random_seed()};
     uint64_t first = dl_seglog_first_index(n->log);
     uint64_t last = dl_seglog_last_index(n->log);
+    rv = dl__kv_snap_open(n, err, errlen);
+    if (rv)
+        return rv;
+    const dl_kv_snapfile_t *snap = dl__kv_snap_latest(n);
+    uint64_t snap_index = snap ? snap->index : 0;
+    if (first > snap_index + 1) {
+        snprintf(err, errlen,
+                 "the log in %s starts at index %" PRIu64 " but no snapshot covers the entries "
+                 "before it (latest snapshot: %" PRIu64 ")",
+                 path, first, snap_index);
+        return DL_ECORRUPT;
+    }
+    if (snap != NULL) {
+        /* The core's log starts right after the snapshot. A log that does not reach the
+         * snapshot, or disagrees with it there, is from before an installation that a crash
+         * interrupted: the snapshot is the truth, and the log starts over after it. */
+        int reset = last < snap_index;
+        if (!reset && first <= snap_index) {
+            void *data = NULL;
+            size_t len = 0;
+            uint64_t term = 0;
+            uint8_t type;
+            rv = dl_seglog_read(n->log, snap_index, &data, &len);
+            if (rv == 0)
+                rv = decode_record(data, len, &term, &type);
+            free(data);
+            reset = rv != 0 || term != snap->term;
+        }
+        if (reset) {
+            DL_WARN("the log [%" PRIu64 "..%" PRIu64 "] does not continue snapshot %" PRIu64
+                    " (term %" PRIu64 "); starting the log over after it",
+                    first, last, snap_index, snap->term);
+            rv = dl_seglog_reset(n->log, snap_index + 1);
+            if (rv) {
+                snprintf(err, errlen, "cannot reset the log: %s", dl_strerror(rv));
+                return rv;
+            }
+            last = snap_index;
+        }
+        first = snap_index + 1;
+    }
     rv = dl_raft_new(&rc, &hs, first, &n->raft);
+    if (rv == 0 && snap != NULL)
+        rv = dl_raft_restore_snapshot(n->raft, snap->index, snap->term, snap->size);
     if (rv) {
         snprintf(err, errlen, "invalid cluster configuration");
         return rv;
@@ -1102,6 +1199,20 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
     if (rv)
         return rv;
     uint64_t applied = dl_kv_store_applied(n->store);
+    if (applied < snap_index) {
+        /* The state machine's last commits did not reach the disk, or an installation was cut
+         * short: it starts from the snapshot. */
+        DL_WARN("the state machine (applied %" PRIu64 ") is behind snapshot %" PRIu64
+                "; restoring it from the snapshot",
+                applied, snap_index);
+        rv = dl__kv_restore_state(n);
+        if (rv) {
+            snprintf(err, errlen, "cannot restore the state machine from snapshot %" PRIu64 ": %s",
+                     snap_index, dl_strerror(rv));
+            return rv;
+        }
+        applied = dl_kv_store_applied(n->store);
+    }
     if (applied > last ||
         (applied > 0 && applied >= first &&
          dl_raft_term_at(n->raft, applied) != dl_kv_store_applied_term(n->store))) {
@@ -1111,12 +1222,13 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
         DL_WARN("the state machine (applied %" PRIu64 " of term %" PRIu64
                 ") does not match the log (last %" PRIu64 "); rebuilding it from the log",
                 applied, dl_kv_store_applied_term(n->store), last);
-        rv = dl_kv_store_reset(n->store);
+        rv = dl__kv_restore_state(n);
         if (rv)
             return rv;
     }
-    DL_INFO("recovered: log [%" PRIu64 "..%" PRIu64 "], term %" PRIu64 ", applied %" PRIu64, first,
-            last, hs.term, dl_kv_store_applied(n->store));
+    DL_INFO("recovered: snapshot %" PRIu64 ", log [%" PRIu64 "..%" PRIu64 "], term %" PRIu64
+            ", applied %" PRIu64,
+            snap_index, first, last, hs.term, dl_kv_store_applied(n->store));
     return 0;
 }
 
@@ -1136,6 +1248,7 @@ int dl_kv_node_main(int argc, char **argv)
     char *replication = "majority", *fsync_text = "batch", *cluster_id = "ddialab-kv";
     char *log_level = NULL;
     int64_t write_timeout = 2000, max_value = 1 << 20, heartbeat = 100, election_timeout = 1000;
+    int64_t snapshot_entries = 10000;
     int elections = 1;
     dl_flag_t flags[] = {
         {"node", DL_FLAG_INT, &node_id, "this node's id (1, 2, 3, ...)"},
@@ -1161,6 +1274,9 @@ int dl_kv_node_main(int argc, char **argv)
         {"election-timeout", DL_FLAG_DURATION, &election_timeout,
          "with --elections: how long without a leader before a node campaigns (randomized up to "
          "1.5 times this)"},
+        {"snapshot-entries", DL_FLAG_INT, &snapshot_entries,
+         "snapshot the state machine and compact the log after this many applied entries (0 = "
+         "never)"},
         {"cluster-id", DL_FLAG_STRING, &cluster_id, "name shared by the nodes of one cluster"},
         {"log-level", DL_FLAG_STRING, &log_level, "debug, info, warn or error"},
         {NULL, 0, NULL, NULL},
@@ -1196,6 +1312,8 @@ int dl_kv_node_main(int argc, char **argv)
     n->heartbeat_ms = heartbeat;
     n->elections = elections;
     n->election_timeout_ms = election_timeout;
+    n->snapshot_entries = snapshot_entries;
+    n->rcv_fd = -1;
     char http_host[64] = "127.0.0.1", peer_host[64] = "127.0.0.1";
     int http_port = 8000 + (int)node_id, peer_port = 9000 + (int)node_id;
     char default_dir[64], default_peers[256];
@@ -1254,6 +1372,10 @@ int dl_kv_node_main(int argc, char **argv)
         rv = parse_fsync(n, fsync_text, err, sizeof(err));
     if (rv == 0 && (max_value < 1 || max_value > DL_KV_MAX_VALUE_LIMIT)) {
         snprintf(err, sizeof(err), "--max-value-bytes must be between 1 and 32MiB");
+        rv = -EINVAL;
+    }
+    if (rv == 0 && snapshot_entries < 0) {
+        snprintf(err, sizeof(err), "--snapshot-entries must be 0 (never) or more");
         rv = -EINVAL;
     }
     if (rv == 0 && (write_timeout < 1 || heartbeat < 1)) {
@@ -1336,6 +1458,7 @@ int dl_kv_node_main(int argc, char **argv)
     uv_run(n->loop, UV_RUN_DEFAULT);
     if (n->sync_busy == 0 && n->exit_code == 0)
         dl_seglog_sync(n->log);
+    dl__kv_snap_close(n);
     dl_kv_store_close(n->store);
     dl_seglog_close(n->log);
     dl_raft_free(n->raft);

@@ -314,6 +314,13 @@ static json_t *status_json(dl_kv_node_t *n)
     json_object_set_new(s, "fsync", json_string(fsync));
     json_object_set_new(s, "pending_writes", json_integer((json_int_t)n->n_waiters));
     json_object_set_new(s, "keys", json_integer(dl_kv_store_count(n->store)));
+    json_object_set_new(s, "first_index", json_integer((json_int_t)dl_raft_first_index(r)));
+    const dl_kv_snapfile_t *snap = dl__kv_snap_latest(n);
+    json_object_set_new(s, "snapshot",
+                        snap
+                            ? json_pack("{s:I, s:I, s:I}", "index", (json_int_t)snap->index, "term",
+                                        (json_int_t)snap->term, "bytes", (json_int_t)snap->size)
+                            : json_null());
     json_object_set_new(s, "discarded_entries", json_integer((json_int_t)n->discarded_total));
     json_object_set_new(s, "discarded_applied_entries",
                         json_integer((json_int_t)n->discarded_applied_total));
@@ -332,6 +339,11 @@ static json_t *status_json(dl_kv_node_t *n)
                 f, "connected",
                 json_boolean(dl_peer_net_connected(n->net, p[i].id) && p[i].last_ack_ms != 0));
             json_object_set_new(f, "probing", json_boolean(p[i].probing));
+            json_object_set_new(f, "receiving_snapshot",
+                                p[i].snap_index
+                                    ? json_pack("{s:I, s:I}", "index", (json_int_t)p[i].snap_index,
+                                                "bytes", (json_int_t)p[i].snap_acked)
+                                    : json_null());
             json_object_set_new(f, "last_ack_ms_ago",
                                 p[i].last_ack_ms
                                     ? json_integer((json_int_t)(now - p[i].last_ack_ms))

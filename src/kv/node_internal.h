@@ -56,6 +56,24 @@ typedef struct dl_kv_cached_entry_s {
     uint8_t *data;
 } dl_kv_cached_entry_t;
 
+/* A snapshot file kept open for reading chunks (snapshot.c). */
+typedef struct dl_kv_snapfile_s {
+    uint64_t index;
+    uint64_t term;
+    uint64_t size;
+    int fd;
+} dl_kv_snapfile_t;
+#define DL_KV_MAX_SNAPFILES 8
+
+/* A snapshot being taken on the thread pool. */
+typedef struct dl_kv_snapjob_s {
+    char db_path[4200];
+    char tmp[4200];
+    uint64_t index, term, size;
+    int rv;
+    char err[512];
+} dl_kv_snapjob_t;
+
 typedef struct dl_kv_node_s {
     uv_loop_t *loop;
 
@@ -107,6 +125,16 @@ typedef struct dl_kv_node_s {
     dl_seglog_sync_t sync_job;
     uint64_t sync_started_ns;
 
+    /* Snapshots (snapshot.c): files, newest last. */
+    int64_t snapshot_entries;
+    dl_kv_snapfile_t snaps[DL_KV_MAX_SNAPFILES];
+    size_t n_snaps;
+    int snap_busy;
+    uv_work_t snap_work;
+    dl_kv_snapjob_t snap_job;
+    uint64_t snap_started_ns;
+    int rcv_fd; /* the incoming snapshot; -1 = none */
+
     /* Recent entries. */
     dl_kv_cached_entry_t *cache;
     size_t cache_cap;
@@ -121,6 +149,9 @@ typedef struct dl_kv_node_s {
     int exit_code;
 
     /* Metrics. */
+    dl_metric_t *m_snapshots_taken;
+    dl_metric_t *m_snapshots_installed;
+    dl_metric_t *m_snapshot_seconds;
     dl_metric_t *m_discarded;
     dl_metric_t *m_discarded_applied;
     dl_metric_t *m_fsync_seconds;
@@ -157,6 +188,25 @@ int dl__kv_read(dl_kv_node_t *n, dl_http_req_t *req, int list);
 int dl__kv_transfer_leader(dl_kv_node_t *n, uint64_t to);
 /* The leader's HTTP address as host:port, or NULL when unknown. */
 const char *dl__kv_leader_http(dl_kv_node_t *n);
+
+/* snapshot.c */
+/* Finds the newest snapshot in <data-dir>/snapshots and deletes leftovers. */
+int dl__kv_snap_open(dl_kv_node_t *n, char *err, size_t errlen);
+const dl_kv_snapfile_t *dl__kv_snap_latest(const dl_kv_node_t *n);
+/* Puts the state machine back to the newest snapshot (empty without one). */
+int dl__kv_restore_state(dl_kv_node_t *n);
+/* Starts a snapshot on the thread pool once --snapshot-entries were applied since the last. */
+void dl__kv_snap_maybe_take(dl_kv_node_t *n);
+/* Reads a chunk of snapshot `index` for sending. -ENOENT if that file is gone. */
+int dl__kv_snap_read(dl_kv_node_t *n, uint64_t index, uint64_t offset, void *buf, uint32_t len);
+/* Stores a received chunk; after the last one installs the snapshot (state machine, log) and
+ * returns 1: the caller then tells the core (dl_raft_snapshot_installed). */
+int dl__kv_snap_receive(dl_kv_node_t *n, const dl_raft_snapshot_chunk_t *c);
+/* Forgets log, snapshots and state machine (update.reset_all). */
+int dl__kv_snap_reset_all(dl_kv_node_t *n);
+/* Deletes snapshot files no transfer reads any more. */
+void dl__kv_snap_gc(dl_kv_node_t *n);
+void dl__kv_snap_close(dl_kv_node_t *n);
 
 /* node_http.c */
 int dl__kv_http_start(dl_kv_node_t *n, const char *host, int port, char *err, size_t errlen);

@@ -71,6 +71,19 @@ void dl_kv_store_rollback(dl_kv_store_t *s);
 /* Empties the state machine (applied index 0) so it can be rebuilt from the log. */
 int dl_kv_store_reset(dl_kv_store_t *s);
 
+/*
+ * Snapshots. dl_kv_store_snapshot copies the database at db_path into a new file at path from
+ * one read transaction of its own connection (so it may run on another thread while the store
+ * applies entries), makes the copy self-contained and fsyncs it; *index and *term are the
+ * applied index and term the copy holds, *size its bytes. dl_kv_store_restore replaces the
+ * store's contents with a snapshot file, durably. dl_kv_snapshot_info reads a snapshot's applied
+ * index and term.
+ */
+int dl_kv_store_snapshot(const char *db_path, const char *path, uint64_t *index, uint64_t *term,
+                         uint64_t *size, char *errmsg, size_t errlen);
+int dl_kv_store_restore(dl_kv_store_t *s, const char *path);
+int dl_kv_snapshot_info(const char *path, uint64_t *index, uint64_t *term);
+
 /* Reads a key: 0 with *value malloc'd (caller frees) and *version, or DL_ENOTFOUND. */
 int dl_kv_store_get(dl_kv_store_t *s, const void *key, size_t key_len, void **value,
                     size_t *value_len, uint64_t *version);
