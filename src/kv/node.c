@@ -341,6 +341,10 @@ static dl_kv_waiter_t *pop_waiter(dl_kv_node_t *n)
     n->wait_head = w->next;
     if (n->wait_head == NULL)
         n->wait_tail = NULL;
+    if (n->early_cursor == w)
+        n->early_cursor = w->next;
+    if (n->early_last == w)
+        n->early_last = NULL;
     n->n_waiters--;
     return w;
 }
@@ -353,6 +357,13 @@ static void fail_all_waiters(dl_kv_node_t *n, int rv, const char *why)
         dl__kv_reply_failed(n, w, rv, why);
         free(w);
     }
+    /* Applied, waiting only for more copies: they did commit. */
+    while ((w = n->copy_head) != NULL) {
+        n->copy_head = w->next;
+        dl__kv_reply_applied(n, w, &w->result);
+        free(w);
+    }
+    n->copy_tail = NULL;
     for (size_t i = 0; i < n->batch_len; i++) {
         n->pending_bytes -= n->batch_waiters[i]->bytes;
         dl__kv_reply_failed(n, n->batch_waiters[i], rv, why);
@@ -452,6 +463,7 @@ int dl__kv_submit(dl_kv_node_t *n, dl_http_req_t *req, const dl_kv_command_t *cm
     }
     w->req = req;
     w->op = cmd->op;
+    w->unconditional_put = cmd->op == DL_KV_OP_PUT && cmd->cond == DL_KV_COND_NONE;
     w->bytes = cmd->key_len + cmd->value_len;
     n->pending_bytes += w->bytes;
     w->deadline_ms = dl__kv_now_ms(n) + (uint64_t)n->write_timeout_ms;
@@ -524,11 +536,28 @@ static int apply_upto(dl_kv_node_t *n, uint64_t upto)
         }
         rv = dl_kv_store_commit(n->store, i - 1, dl_raft_term_at(n->raft, i - 1));
         for (size_t k = 0; k < n_answered; k++) {
-            if (rv)
-                dl__kv_reply_failed(n, answered[k], rv, "committing to the state machine failed");
-            else
-                dl__kv_reply_applied(n, answered[k], &results[k]);
-            free(answered[k]);
+            dl_kv_waiter_t *w = answered[k];
+            if (w->answered_early) {
+                free(w);
+                continue;
+            }
+            if (rv) {
+                dl__kv_reply_failed(n, w, rv, "committing to the state machine failed");
+            } else if (w->req != NULL && n->quorum > n->commit_quorum &&
+                       dl_raft_replicas_of(n->raft, w->index) < n->quorum) {
+                /* Committed and applied, but the policy wants more copies first. */
+                w->result = results[k];
+                w->next = NULL;
+                if (n->copy_tail)
+                    n->copy_tail->next = w;
+                else
+                    n->copy_head = w;
+                n->copy_tail = w;
+                continue;
+            } else {
+                dl__kv_reply_applied(n, w, &results[k]);
+            }
+            free(w);
         }
         if (rv)
             return rv;
@@ -645,8 +674,9 @@ static void on_role_changed(dl_kv_node_t *n)
     dl_raft_role_t was = n->last_role;
     n->last_role = role;
     if (role == DL_RAFT_LEADER) {
-        DL_INFO("became leader at term %" PRIu64 " (replication %s: %zu of %zu copies commit)",
-                dl_raft_term(n->raft), n->replication, n->quorum, n->n_nodes);
+        DL_INFO("became leader at term %" PRIu64 " (%zu of %zu copies commit; replication %s "
+                "answers clients at %zu)",
+                dl_raft_term(n->raft), n->commit_quorum, n->n_nodes, n->replication, n->quorum);
         return;
     }
     if (role == DL_RAFT_PRE_CANDIDATE || role == DL_RAFT_CANDIDATE)
@@ -660,6 +690,89 @@ static void on_role_changed(dl_kv_node_t *n)
                          "applied by the new leader");
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Acknowledgement policies: answers that depend on the number of copies, not on the commit
+ */
+
+static void remember_early_ack(dl_kv_node_t *n, uint64_t index)
+{
+    if (n->n_early_acked == n->cap_early_acked) {
+        size_t cap = n->cap_early_acked ? 2 * n->cap_early_acked : 1024;
+        uint64_t *a = realloc(n->early_acked, cap * sizeof(*a));
+        if (a == NULL)
+            return; /* only the count of lost acknowledged writes suffers */
+        n->early_acked = a;
+        n->cap_early_acked = cap;
+    }
+    n->early_acked[n->n_early_acked++] = index;
+}
+
+/* Early acknowledgements of entries that committed are safe now: forget them. */
+static void forget_committed_acks(dl_kv_node_t *n)
+{
+    uint64_t commit = dl_raft_commit_index(n->raft);
+    size_t k = 0;
+    while (k < n->n_early_acked && n->early_acked[k] <= commit)
+        k++;
+    if (k > 0) {
+        memmove(n->early_acked, n->early_acked + k, (n->n_early_acked - k) * sizeof(uint64_t));
+        n->n_early_acked -= k;
+    }
+}
+
+/* Entries from `from` on are discarded: the early-acknowledged ones among them are writes a
+ * client was told succeeded and that are now lost. */
+static void count_lost_acks(dl_kv_node_t *n, uint64_t from)
+{
+    size_t keep = n->n_early_acked;
+    while (keep > 0 && n->early_acked[keep - 1] >= from)
+        keep--;
+    uint64_t lost = n->n_early_acked - keep;
+    n->n_early_acked = keep;
+    if (lost == 0)
+        return;
+    DL_WARN("%" PRIu64 " of the discarded entries were writes acknowledged to clients before they "
+            "committed (--replication %s): those writes are lost",
+            lost, n->replication);
+    n->discarded_acked_total += lost;
+    dl_metric_add(n->m_discarded_acked, (double)lost);
+}
+
+/*
+ * Leader, after every update. A policy weaker than the commit quorum (async, semi-sync) answers
+ * an unconditional PUT as soon as enough copies are on disk: its result (version = index) does
+ * not depend on the entries before it. A stronger one (sync, quorum=W) answers an applied write
+ * once the extra copies exist.
+ */
+static void answer_by_copies(dl_kv_node_t *n)
+{
+    if (n->quorum < n->commit_quorum) {
+        dl_kv_waiter_t *w = n->early_cursor;
+        if (w == NULL)
+            w = n->early_last ? n->early_last->next : n->wait_head;
+        for (; w != NULL; w = w->next) {
+            n->early_last = w;
+            if (w->req == NULL || !w->unconditional_put)
+                continue;
+            if (dl_raft_replicas_of(n->raft, w->index) < n->quorum)
+                break; /* later entries have no more copies than this one */
+            dl_kv_result_t res = {.rv = 0, .version = w->index};
+            w->answered_early = 1;
+            dl__kv_reply_applied(n, w, &res);
+            remember_early_ack(n, w->index);
+        }
+        n->early_cursor = w;
+    }
+    while (n->copy_head != NULL && dl_raft_replicas_of(n->raft, n->copy_head->index) >= n->quorum) {
+        dl_kv_waiter_t *w = n->copy_head;
+        n->copy_head = w->next;
+        if (n->copy_head == NULL)
+            n->copy_tail = NULL;
+        dl__kv_reply_applied(n, w, &w->result);
+        free(w);
+    }
+}
+
 /* Carries out one update of the core, in the order its header prescribes. */
 static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
 {
@@ -670,6 +783,7 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
             return fatal(n, "cannot persist term and vote", rv);
     }
     if (u->reset_all) {
+        count_lost_acks(n, 1);
         DL_WARN("entries inside this node's snapshot conflict with the leader's log (writes "
                 "committed by fewer than a majority): discarding the log, the snapshots and the "
                 "state machine (%" PRIu64 " applied entries), to be refilled by the leader",
@@ -694,6 +808,7 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
         rv = dl_seglog_truncate_suffix(n->log, u->truncate_from);
         if (rv)
             return fatal(n, "cannot truncate the log", rv);
+        count_lost_acks(n, u->truncate_from);
         cache_drop_from(n, u->truncate_from);
         n->discarded_total += u->discarded;
         n->discarded_applied_total += u->discarded_applied;
@@ -734,6 +849,9 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
     }
     if (n->reads != NULL)
         serve_ready_reads(n);
+    if (dl_raft_role(n->raft) == DL_RAFT_LEADER)
+        answer_by_copies(n);
+    forget_committed_acks(n);
     if (u->chunk != NULL) {
         rv = dl__kv_snap_receive(n, u->chunk);
         if (rv < 0)
@@ -872,6 +990,30 @@ static void on_check(uv_check_t *h)
 
 static void expire_waiters(dl_kv_node_t *n, uint64_t now)
 {
+    while (n->copy_head != NULL && n->copy_head->deadline_ms <= now) {
+        dl_kv_waiter_t *w = n->copy_head;
+        n->copy_head = w->next;
+        if (n->copy_head == NULL)
+            n->copy_tail = NULL;
+        dl_metric_inc(n->m_writes_timeout);
+        json_t *body = dl_http_error_body(
+            DL_ENOQUORUM, "the write committed (a majority has it) and was applied, but did not "
+                          "reach the copies its replication mode asks for within the write "
+                          "timeout");
+        json_object_set_new(body, "index", json_integer((json_int_t)w->index));
+        json_object_set_new(body, "committed", json_true());
+        json_object_set_new(body, "acknowledged_by",
+                            json_integer((json_int_t)dl_raft_replicas_of(n->raft, w->index)));
+        json_object_set_new(body, "required", json_integer((json_int_t)n->quorum));
+        json_object_set_new(body, "replication", json_string(n->replication));
+        if (w->req != NULL) {
+            dl_http_req_on_cancel(w->req, NULL, NULL);
+            dl_http_reply_json(w->req, 503, body, NULL);
+        } else {
+            json_decref(body);
+        }
+        free(w);
+    }
     while (n->wait_head != NULL && n->wait_head->deadline_ms <= now) {
         dl_kv_waiter_t *w = pop_waiter(n);
         dl_metric_inc(n->m_writes_timeout);
@@ -1049,6 +1191,11 @@ static void register_metrics(dl_kv_node_t *n)
     n->m_discarded = dl_metrics_counter(
         m, "ddialab_kv_discarded_entries_total",
         "Log entries this node discarded because a newer leader did not have them.", NULL);
+    n->m_discarded_acked = dl_metrics_counter(
+        m, "ddialab_kv_discarded_acknowledged_entries_total",
+        "Discarded entries whose writes had been acknowledged before they committed "
+        "(acknowledgement policies weaker than the commit quorum).",
+        NULL);
     n->m_discarded_applied = dl_metrics_counter(
         m, "ddialab_kv_discarded_applied_entries_total",
         "Discarded entries that had already been applied here (acknowledged writes lost).", NULL);
@@ -1121,7 +1268,7 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
     dl_raft_config_t rc = {.id = n->id,
                            .nodes = node_ids,
                            .n_nodes = n->n_nodes,
-                           .commit_quorum = n->quorum,
+                           .commit_quorum = n->commit_quorum,
                            .static_leader = n->static_leader,
                            .heartbeat_ms = (uint64_t)n->heartbeat_ms,
                            .elections = n->elections,
@@ -1354,16 +1501,11 @@ int dl_kv_node_main(int argc, char **argv)
     }
     if (rv == 0)
         rv = parse_replication(n, replication, err, sizeof(err));
-    if (rv == 0 && elections && n->quorum < n->n_nodes / 2 + 1) {
-        /* Raft is safe only if every commit reaches a majority: a new leader is elected by a
-         * majority, and the two must overlap. */
-        snprintf(err, sizeof(err),
-                 "with elections the commit quorum must be at least a majority (%zu of %zu); "
-                 "'--replication %s' commits on %zu (add --no-elections for a static leader "
-                 "and manual failover)",
-                 n->n_nodes / 2 + 1, n->n_nodes, replication, n->quorum);
-        rv = -EINVAL;
-    }
+    /* Raft is safe only if every commit reaches a majority (a new leader is elected by a
+     * majority, and the two must overlap): with elections the replication mode is only when a
+     * client hears back. Without, it is the commit quorum itself (the foundation's lab). */
+    if (rv == 0)
+        n->commit_quorum = elections ? n->n_nodes / 2 + 1 : n->quorum;
     if (rv == 0 && elections && election_timeout < 2 * heartbeat) {
         snprintf(err, sizeof(err), "--election-timeout must be at least twice --heartbeat");
         rv = -EINVAL;

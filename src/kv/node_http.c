@@ -310,7 +310,8 @@ static json_t *status_json(dl_kv_node_t *n)
                         json_integer((json_int_t)dl_kv_store_applied(n->store)));
     json_object_set_new(s, "persisted_index", json_integer((json_int_t)dl_raft_persisted_index(r)));
     json_object_set_new(s, "replication", json_string(n->replication));
-    json_object_set_new(s, "commit_quorum", json_integer((json_int_t)n->quorum));
+    json_object_set_new(s, "commit_quorum", json_integer((json_int_t)n->commit_quorum));
+    json_object_set_new(s, "ack_copies", json_integer((json_int_t)n->quorum));
     json_object_set_new(s, "fsync", json_string(fsync));
     json_object_set_new(s, "pending_writes", json_integer((json_int_t)n->n_waiters));
     json_object_set_new(s, "keys", json_integer(dl_kv_store_count(n->store)));
@@ -324,6 +325,8 @@ static json_t *status_json(dl_kv_node_t *n)
     json_object_set_new(s, "discarded_entries", json_integer((json_int_t)n->discarded_total));
     json_object_set_new(s, "discarded_applied_entries",
                         json_integer((json_int_t)n->discarded_applied_total));
+    json_object_set_new(s, "discarded_acknowledged_entries",
+                        json_integer((json_int_t)n->discarded_acked_total));
     json_t *followers = json_array();
     if (dl_raft_role(r) == DL_RAFT_LEADER) {
         dl_raft_progress_t p[DL_KV_MAX_NODES];
@@ -496,6 +499,8 @@ void dl__kv_reply_applied(dl_kv_node_t *n, dl_kv_waiter_t *w, const dl_kv_result
     if (w->op == DL_KV_OP_PUT)
         json_object_set_new(body, "version", json_integer((json_int_t)res->version));
     json_object_set_new(body, "index", json_integer((json_int_t)w->index));
+    /* Answered by an acknowledgement policy before the commit (async, semi-sync). */
+    json_object_set_new(body, "committed", json_boolean(!w->answered_early));
     char etag[32];
     snprintf(etag, sizeof(etag), "\"%" PRIu64 "\"", res->version);
     const char *headers[] = {"ETag", etag, NULL};

@@ -34,7 +34,10 @@ typedef struct dl_kv_waiter_s {
     uint64_t index;     /* 0 until proposed */
     uint64_t deadline_ms;
     uint8_t op;
-    size_t bytes; /* key and value, counted in pending_bytes */
+    uint8_t unconditional_put; /* its result is known before it applies (version = index) */
+    uint8_t answered_early;    /* acknowledged before it committed */
+    size_t bytes;              /* key and value, counted in pending_bytes */
+    dl_kv_result_t result;     /* once applied, while it waits for more copies */
     struct dl_kv_waiter_s *next;
 } dl_kv_waiter_t;
 
@@ -86,7 +89,13 @@ typedef struct dl_kv_node_s {
     size_t n_nodes;
     uint64_t static_leader;
     char replication[32]; /* as given: async, semi-sync, sync, majority, quorum=W */
+    /* Copies (leader included) on disk before a write is acknowledged to its client. */
     size_t quorum;
+    /* Copies that commit an entry: with elections always a majority (Raft); without, the same
+     * as quorum (the foundation's modes are commit quorums there). An acknowledgement policy
+     * below it answers unconditional PUTs before they commit; one above it answers after
+     * commit, once the extra copies exist. */
+    size_t commit_quorum;
     int64_t write_timeout_ms;
     int64_t max_value_bytes;
     int64_t heartbeat_ms;
@@ -116,6 +125,14 @@ typedef struct dl_kv_node_s {
     uint64_t read_seq;
     dl_kv_waiter_t *wait_head;
     dl_kv_waiter_t *wait_tail;
+    dl_kv_waiter_t *early_cursor; /* first waiter not yet considered for an early answer... */
+    dl_kv_waiter_t *early_last;   /* ...or, when NULL, the last one considered (NULL: none) */
+    /* Applied writes waiting for more copies than a commit needs (sync, quorum=W). */
+    dl_kv_waiter_t *copy_head;
+    dl_kv_waiter_t *copy_tail;
+    /* Indices acknowledged before they committed and not committed yet: lost if truncated. */
+    uint64_t *early_acked;
+    size_t n_early_acked, cap_early_acked;
     size_t n_waiters;
     size_t pending_bytes;
 
@@ -154,6 +171,7 @@ typedef struct dl_kv_node_s {
     dl_metric_t *m_snapshot_seconds;
     dl_metric_t *m_discarded;
     dl_metric_t *m_discarded_applied;
+    dl_metric_t *m_discarded_acked;
     dl_metric_t *m_fsync_seconds;
     dl_metric_t *m_fsync_entries;
     dl_metric_t *m_writes_ok;
@@ -173,6 +191,7 @@ typedef struct dl_kv_node_s {
     size_t n_http_series;
     uint64_t discarded_total;
     uint64_t discarded_applied_total;
+    uint64_t discarded_acked_total; /* acknowledged (early) and then discarded */
     uint64_t last_sync_index;
 } dl_kv_node_t;
 
