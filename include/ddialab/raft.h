@@ -48,7 +48,34 @@ typedef enum {
 typedef enum {
     DL_RAFT_ENTRY_NORMAL = 0, /* a command for the state machine */
     DL_RAFT_ENTRY_NOOP = 1,   /* appended by a new leader to commit entries of earlier terms */
+    DL_RAFT_ENTRY_CONFIG = 2, /* a new membership (dl_raft_membership_encode), in force once
+                                 appended; the driver's state machine records it when applied */
 } dl_raft_entry_type_t;
+
+/*
+ * Membership (thesis chapter 4, one voter at a time). Voters elect, commit and confirm reads by
+ * majority; learners receive the log and count for nothing, which is how a new node catches up
+ * before it votes. A configuration entry takes effect on every node as soon as it is in its log
+ * (committed or not), and is undone if a truncation removes it. A leader accepts a change only
+ * with elections on, once it has committed an entry of its term, and only while no earlier
+ * change is uncommitted; a change may add or remove learners and add, remove or promote at most
+ * one voter. A leader that removes itself leads until the change commits, then steps down.
+ */
+#define DL_RAFT_MAX_MEMBERS 64
+typedef struct dl_raft_membership_s {
+    size_t n;
+    uint64_t ids[DL_RAFT_MAX_MEMBERS];
+    uint8_t learner[DL_RAFT_MAX_MEMBERS]; /* 1 = learner, 0 = voter */
+} dl_raft_membership_t;
+
+/* A configuration entry's payload: [u8 version 1][u8 n][n x (u64 id, u8 learner)][ctx], where
+ * ctx is the driver's (addresses, say). Returns the bytes needed; writes only if they fit cap. */
+size_t dl_raft_membership_encode(const dl_raft_membership_t *m, const void *ctx, size_t ctx_len,
+                                 void *out, size_t cap);
+/* 0, or DL_EPROTO for a payload that is not a valid membership (no voter, a duplicate or zero
+ * id). *ctx points into data. */
+int dl_raft_membership_decode(const void *data, size_t len, dl_raft_membership_t *m,
+                              const void **ctx, size_t *ctx_len);
 
 typedef struct dl_raft_entry_s {
     uint64_t index;
@@ -118,8 +145,13 @@ typedef struct dl_raft_hardstate_s {
 
 typedef struct dl_raft_config_s {
     uint64_t id;
-    const uint64_t *nodes; /* every node id of the cluster, this one included */
+    /* The membership before any configuration entry in the log (or the snapshot's): voters in
+     * nodes, learners in learners. A node may start without being in it (a new node, which
+     * learns the membership from the leader's log). */
+    const uint64_t *nodes;
     size_t n_nodes;
+    const uint64_t *learners;
+    size_t n_learners;
     size_t commit_quorum;   /* copies, leader included, that commit an entry; 0 = majority */
     uint64_t static_leader; /* the node that leads a fresh cluster (elections off) */
     uint64_t heartbeat_ms;  /* 0 = 100 */
@@ -154,6 +186,7 @@ typedef struct dl_raft_update_s {
     uint64_t apply_to; /* apply every entry up to this index (it only grows, except after a
                           truncation below it: see discarded_applied) */
     int role_changed;
+    int membership_changed; /* the membership in force changed (see dl_raft_membership) */
     /* Linearizable reads confirmed by a quorum (dl_raft_read_index): serve read `ctx` once the
      * state machine has applied `index`. Failed reads (leadership lost) have index 0. */
     size_t n_read_states;
@@ -195,8 +228,9 @@ typedef struct dl_raft_progress_s {
     uint64_t last_index;  /* the follower's last index from its latest reply */
     uint64_t last_ack_ms; /* time of its latest reply; 0 = never */
     int probing;          /* 1 while the leader searches for the point where logs agree */
-    uint64_t snap_index;  /* sending it this snapshot (0 = none) ... */
-    uint64_t snap_acked;  /* ... of which it has this many bytes */
+    int learner;
+    uint64_t snap_index; /* sending it this snapshot (0 = none) ... */
+    uint64_t snap_acked; /* ... of which it has this many bytes */
 } dl_raft_progress_t;
 
 /*
@@ -207,7 +241,8 @@ typedef struct dl_raft_progress_s {
  */
 int dl_raft_new(const dl_raft_config_t *config, const dl_raft_hardstate_t *hardstate,
                 uint64_t first_index, dl_raft_t **out);
-int dl_raft_restore_entry(dl_raft_t *r, uint64_t term, uint8_t type, uint32_t len);
+int dl_raft_restore_entry(dl_raft_t *r, uint64_t term, uint8_t type, const void *data,
+                          uint32_t len); /* data: the payload; needed for DL_RAFT_ENTRY_CONFIG */
 /* Begins. A fresh static leader takes its first term. A node that led its last term probes its
  * peers and leads again, at a higher term, once a majority answered with no newer term and no
  * more up-to-date log; a peer with a newer term makes it follow instead. */
@@ -230,10 +265,14 @@ int dl_raft_snapshot_taken(dl_raft_t *r, uint64_t index, uint64_t size);
 /* Forgets the entries before `before` (<= latest snapshot index + 1); the driver may drop them
  * from its log. Returns the new first index. */
 uint64_t dl_raft_compact(dl_raft_t *r, uint64_t before);
-int dl_raft_restore_snapshot(dl_raft_t *r, uint64_t index, uint64_t term, uint64_t size);
+/* membership: the one in force at the snapshot's index (the state machine records applied
+ * configuration entries); NULL keeps config.nodes/learners. */
+int dl_raft_restore_snapshot(dl_raft_t *r, uint64_t index, uint64_t term, uint64_t size,
+                             const dl_raft_membership_t *membership);
 /* The snapshot announced by a last chunk is durable and is now the state machine (see
- * dl_raft_update_t.chunk). */
-void dl_raft_snapshot_installed(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u);
+ * dl_raft_update_t.chunk); membership as for dl_raft_restore_snapshot. */
+void dl_raft_snapshot_installed(dl_raft_t *r, const dl_raft_membership_t *membership,
+                                uint64_t now_ms, dl_raft_update_t *u);
 /* The latest snapshot (0 = none). */
 uint64_t dl_raft_snapshot_index(const dl_raft_t *r);
 
@@ -242,6 +281,17 @@ uint64_t dl_raft_snapshot_index(const dl_raft_t *r);
  * dl_raft_flush. */
 int dl_raft_propose(dl_raft_t *r, const dl_raft_entry_t *entries, size_t n, uint64_t *first_index,
                     dl_raft_update_t *u);
+/* Appends a configuration entry (payload from dl_raft_membership_encode). 0; DL_ENOTLEADER;
+ * -EPERM without elections; DL_EBUSY while an earlier change is uncommitted, before the leader
+ * committed an entry of its term, or during a leadership transfer; -EINVAL for a payload that
+ * does not decode or changes more than one voter. */
+int dl_raft_propose_membership(dl_raft_t *r, const void *payload, uint32_t len, uint64_t *index,
+                               dl_raft_update_t *u);
+/* The membership in force, and the index of the entry that set it (0: the initial one). */
+uint64_t dl_raft_membership(const dl_raft_t *r, dl_raft_membership_t *out);
+/* 1 if id is a voter in the membership in force. */
+int dl_raft_is_voter(const dl_raft_t *r, uint64_t id);
+
 /* Sends whatever replication is due (new entries, retries); call once per loop iteration. */
 void dl_raft_flush(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u);
 /* Handles a message from a peer. Messages for another node or of unknown type are ignored. */

@@ -63,6 +63,8 @@ static int record_vote(dl_raft_t *r, uint64_t from)
 void dl__raft_campaign(dl_raft_t *r, int pre_vote, int force, uint64_t now_ms, dl_raft_update_t *u)
 {
     dl__raft_reset_election_timer(r, now_ms);
+    if (!r->self_voter)
+        return; /* a learner, or a node removed from the cluster, never campaigns */
     r->n_votes = 0;
     r->n_rejections = 0;
     record_vote(r, r->config.id);
@@ -87,7 +89,7 @@ void dl__raft_campaign(dl_raft_t *r, int pre_vote, int force, uint64_t now_ms, d
         term = r->hs.term;
     }
     r->leader = 0;
-    if (r->n_votes >= dl__raft_majority(r->config.n_nodes)) {
+    if (r->n_votes >= dl__raft_quorum(r)) {
         /* A cluster of one wins at once. */
         if (pre_vote)
             dl__raft_campaign(r, 0, force, now_ms, u);
@@ -96,6 +98,8 @@ void dl__raft_campaign(dl_raft_t *r, int pre_vote, int force, uint64_t now_ms, d
         return;
     }
     for (size_t i = 0; i < r->n_peers; i++) {
+        if (r->peers[i].learner)
+            continue;
         dl_raft_msg_t *m = dl__raft_new_msg(r, type, r->peers[i].id);
         if (m == NULL)
             return;
@@ -136,7 +140,9 @@ static void handle_vote_resp(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_
     if (pre ? r->role != DL_RAFT_PRE_CANDIDATE || m->term != r->hs.term + 1
             : r->role != DL_RAFT_CANDIDATE || m->term != r->hs.term)
         return; /* an answer to an earlier campaign */
-    size_t quorum = dl__raft_majority(r->config.n_nodes);
+    size_t quorum = dl__raft_quorum(r);
+    if (!dl_raft_is_voter(r, m->from))
+        return; /* only voters of our membership count */
     if (m->reject) {
         if (++r->n_rejections >= quorum)
             dl__raft_become_follower(r, r->hs.term, 0, u);
@@ -182,10 +188,13 @@ static void check_quorum(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
         return;
     r->last_quorum_check_ms = now_ms;
     size_t active = 1;
+    if (!r->self_voter)
+        active = 0;
     for (size_t i = 0; i < r->n_peers; i++)
-        if (r->peers[i].last_ack_ms != 0 && now_ms - r->peers[i].last_ack_ms < timeout)
+        if (!r->peers[i].learner && r->peers[i].last_ack_ms != 0 &&
+            now_ms - r->peers[i].last_ack_ms < timeout)
             active++;
-    if (active >= dl__raft_majority(r->config.n_nodes)) {
+    if (active >= dl__raft_quorum(r)) {
         r->last_leader_contact_ms = now_ms;
         return;
     }

@@ -68,6 +68,8 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 /* Fills the update's pointers once no buffer will move any more. */
 void dl__raft_finish(dl_raft_t *r, dl_raft_update_t *u)
 {
+    if (r->n_cfgs > 1 || (r->role == DL_RAFT_LEADER && !r->self_voter))
+        dl__raft_config_committed(r, u);
     for (size_t i = 0; i < r->n_out_msgs; i++)
         r->out_msgs[i].entries =
             r->out_msgs[i].n_entries ? r->out_msg_ents + r->out_msg_ent_off[i] : NULL;
@@ -238,11 +240,13 @@ void dl__raft_maybe_commit(dl_raft_t *r)
 {
     if (r->role != DL_RAFT_LEADER)
         return;
-    uint64_t matches[64];
+    uint64_t matches[DL_RAFT_MAX_MEMBERS];
     size_t n = 0;
-    matches[n++] = r->persisted;
-    for (size_t i = 0; i < r->n_peers && n < 64; i++)
-        matches[n++] = r->peers[i].match;
+    if (r->self_voter)
+        matches[n++] = r->persisted;
+    for (size_t i = 0; i < r->n_peers && n < DL_RAFT_MAX_MEMBERS; i++)
+        if (!r->peers[i].learner)
+            matches[n++] = r->peers[i].match;
     /* Sort descending; n is small. */
     for (size_t i = 1; i < n; i++)
         for (size_t j = i; j > 0 && matches[j] > matches[j - 1]; j--) {
@@ -251,6 +255,8 @@ void dl__raft_maybe_commit(dl_raft_t *r)
             matches[j - 1] = t;
         }
     size_t q = r->config.commit_quorum;
+    if (q == 0 || q > n)
+        return; /* cannot happen: a membership has a voter, and the quorum counts voters */
     uint64_t candidate = matches[q - 1];
     if (candidate > dl_raft_last_index(r))
         candidate = dl_raft_last_index(r);
@@ -357,26 +363,29 @@ void dl__raft_become_follower(dl_raft_t *r, uint64_t term, uint64_t leader, dl_r
 int dl_raft_new(const dl_raft_config_t *config, const dl_raft_hardstate_t *hardstate,
                 uint64_t first_index, dl_raft_t **out)
 {
-    if (config->id == 0 || config->n_nodes == 0 || config->n_nodes > 64 || first_index == 0)
+    size_t members = config->n_nodes + config->n_learners;
+    if (config->id == 0 || config->n_nodes == 0 || members > DL_RAFT_MAX_MEMBERS ||
+        first_index == 0 || (config->n_learners > 0 && config->learners == NULL))
         return -EINVAL;
-    int self_found = 0;
-    for (size_t i = 0; i < config->n_nodes; i++) {
-        if (config->nodes[i] == 0)
+    dl_raft_membership_t initial = {.n = 0};
+    for (size_t i = 0; i < members; i++) {
+        uint64_t id =
+            i < config->n_nodes ? config->nodes[i] : config->learners[i - config->n_nodes];
+        if (id == 0)
             return -EINVAL;
-        if (config->nodes[i] == config->id)
-            self_found = 1;
-        for (size_t j = 0; j < i; j++)
-            if (config->nodes[j] == config->nodes[i])
+        for (size_t j = 0; j < initial.n; j++)
+            if (initial.ids[j] == id)
                 return -EINVAL;
+        initial.ids[initial.n] = id;
+        initial.learner[initial.n++] = i >= config->n_nodes;
     }
-    if (!self_found || config->commit_quorum > config->n_nodes)
+    if (config->commit_quorum > config->n_nodes)
         return -EINVAL;
     dl_raft_t *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return -ENOMEM;
     r->config = *config;
-    if (r->config.commit_quorum == 0)
-        r->config.commit_quorum = dl__raft_majority(config->n_nodes);
+    r->quorum_fixed = config->commit_quorum != 0;
     if (r->config.heartbeat_ms == 0)
         r->config.heartbeat_ms = 100;
     if (r->config.max_msg_bytes == 0)
@@ -389,27 +398,39 @@ int dl_raft_new(const dl_raft_config_t *config, const dl_raft_hardstate_t *hards
     if (r->config.max_inflight == 0 || r->config.max_inflight > INFLIGHT_CAP)
         r->config.max_inflight = 64;
     r->nodes = malloc(config->n_nodes * sizeof(uint64_t));
-    r->peers = calloc(config->n_nodes, sizeof(struct progress));
-    if (r->nodes == NULL || r->peers == NULL) {
+    r->peers = calloc(DL_RAFT_MAX_MEMBERS, sizeof(struct progress));
+    r->cfgs = calloc(4, sizeof(*r->cfgs));
+    if (r->nodes == NULL || r->peers == NULL || r->cfgs == NULL) {
         dl_raft_free(r);
         return -ENOMEM;
     }
+    r->cap_cfgs = 4;
     memcpy(r->nodes, config->nodes, config->n_nodes * sizeof(uint64_t));
     r->config.nodes = r->nodes;
-    for (size_t i = 0; i < config->n_nodes; i++)
-        if (config->nodes[i] != config->id)
-            r->peers[r->n_peers++].id = config->nodes[i];
+    r->config.learners = NULL;
     r->hs = *hardstate;
     r->first_index = first_index;
     r->role = DL_RAFT_FOLLOWER;
+    r->initial = initial;
+    r->cfgs[0].index = 0;
+    r->cfgs[0].m = initial;
+    r->n_cfgs = 1;
+    dl__raft_apply_membership(r, &initial);
     *out = r;
     return 0;
 }
 
-int dl_raft_restore_entry(dl_raft_t *r, uint64_t term, uint8_t type, uint32_t len)
+int dl_raft_restore_entry(dl_raft_t *r, uint64_t term, uint8_t type, const void *data, uint32_t len)
 {
     assert(!r->started);
-    return append_meta(r, term, type, len);
+    if (type == DL_RAFT_ENTRY_CONFIG &&
+        (data == NULL ||
+         dl_raft_membership_decode(data, len, &(dl_raft_membership_t){0}, NULL, NULL) != 0))
+        return DL_ECORRUPT;
+    int rv = append_meta(r, term, type, len);
+    if (rv == 0 && type == DL_RAFT_ENTRY_CONFIG)
+        dl__raft_config_appended(r, dl_raft_last_index(r), data, len, NULL);
+    return rv;
 }
 
 void dl_raft_start(dl_raft_t *r, uint64_t persisted_index, uint64_t applied_index, uint64_t now_ms,
@@ -457,11 +478,12 @@ void dl_raft_free(dl_raft_t *r)
     free(r->out_msg_ents);
     free(r->reads);
     free(r->out_reads);
+    free(r->cfgs);
     free(r);
 }
 
-int dl_raft_propose(dl_raft_t *r, const dl_raft_entry_t *entries, size_t n, uint64_t *first_index,
-                    dl_raft_update_t *u)
+static int propose(dl_raft_t *r, const dl_raft_entry_t *entries, size_t n, uint64_t *first_index,
+                   dl_raft_update_t *u)
 {
     dl__raft_begin(r, u);
     if (r->role != DL_RAFT_LEADER) {
@@ -486,11 +508,32 @@ int dl_raft_propose(dl_raft_t *r, const dl_raft_entry_t *entries, size_t n, uint
                 *first_index = first;
             return i > 0 ? 0 : -ENOMEM;
         }
+        if (entries[i].type == DL_RAFT_ENTRY_CONFIG)
+            dl__raft_config_appended(r, first + i, entries[i].data, entries[i].len, u);
     }
     if (first_index)
         *first_index = first;
     dl__raft_finish(r, u);
     return 0;
+}
+
+int dl_raft_propose(dl_raft_t *r, const dl_raft_entry_t *entries, size_t n, uint64_t *first_index,
+                    dl_raft_update_t *u)
+{
+    for (size_t i = 0; i < n; i++)
+        if (entries[i].type == DL_RAFT_ENTRY_CONFIG) {
+            dl__raft_begin(r, u);
+            dl__raft_finish(r, u);
+            return -EINVAL; /* membership changes go through dl_raft_propose_membership */
+        }
+    return propose(r, entries, n, first_index, u);
+}
+
+int dl__raft_propose_config(dl_raft_t *r, const void *payload, uint32_t len, uint64_t *index,
+                            dl_raft_update_t *u)
+{
+    dl_raft_entry_t e = {.type = DL_RAFT_ENTRY_CONFIG, .data = payload, .len = len};
+    return propose(r, &e, 1, index, u);
 }
 
 void dl_raft_flush(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
@@ -540,6 +583,7 @@ static int truncate_from(dl_raft_t *r, uint64_t from, dl_raft_update_t *u)
         r->persisted = from - 1;
     if (r->commit >= from)
         r->commit = from - 1;
+    dl__raft_config_truncated(r, from, u);
     return 0;
 }
 
@@ -653,6 +697,8 @@ static void handle_append(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms,
                          m);
             return;
         }
+        if (e->type == DL_RAFT_ENTRY_CONFIG)
+            dl__raft_config_appended(r, idx, e->data, e->len, u);
     } /* What this message proves matches. A reordered older message proves less, but takes
        * nothing back: only a truncation in this very message lowers the point. */
     uint64_t matched = m->prev_index + m->n_entries;
@@ -772,7 +818,10 @@ void dl_raft_step(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms, dl_raft
 {
     dl__raft_begin(r, u);
     r->now_ms = now_ms;
-    if (m->to != r->config.id || dl__raft_find_peer(r, m->from) == NULL) {
+    /* Messages from nodes outside our membership are handled too (thesis 4.1): a leader may
+     * lead under a configuration we have not heard of yet, or we one it has not. Only voters'
+     * votes and members' acknowledgements count. */
+    if (m->to != r->config.id || m->from == 0 || m->from == r->config.id) {
         dl__raft_finish(r, u);
         return;
     }
@@ -939,7 +988,7 @@ int dl_raft_transfer_leader(dl_raft_t *r, uint64_t to, uint64_t now_ms, dl_raft_
     struct progress *p = dl__raft_find_peer(r, to);
     if (r->role != DL_RAFT_LEADER || !r->config.elections)
         rv = -EPERM;
-    else if (p == NULL)
+    else if (p == NULL || p->learner)
         rv = -EINVAL;
     if (rv == 0) {
         r->transfer_target = to;

@@ -17,6 +17,7 @@ struct entry_meta {
 
 struct progress {
     uint64_t id;
+    int learner; /* receives the log; counts in no quorum */
     uint64_t match;
     uint64_t next;
     uint64_t last_index;
@@ -78,8 +79,21 @@ struct dl_raft_s {
     uint64_t matched_term; /* the term (so the leader) matched_upto was established in */
     int ack_pending;
 
-    struct progress *peers; /* every node but this one */
+    struct progress *peers; /* every member but this one (capacity DL_RAFT_MAX_MEMBERS) */
     size_t n_peers;
+
+    /* Membership (membership.c): configuration entries still in the log above the newest
+     * committed one, oldest first; cfgs[0] is the one in force at or before the commit index
+     * (index 0: the initial membership). The last is in force. */
+    struct cfg_entry {
+        uint64_t index;
+        dl_raft_membership_t m;
+    } * cfgs;
+    size_t n_cfgs, cap_cfgs;
+    dl_raft_membership_t initial;
+    size_t n_voters; /* in the membership in force, this node included if it votes */
+    int self_voter;
+    int quorum_fixed; /* config.commit_quorum was given: it does not follow the membership */
     uint64_t last_heartbeat_ms; /* A restarted former leader: peers that confirmed no newer term and
                                    no newer log. */
     int reclaiming;
@@ -124,6 +138,8 @@ struct dl_raft_s {
 };
 
 size_t dl__raft_majority(size_t n);
+/* A majority of the voters in force. */
+size_t dl__raft_quorum(const dl_raft_t *r);
 dl_raft_msg_t *dl__raft_new_msg(dl_raft_t *r, uint8_t type, uint64_t to);
 struct progress *dl__raft_find_peer(dl_raft_t *r, uint64_t id);
 void dl__raft_become_leader(dl_raft_t *r, uint64_t term, uint64_t now_ms, dl_raft_update_t *u);
@@ -147,6 +163,25 @@ int dl__raft_accept_leader(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now_ms
 void dl__raft_reset_to_probe(struct progress *p, uint64_t last_index);
 void dl__raft_maybe_commit(dl_raft_t *r);
 void dl__raft_replicate(dl_raft_t *r, uint64_t now_ms, int commit_only);
+
+/* raft.c: appends a configuration entry (checked by the caller). */
+int dl__raft_propose_config(dl_raft_t *r, const void *payload, uint32_t len, uint64_t *index,
+                            dl_raft_update_t *u);
+
+/* membership.c */
+/* Puts membership m in force (rebuilding the leader's progress for new members). */
+void dl__raft_apply_membership(dl_raft_t *r, const dl_raft_membership_t *m);
+/* A configuration entry at index was appended: decode and put it in force. */
+void dl__raft_config_appended(dl_raft_t *r, uint64_t index, const void *data, uint32_t len,
+                              dl_raft_update_t *u);
+/* Entries from index `from` on were dropped: the membership before them is in force again. */
+void dl__raft_config_truncated(dl_raft_t *r, uint64_t from, dl_raft_update_t *u);
+/* The commit index moved: forget configurations superseded by a committed one; a leader that
+ * is no voter of a committed membership steps down. */
+void dl__raft_config_committed(dl_raft_t *r, dl_raft_update_t *u);
+/* Sets the membership in force at `index` as the only one known (snapshots). */
+void dl__raft_config_reset(dl_raft_t *r, uint64_t index, const dl_raft_membership_t *m,
+                           dl_raft_update_t *u);
 
 /* snapshot.c */
 /* Leader: p needs entries that were compacted away: starts sending it the latest snapshot. */

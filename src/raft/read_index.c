@@ -27,11 +27,11 @@ void dl__raft_confirm_reads(dl_raft_t *r)
 {
     size_t done = 0;
     while (done < r->n_reads && r->reads[done].round != 0) {
-        size_t acks = 1;
+        size_t acks = r->self_voter ? 1 : 0;
         for (size_t i = 0; i < r->n_peers; i++)
-            if (r->peers[i].read_ack >= r->reads[done].round)
+            if (!r->peers[i].learner && r->peers[i].read_ack >= r->reads[done].round)
                 acks++;
-        if (acks < dl__raft_majority(r->config.n_nodes))
+        if (acks < dl__raft_quorum(r))
             break;
         out_read(r, r->reads[done].ctx, r->reads[done].index);
         done++;
@@ -62,17 +62,20 @@ int dl_raft_lease_valid(const dl_raft_t *r, uint64_t now_ms)
         dl_raft_term_at(r, r->commit) != r->hs.term)
         return 0;
     /* The newest round a majority (this leader included) has acknowledged. */
-    uint64_t acked[64];
+    uint64_t acked[DL_RAFT_MAX_MEMBERS];
     size_t n = 0;
-    for (size_t i = 0; i < r->n_peers && n < 64; i++)
-        acked[n++] = r->peers[i].read_ack;
+    if (!r->self_voter)
+        return 0;
+    for (size_t i = 0; i < r->n_peers && n < DL_RAFT_MAX_MEMBERS; i++)
+        if (!r->peers[i].learner)
+            acked[n++] = r->peers[i].read_ack;
     for (size_t i = 1; i < n; i++)
         for (size_t j = i; j > 0 && acked[j] > acked[j - 1]; j--) {
             uint64_t t = acked[j];
             acked[j] = acked[j - 1];
             acked[j - 1] = t;
         }
-    size_t others = dl__raft_majority(r->config.n_nodes) - 1;
+    size_t others = dl__raft_quorum(r) - 1;
     if (others == 0)
         return 1; /* a cluster of one */
     uint64_t round = acked[others - 1];

@@ -48,10 +48,13 @@ uint64_t dl_raft_compact(dl_raft_t *r, uint64_t before)
     return r->first_index;
 }
 
-int dl_raft_restore_snapshot(dl_raft_t *r, uint64_t index, uint64_t term, uint64_t size)
+int dl_raft_restore_snapshot(dl_raft_t *r, uint64_t index, uint64_t term, uint64_t size,
+                             const dl_raft_membership_t *membership)
 {
     if (r->started || r->n_meta != 0 || index == 0 || term == 0 || r->first_index != index + 1)
         return -EINVAL;
+    if (membership != NULL)
+        dl__raft_config_reset(r, index, membership, NULL);
     r->prev_term = term;
     r->snap_index = index;
     r->snap_term = term;
@@ -190,7 +193,7 @@ void dl__raft_handle_snapshot(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now
          * else our commit index where a majority commits (committed entries are the same
          * everywhere). */
         uint64_t t = dl_raft_term_at(r, m->snap_index);
-        int majority = r->config.commit_quorum >= dl__raft_majority(r->config.n_nodes);
+        int majority = r->config.commit_quorum >= dl__raft_quorum(r);
         if (t == m->snap_term || (t == 0 && majority)) {
             uint64_t match = t == m->snap_term ? m->snap_index : r->commit;
             dl__raft_append_resp(r, m->from, 0, match < r->persisted ? match : r->persisted, 0);
@@ -235,7 +238,8 @@ void dl__raft_handle_snapshot(dl_raft_t *r, const dl_raft_msg_t *m, uint64_t now
     }
 }
 
-void dl_raft_snapshot_installed(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t *u)
+void dl_raft_snapshot_installed(dl_raft_t *r, const dl_raft_membership_t *membership,
+                                uint64_t now_ms, dl_raft_update_t *u)
 {
     dl__raft_begin(r, u);
     r->now_ms = now_ms;
@@ -257,6 +261,7 @@ void dl_raft_snapshot_installed(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t 
         u->discarded += last > index ? last - index : 0; /* never committed: not the leader's */
         r->n_meta = 0;
         r->persisted = index;
+        dl__raft_config_truncated(r, index + 1, u);
     }
     r->first_index = index + 1;
     r->prev_term = term;
@@ -269,6 +274,7 @@ void dl_raft_snapshot_installed(dl_raft_t *r, uint64_t now_ms, dl_raft_update_t 
     r->matched_upto = index;
     r->matched_term = r->hs.term;
     r->ack_pending = 0;
+    dl__raft_config_reset(r, index, membership, u);
     if (r->leader != 0)
         dl__raft_append_resp(r, r->leader, 0, index, 0);
     dl__raft_finish(r, u);
@@ -291,4 +297,6 @@ void dl__raft_reset_all(dl_raft_t *r, uint64_t conflict, dl_raft_update_t *u)
     r->matched_upto = 0;
     r->ack_pending = 0;
     r->rcv_active = 0;
+    r->n_cfgs = 1;
+    dl__raft_config_reset(r, 0, &r->initial, u);
 }

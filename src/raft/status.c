@@ -75,6 +75,7 @@ size_t dl_raft_progress(const dl_raft_t *r, dl_raft_progress_t *out, size_t cap)
         out[i].last_index = p->last_index;
         out[i].last_ack_ms = p->last_ack_ms;
         out[i].probing = p->probing;
+        out[i].learner = p->learner;
         out[i].snap_index = p->snapshot ? p->snap_index : 0;
         out[i].snap_acked = p->snapshot ? p->snap_acked : 0;
     }
@@ -83,9 +84,9 @@ size_t dl_raft_progress(const dl_raft_t *r, dl_raft_progress_t *out, size_t cap)
 
 size_t dl_raft_replicas_of(const dl_raft_t *r, uint64_t index)
 {
-    size_t n = r->persisted >= index ? 1 : 0;
+    size_t n = r->self_voter && r->persisted >= index ? 1 : 0;
     for (size_t i = 0; i < r->n_peers; i++)
-        if (r->peers[i].match >= index)
+        if (!r->peers[i].learner && r->peers[i].match >= index)
             n++;
     return n;
 }

@@ -176,7 +176,8 @@ int main(int argc, char **argv)
     signal(SIGBUS, on_fatal_signal);
 
     double t0 = wall_seconds();
-    uint64_t failures = 0, runs[2] = {0, 0}, proposals = 0, committed = 0, lost = 0, events = 0;
+    uint64_t failures = 0, runs[2] = {0, 0}, proposals = 0, committed = 0, lost = 0, events = 0,
+             confs = 0;
     uint64_t live_max = 0, live_sum = 0, live_n = 0, conv_max = 0, conv_sum = 0;
     uint64_t conv_seed = 0, ratio_seed = 0;
     double ratio_max = 0;
@@ -197,6 +198,7 @@ int main(int argc, char **argv)
         proposals += r.proposals;
         committed += r.committed;
         lost += r.lost_applied;
+        confs += r.membership_changes;
         if (o.mode == SIM_ELECTIONS && !r.failed) {
             live_sum += r.liveness_ms;
             live_n++;
@@ -259,9 +261,10 @@ int main(int argc, char **argv)
     if (count > 1) {
         printf("raft_sim: %" PRIu64 " seeds (%" PRIu64 " static, %" PRIu64 " elections) in %.2f s"
                " (%.0f seeds/s, %" PRIu64 " events): %" PRIu64 " failures; %" PRIu64 " of %" PRIu64
-               " proposals committed, %" PRIu64 " applied entries lost to promotions (static)",
+               " proposals committed, %" PRIu64
+               " applied entries lost to promotions (static), %" PRIu64 " membership changes",
                count, runs[SIM_STATIC], runs[SIM_ELECTIONS], el, (double)count / el, events,
-               failures, committed, proposals, lost);
+               failures, committed, proposals, lost, confs);
         if (live_n)
             printf("; after healing (elections) a proposal committed in %" PRIu64
                    " ms on average (%" PRIu64 " at most) and was applied everywhere in %" PRIu64

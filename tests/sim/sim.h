@@ -20,8 +20,9 @@
 
 #include "ddialab/raft.h"
 
-#define SIM_MAX_NODES   7
-#define SIM_MAX_PAYLOAD 32
+#define SIM_MAX_NODES      7
+#define SIM_MAX_PAYLOAD    72 /* a configuration entry of 7 members takes 65 bytes */
+#define SIM_CLIENT_PAYLOAD 32
 
 typedef enum { SIM_STATIC = 0, SIM_ELECTIONS = 1 } sim_mode_t;
 
@@ -52,10 +53,11 @@ typedef struct sim_result_s {
     uint64_t committed;    /* proposals the proposing leader applied */
     uint64_t lost_applied; /* applied client entries later discarded (static mode only) */
     uint64_t max_term;
-    uint64_t leaders;     /* distinct (term, leader) pairs */
-    uint64_t liveness_ms; /* elections: healing to the commit of a proposal made since */
-    uint64_t converge_ms; /* elections: healing to every node applying that proposal */
-    uint64_t bound_ms;    /* elections: the liveness bound of this run */
+    uint64_t leaders;            /* distinct (term, leader) pairs */
+    uint64_t liveness_ms;        /* elections: healing to the commit of a proposal made since */
+    uint64_t converge_ms;        /* elections: healing to every node applying that proposal */
+    uint64_t bound_ms;           /* elections: the liveness bound of this run */
+    uint64_t membership_changes; /* configuration entries proposed */
 } sim_result_t;
 
 /* xoshiro256** seeded through splitmix64. */
@@ -124,11 +126,19 @@ struct sim_node {
      * stay in log[] only for the checker's hashes. rcv: an incoming snapshot (memory only). */
     uint64_t snap_index;
     uint64_t snap_term;
+    dl_raft_membership_t snap_conf; /* the membership at snap_index */
     struct sim_applied *snap;
     size_t snap_cap;
     uint64_t log_first;
     uint8_t *rcv;
     size_t rcv_len, rcv_cap;
+    /* Configuration entries the state machine applied (index order), as the kv store records
+     * them: the membership at any applied index, which snapshots carry. */
+    struct sim_conf {
+        uint64_t index;
+        dl_raft_membership_t m;
+    } * confs;
+    size_t n_confs, cap_confs;
 
     /* Driver. */
     int iter_pending;

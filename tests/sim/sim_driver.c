@@ -70,12 +70,53 @@ static struct sim_msg *msg_dup(const struct sim_msg *src)
     return sm;
 }
 
-/* Byte `off` of n's snapshot as it would be stored: per index, term then content hash. */
-static uint8_t snap_byte(const struct sim_node *n, uint64_t off)
+const dl_raft_membership_t *sim_conf_at(struct sim_world *w, struct sim_node *n, uint64_t index)
 {
+    if (index > 0 && index == n->snap_index)
+        return &n->snap_conf;
+    for (size_t i = n->n_confs; i > 0; i--)
+        if (n->confs[i - 1].index <= index)
+            return &n->confs[i - 1].m;
+    return &w->initial;
+}
+
+uint64_t sim_snap_size(struct sim_world *w, struct sim_node *n, uint64_t index)
+{
+    return index * SIM_SNAP_ENTRY_BYTES +
+           dl_raft_membership_encode(sim_conf_at(w, n, index), NULL, 0, NULL, 0);
+}
+
+/* Byte `off` of n's snapshot at index as it would be stored: per index, term then content
+ * hash; then the membership (conf, encoded). */
+static uint8_t snap_byte(const struct sim_node *n, uint64_t index, const uint8_t *conf,
+                         uint64_t off)
+{
+    if (off >= index * SIM_SNAP_ENTRY_BYTES)
+        return conf[off - index * SIM_SNAP_ENTRY_BYTES];
     uint64_t i = off / SIM_SNAP_ENTRY_BYTES + 1, k = off % SIM_SNAP_ENTRY_BYTES;
     uint64_t v = k < 8 ? n->snap[i].term : n->snap[i].chash;
     return (uint8_t)(v >> (8 * (k % 8)));
+}
+
+void sim_record_conf(struct sim_node *n, uint64_t index, const dl_raft_membership_t *m)
+{
+    while (n->n_confs > 0 && n->confs[n->n_confs - 1].index >= index)
+        n->n_confs--;
+    if (n->n_confs == n->cap_confs) {
+        n->cap_confs = n->cap_confs ? 2 * n->cap_confs : 8;
+        n->confs = realloc(n->confs, n->cap_confs * sizeof(*n->confs));
+        if (n->confs == NULL)
+            abort();
+    }
+    n->confs[n->n_confs].index = index;
+    n->confs[n->n_confs].m = *m;
+    n->n_confs++;
+}
+
+void sim_forget_confs_after(struct sim_node *n, uint64_t applied)
+{
+    while (n->n_confs > 0 && n->confs[n->n_confs - 1].index > applied)
+        n->n_confs--;
 }
 
 static uint64_t net_delay(struct sim_world *w)
@@ -100,7 +141,7 @@ static void net_send(struct sim_world *w, struct sim_node *from, const dl_raft_m
      * the latest one's (the driver keeps snapshots that are being sent). */
     if (m->type == DL_RAFT_MSG_SNAPSHOT &&
         (m->snap_index > from->snap_index || m->snap_term != from->snap[m->snap_index].term ||
-         m->snap_size != m->snap_index * SIM_SNAP_ENTRY_BYTES || m->data != NULL)) {
+         m->snap_size != sim_snap_size(w, from, m->snap_index) || m->data != NULL)) {
         sim_fail(w,
                  "n%" PRIu64 " sends a chunk of snapshot %" PRIu64 "/%" PRIu64 " (%" PRIu64
                  " bytes) but holds snapshot %" PRIu64 "/%" PRIu64,
@@ -110,8 +151,12 @@ static void net_send(struct sim_world *w, struct sim_node *from, const dl_raft_m
     }
     struct sim_msg *sm = msg_alloc(m->n_entries, m->data_len);
     sm->m = *m;
-    for (uint32_t k = 0; k < m->data_len; k++)
-        sm->chunk[k] = snap_byte(from, m->snap_offset + k);
+    if (m->data_len > 0) {
+        uint8_t conf[2 + 9 * SIM_MAX_NODES];
+        dl_raft_membership_encode(sim_conf_at(w, from, m->snap_index), NULL, 0, conf, sizeof(conf));
+        for (uint32_t k = 0; k < m->data_len; k++)
+            sm->chunk[k] = snap_byte(from, m->snap_index, conf, m->snap_offset + k);
+    }
     for (uint32_t k = 0; k < m->n_entries; k++) {
         const dl_raft_entry_t *e = &m->entries[k];
         if (e->index != m->prev_index + 1 + k || e->index > from->last ||
@@ -222,6 +267,7 @@ void sim_carry_out(struct sim_world *w, struct sim_node *n, const dl_raft_update
         n->snap_index = n->snap_term = 0;
         n->sm_applied = n->sm_durable = 0;
         n->fsync_trunc = 1;
+        n->n_confs = 0;
     }
     if (u->truncate_from) {
         if (u->truncate_from > n->last || u->truncate_from < n->log_first ||
@@ -249,6 +295,7 @@ void sim_carry_out(struct sim_world *w, struct sim_node *n, const dl_raft_update
         if (sim_check_reset(w, n, u->truncate_from, u->discarded_applied))
             return;
         restore_snapshot(n);
+        sim_forget_confs_after(n, n->snap_index);
     }
     for (size_t i = 0; i < u->n_entries; i++) {
         const dl_raft_entry_t *e = &u->entries[i];
@@ -310,6 +357,15 @@ static void apply_entries(struct sim_world *w, struct sim_node *n, uint64_t upto
         n->sm[i].term = e->term;
         n->sm[i].chash = e->chash;
         n->sm_applied = i;
+        if (e->type == DL_RAFT_ENTRY_CONFIG) {
+            dl_raft_membership_t m;
+            if (dl_raft_membership_decode(e->data, e->len, &m, NULL, NULL) != 0)
+                return sim_fail(w,
+                                "n%" PRIu64 " applies a configuration entry at %" PRIu64
+                                " that does not decode",
+                                n->id, i);
+            sim_record_conf(n, i, &m);
+        }
         if (sim_check_apply(w, n, i))
             return;
         if (e->type == DL_RAFT_ENTRY_NORMAL && e->len >= 8) {
@@ -344,10 +400,11 @@ void sim_maybe_snapshot(struct sim_world *w, struct sim_node *n)
     sim_applied_reserve(&n->snap, &n->snap_cap, index);
     for (uint64_t i = 1; i <= index; i++)
         n->snap[i] = n->sm[i];
-    int rv = dl_raft_snapshot_taken(n->r, index, index * SIM_SNAP_ENTRY_BYTES);
+    int rv = dl_raft_snapshot_taken(n->r, index, sim_snap_size(w, n, index));
     if (rv != 0)
         return sim_fail(w, "n%" PRIu64 ": dl_raft_snapshot_taken(%" PRIu64 ") failed: %d", n->id,
                         index, rv);
+    n->snap_conf = *sim_conf_at(w, n, index); /* before snap_index moves */
     n->snap_index = index;
     n->snap_term = n->sm[index].term;
     /* Keep a random number of entries behind the snapshot for followers that lag a little. */
@@ -369,7 +426,7 @@ static void receive_chunk(struct sim_world *w, struct sim_node *n,
 {
     if (c->offset == 0)
         n->rcv_len = 0;
-    if (c->offset != n->rcv_len || c->size != c->index * SIM_SNAP_ENTRY_BYTES ||
+    if (c->offset != n->rcv_len || c->size < c->index * SIM_SNAP_ENTRY_BYTES + 2 ||
         c->offset + c->len > c->size)
         return sim_fail(w,
                         "n%" PRIu64 ": snapshot chunk at %" PRIu64 " (+%" PRIu32 " of %" PRIu64
@@ -404,6 +461,11 @@ static void receive_chunk(struct sim_world *w, struct sim_node *n,
         }
         n->snap[i] = (struct sim_applied){.term = t, .chash = h};
     }
+    dl_raft_membership_t conf;
+    if (dl_raft_membership_decode(n->rcv + index * SIM_SNAP_ENTRY_BYTES,
+                                  c->size - index * SIM_SNAP_ENTRY_BYTES, &conf, NULL, NULL) != 0)
+        return sim_fail(w, "n%" PRIu64 ": snapshot %" PRIu64 " holds no valid membership", n->id,
+                        index);
     if (n->snap[index].term != term)
         return sim_fail(
             w, "n%" PRIu64 ": snapshot %" PRIu64 " says term %" PRIu64 " but holds %" PRIu64, n->id,
@@ -429,7 +491,9 @@ static void receive_chunk(struct sim_world *w, struct sim_node *n,
     }
     n->snap_index = index;
     n->snap_term = term;
+    n->snap_conf = conf;
     n->sm_applied = n->sm_durable = index;
+    sim_record_conf(n, index, &conf);
     /* The log: kept after the snapshot if it agrees there, else started anew after it. */
     if (dl_raft_term_at(n->r, index) == term && index <= n->last) {
         if (n->durable < index)
@@ -454,6 +518,6 @@ static void receive_chunk(struct sim_world *w, struct sim_node *n,
     sim_trace(w, n, "installed snapshot %" PRIu64 "/%" PRIu64 "; log %" PRIu64 "..%" PRIu64, index,
               term, n->log_first, n->last);
     dl_raft_update_t u;
-    dl_raft_snapshot_installed(n->r, w->now, &u);
+    dl_raft_snapshot_installed(n->r, &conf, w->now, &u);
     sim_carry_out(w, n, &u);
 }

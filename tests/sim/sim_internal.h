@@ -22,6 +22,7 @@ enum ev_type {
     EV_PROMOTE,
     EV_HEAL_ALL,
     EV_DEADLINE,
+    EV_MEMBERSHIP,
 };
 
 /* A message in flight: the core's message with its entries, payloads and chunk copied. */
@@ -32,7 +33,8 @@ struct sim_msg {
     uint8_t *chunk; /* SNAPSHOT: m.data_len bytes */
 };
 
-/* A snapshot's bytes: per index 1..snap_index, its term and content hash (16 bytes). */
+/* A snapshot's bytes: per index 1..snap_index, its term and content hash (16 bytes), then the
+ * membership in force at snap_index (dl_raft_membership_encode). */
 #define SIM_SNAP_ENTRY_BYTES 16
 
 struct event {
@@ -77,6 +79,8 @@ struct sim_world {
     uint64_t delay_max, fsync_max;
     uint64_t crash_gap, partition_gap, stall_gap, promote_gap, client_gap;
     uint64_t snapshot_every; /* entries applied between snapshots; 0 = never */
+    uint64_t membership_gap; /* elections with PreVote and CheckQuorum: changes; 0 = none */
+    dl_raft_membership_t initial;
 
     int healing;
     uint64_t heal_at;
@@ -100,6 +104,14 @@ void sim_ensure_log(struct sim_node *n, uint64_t index);
 size_t sim_node_index(struct sim_world *w, uint64_t id);
 /* Points a message's entries and payloads at its own storage again (after a copy). */
 void sim_msg_fix(struct sim_msg *sm);
+/* The membership the state machine of n records at applied index `index`. */
+const dl_raft_membership_t *sim_conf_at(struct sim_world *w, struct sim_node *n, uint64_t index);
+/* Records a configuration entry the state machine applied (or a snapshot's membership). */
+void sim_record_conf(struct sim_node *n, uint64_t index, const dl_raft_membership_t *m);
+/* The state machine went back to `applied`: forget configurations recorded after it. */
+void sim_forget_confs_after(struct sim_node *n, uint64_t applied);
+/* Bytes of n's snapshot at index (entries and membership). */
+uint64_t sim_snap_size(struct sim_world *w, struct sim_node *n, uint64_t index);
 /* Takes a snapshot and compacts when snapshot_every entries were applied since the last. */
 void sim_maybe_snapshot(struct sim_world *w, struct sim_node *n);
 /* Carries out one update of n's core, in the order raft.h prescribes, checking as it goes. */

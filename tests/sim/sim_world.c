@@ -96,7 +96,8 @@ static void start_node(struct sim_world *w, struct sim_node *n)
         return sim_fail(w, "dl_raft_new for n%" PRIu64 " failed: %d", n->id, rv);
     if (n->snap_index > 0) {
         rv = dl_raft_restore_snapshot(n->r, n->snap_index, n->snap_term,
-                                      n->snap_index * SIM_SNAP_ENTRY_BYTES);
+                                      sim_snap_size(w, n, n->snap_index),
+                                      sim_conf_at(w, n, n->snap_index));
         if (rv != 0)
             return sim_fail(w, "dl_raft_restore_snapshot failed: %d", rv);
         if (n->last < n->snap_index)
@@ -113,9 +114,11 @@ static void start_node(struct sim_world *w, struct sim_node *n)
         for (uint64_t i = 1; i <= n->snap_index; i++)
             n->sm[i] = n->snap[i];
         n->sm_applied = n->sm_durable = n->snap_index;
+        sim_record_conf(n, n->snap_index, &n->snap_conf);
     }
     for (uint64_t i = n->snap_index + 1; i <= n->last; i++) {
-        rv = dl_raft_restore_entry(n->r, n->log[i].term, n->log[i].type, n->log[i].len);
+        rv = dl_raft_restore_entry(n->r, n->log[i].term, n->log[i].type, n->log[i].data,
+                                   n->log[i].len);
         if (rv != 0)
             return sim_fail(w, "dl_raft_restore_entry failed: %d", rv);
     }
@@ -169,6 +172,7 @@ static void crash_node(struct sim_world *w, struct sim_node *n)
     } else if (w->opt.inject == SIM_INJECT_FORGET_VOTE) {
         n->hs.vote = 0;
     }
+    sim_forget_confs_after(n, n->sm_applied);
     /* Static mode: what the state machine loses here it no longer remembers applying, and a
      * promotion may legitimately put other entries there (lost writes, not a violation). With
      * elections every applied entry is committed, so the record stays. */
@@ -271,11 +275,11 @@ static void on_client(struct sim_world *w)
         return;
     size_t count = (size_t)sim_rng_range(&w->rng, 1, 3);
     dl_raft_entry_t ents[3];
-    uint8_t data[3][SIM_MAX_PAYLOAD];
+    uint8_t data[3][SIM_CLIENT_PAYLOAD];
     for (size_t k = 0; k < count; k++) {
         uint64_t id = w->n_props + k;
         memcpy(data[k], &id, 8);
-        uint32_t len = (uint32_t)sim_rng_range(&w->rng, 8, SIM_MAX_PAYLOAD);
+        uint32_t len = (uint32_t)sim_rng_range(&w->rng, 8, SIM_CLIENT_PAYLOAD);
         for (uint32_t b = 8; b < len; b++)
             data[k][b] = (uint8_t)sim_rng_next(&w->rng);
         ents[k] = (dl_raft_entry_t){.type = DL_RAFT_ENTRY_NORMAL, .data = data[k], .len = len};
@@ -426,6 +430,97 @@ static void on_promote(struct sim_world *w)
     sim_schedule_iter(w, n);
 }
 
+/* Is id a member (voter or learner) of m? Returns 1 + its index, or 0. */
+static size_t member_slot(const dl_raft_membership_t *m, uint64_t id)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (m->ids[i] == id)
+            return i + 1;
+    return 0;
+}
+
+/*
+ * An operator changes the membership through the leader, one step at a time: a node outside
+ * the cluster joins as a learner; a learner is promoted to voter; a voter (the leader too) is
+ * removed while more than two remain; now and then a learner is removed again.
+ */
+static void on_membership(struct sim_world *w)
+{
+    sim_schedule(w, gap(w, w->membership_gap), EV_MEMBERSHIP, 0, 0);
+    if (w->healing)
+        return;
+    size_t li = SIZE_MAX;
+    for (size_t i = 0; i < w->n; i++)
+        if (is_leader(&w->nodes[i]) && w->nodes[i].stalled_until <= w->now)
+            li = i;
+    if (li == SIZE_MAX)
+        return;
+    struct sim_node *n = &w->nodes[li];
+    dl_raft_membership_t m;
+    dl_raft_membership(n->r, &m);
+    size_t voters = 0, learners = 0, outside = 0;
+    for (size_t i = 0; i < m.n; i++)
+        m.learner[i] ? learners++ : voters++;
+    outside = w->n - m.n;
+    unsigned roll = (unsigned)sim_rng_below(&w->rng, 100);
+    const char *what;
+    if (outside > 0 && roll < 60) {
+        size_t k = sim_rng_below(&w->rng, outside);
+        for (size_t i = 0; i < w->n; i++)
+            if (!member_slot(&m, w->ids[i]) && k-- == 0) {
+                m.ids[m.n] = w->ids[i];
+                m.learner[m.n++] = 1;
+                break;
+            }
+        what = "add a learner";
+    } else if (learners > 0 && roll < 85) {
+        size_t k = sim_rng_below(&w->rng, learners);
+        for (size_t i = 0; i < m.n; i++)
+            if (m.learner[i] && k-- == 0)
+                m.learner[i] = roll < 80 ? 0 : 1;
+        if (roll >= 80) {
+            /* remove that learner instead */
+            for (size_t i = 0; i < m.n; i++)
+                if (m.learner[i]) {
+                    m.ids[i] = m.ids[m.n - 1];
+                    m.learner[i] = m.learner[m.n - 1];
+                    m.n--;
+                    break;
+                }
+            what = "remove a learner";
+        } else {
+            what = "promote a learner";
+        }
+    } else if (voters > 2) {
+        size_t k = sim_rng_below(&w->rng, voters);
+        for (size_t i = 0; i < m.n; i++)
+            if (!m.learner[i] && k-- == 0) {
+                m.ids[i] = m.ids[m.n - 1];
+                m.learner[i] = m.learner[m.n - 1];
+                m.n--;
+                break;
+            }
+        what = "remove a voter";
+    } else {
+        return;
+    }
+    uint8_t payload[SIM_MAX_PAYLOAD];
+    size_t len = dl_raft_membership_encode(&m, NULL, 0, payload, sizeof(payload));
+    dl_raft_update_t u;
+    uint64_t index = 0;
+    int rv = dl_raft_propose_membership(n->r, payload, (uint32_t)len, &index, &u);
+    char desc[128];
+    size_t off = 0;
+    for (size_t i = 0; i < m.n && off + 8 < sizeof(desc); i++)
+        off += (size_t)snprintf(desc + off, sizeof(desc) - off, " %s%" PRIu64,
+                                m.learner[i] ? "l" : "v", m.ids[i]);
+    sim_trace(w, n, "operator: %s ->%s: %d (index %" PRIu64 ")", what, desc, rv, index);
+    if (rv == 0)
+        w->res->membership_changes++;
+    sim_carry_out(w, n, &u);
+    sim_schedule_iter(w, n);
+}
+
 static void on_heal_all(struct sim_world *w)
 {
     w->healing = 1;
@@ -455,8 +550,14 @@ static void check_liveness(struct sim_world *w, int deadline)
 {
     uint64_t li = w->live_index;
     size_t lagging = SIZE_MAX;
+    /* Convergence is owed by the members of the leader's membership (a removed node hears
+     * nothing more). */
+    dl_raft_membership_t members = w->initial;
+    for (size_t i = 0; i < w->n; i++)
+        if (is_leader(&w->nodes[i]))
+            dl_raft_membership(w->nodes[i].r, &members);
     for (size_t i = 0; i < w->n && li; i++)
-        if (w->nodes[i].sm_applied < li) {
+        if (member_slot(&members, w->ids[i]) && w->nodes[i].sm_applied < li) {
             lagging = i;
             break;
         }
@@ -558,6 +659,9 @@ static void dispatch(struct sim_world *w, struct event *e)
     case EV_HEAL_ALL:
         on_heal_all(w);
         break;
+    case EV_MEMBERSHIP:
+        on_membership(w);
+        break;
     case EV_DEADLINE:
         if (e->arg)
             check_liveness(w, (int)e->arg);
@@ -610,6 +714,12 @@ static void choose_parameters(struct sim_world *w)
     w->client_gap = sim_rng_range(g, 5, 60);
     /* Most runs snapshot and compact, often, so that followers need snapshots. */
     w->snapshot_every = sim_rng_chance(g, 700) ? sim_rng_range(g, 5, 80) : 0;
+    /* Membership changes need PreVote and CheckQuorum: without them a removed node that never
+     * learned of its removal disrupts the cluster with its campaigns (thesis 4.2.3). */
+    w->membership_gap =
+        elections && !c->disable_pre_vote && !c->disable_check_quorum && sim_rng_chance(g, 700)
+            ? sim_rng_range(g, 500, 4000)
+            : 0;
     if (w->opt.verbose)
         fprintf(w->opt.trace,
                 "seed %" PRIu64 " %s, %zu nodes: heartbeat %" PRIu64
@@ -618,13 +728,13 @@ static void choose_parameters(struct sim_world *w)
                 "pre_vote %s, check_quorum %s; delay 1..%" PRIu64 " ms (+long %u‰), drop %u‰, dup "
                 "%u‰, fsync 1..%" PRIu64 " ms; mean gaps: crash %" PRIu64 ", partition %" PRIu64
                 ", stall %" PRIu64 ", promote %" PRIu64 ", client %" PRIu64
-                " ms; snapshot every %" PRIu64 " entries\n",
+                " ms; snapshot every %" PRIu64 " entries; membership change every %" PRIu64 " ms\n",
                 w->opt.seed, elections ? "elections" : "static", w->n, c->heartbeat_ms,
                 c->election_timeout_ms, c->commit_quorum, c->term_stride, c->max_msg_bytes,
                 c->max_inflight, c->disable_pre_vote ? "off" : "on",
                 c->disable_check_quorum ? "off" : "on", w->delay_max, w->long_delay_pm, w->drop_pm,
                 w->dup_pm, w->fsync_max, w->crash_gap, w->partition_gap, w->stall_gap,
-                w->promote_gap, w->client_gap, w->snapshot_every);
+                w->promote_gap, w->client_gap, w->snapshot_every, w->membership_gap);
 }
 
 int sim_run(const sim_options_t *opt, sim_result_t *res)
@@ -645,6 +755,9 @@ int sim_run(const sim_options_t *opt, sim_result_t *res)
         sim_ensure_log(&w->nodes[i], 1);
     }
     choose_parameters(w);
+    w->initial.n = w->n;
+    for (size_t i = 0; i < w->n; i++)
+        w->initial.ids[i] = w->ids[i];
     if (sim_check_init(w) != 0)
         abort();
     for (size_t i = 0; i < w->n && !w->stop; i++)
@@ -654,6 +767,8 @@ int sim_run(const sim_options_t *opt, sim_result_t *res)
     sim_schedule(w, gap(w, w->partition_gap), EV_PARTITION, 0, 0);
     sim_schedule(w, gap(w, w->stall_gap), EV_STALL, 0, 0);
     sim_schedule(w, gap(w, w->promote_gap), EV_PROMOTE, 0, 0);
+    if (w->membership_gap)
+        sim_schedule(w, gap(w, w->membership_gap), EV_MEMBERSHIP, 0, 0);
     sim_schedule(w, opt->fault_ms, EV_HEAL_ALL, 0, 0);
     while (!w->stop && w->n_heap > 0) {
         struct event e = pop(w);
@@ -682,6 +797,7 @@ int sim_run(const sim_options_t *opt, sim_result_t *res)
         free(n->hist);
         free(n->snap);
         free(n->rcv);
+        free(n->confs);
     }
     sim_check_free(w);
     free(w->props);

@@ -23,7 +23,7 @@
 struct stored {
     uint64_t term;
     uint8_t type;
-    char data[32];
+    char data[96];
     uint32_t len;
 };
 
@@ -119,7 +119,7 @@ static inline void install(struct cluster *c, struct node *nd, const dl_raft_sna
     nd->applied = k->index;
     nd->installs++;
     dl_raft_update_t u;
-    dl_raft_snapshot_installed(nd->r, c->now, &u);
+    dl_raft_snapshot_installed(nd->r, NULL, c->now, &u);
     handle(c, nd, &u);
 }
 
@@ -234,10 +234,11 @@ static inline void start_node(struct cluster *c, uint64_t id, uint64_t persisted
     assert_int_equal(dl_raft_new(&cfg, &nd->hs, nd->snap_index + 1, &nd->r), 0);
     if (nd->snap_index > 0)
         assert_int_equal(
-            dl_raft_restore_snapshot(nd->r, nd->snap_index, nd->snap_term, nd->snap_len), 0);
+            dl_raft_restore_snapshot(nd->r, nd->snap_index, nd->snap_term, nd->snap_len, NULL), 0);
     for (uint64_t i = nd->snap_index + 1; i <= nd->last; i++)
-        assert_int_equal(
-            dl_raft_restore_entry(nd->r, nd->log[i].term, nd->log[i].type, nd->log[i].len), 0);
+        assert_int_equal(dl_raft_restore_entry(nd->r, nd->log[i].term, nd->log[i].type,
+                                               nd->log[i].data, nd->log[i].len),
+                         0);
     dl_raft_update_t u;
     dl_raft_start(nd->r, persisted, applied, c->now, &u);
     nd->up = 1;

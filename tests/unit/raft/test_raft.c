@@ -357,9 +357,18 @@ static void test_config_is_validated(void **state)
     assert_int_not_equal(dl_raft_new(&cfg, &hs, 1, &r), 0); /* duplicate id */
     uint64_t ok[] = {1, 2, 3};
     cfg.nodes = ok;
-    cfg.id = 4;
-    assert_int_not_equal(dl_raft_new(&cfg, &hs, 1, &r), 0); /* self not a member */
+    cfg.id = 4; /* a node outside its membership (joining, or removed) starts, as no voter */
+    assert_int_equal(dl_raft_new(&cfg, &hs, 1, &r), 0);
+    assert_false(dl_raft_is_voter(r, 4));
+    assert_true(dl_raft_is_voter(r, 3));
+    dl_raft_free(r);
+    uint64_t learners[] = {3};
+    cfg.learners = learners;
+    cfg.n_learners = 1;
     cfg.id = 1;
+    assert_int_not_equal(dl_raft_new(&cfg, &hs, 1, &r), 0); /* 3 both voter and learner */
+    cfg.learners = NULL;
+    cfg.n_learners = 0;
     cfg.commit_quorum = 4;
     assert_int_not_equal(dl_raft_new(&cfg, &hs, 1, &r), 0); /* quorum larger than cluster */
     cfg.commit_quorum = 0;
