@@ -91,9 +91,9 @@ static int parse_peers(dl_kv_node_t *n, const char *text, char *err, size_t errl
 }
 
 /* Turns --replication into a commit quorum (copies, leader included). */
-static int parse_replication(dl_kv_node_t *n, const char *mode, char *err, size_t errlen)
+static int parse_replication_for(dl_kv_node_t *n, const char *mode, size_t nodes, char *err,
+                                 size_t errlen)
 {
-    size_t nodes = n->n_nodes;
     int64_t w = 0;
     if (strcmp(mode, "async") == 0)
         w = 1;
@@ -114,9 +114,28 @@ static int parse_replication(dl_kv_node_t *n, const char *mode, char *err, size_
                  mode);
         return -EINVAL;
     }
-    snprintf(n->replication, sizeof(n->replication), "%s", mode);
+    if (n->replication != mode)
+        snprintf(n->replication, sizeof(n->replication), "%s", mode);
     n->quorum = (size_t)w;
     return 0;
+}
+
+static int parse_replication(dl_kv_node_t *n, const char *mode, char *err, size_t errlen)
+{
+    return parse_replication_for(n, mode, n->n_boot_voters, err, errlen);
+}
+
+void dl__kv_update_ack_copies(dl_kv_node_t *n, size_t voters)
+{
+    char err[160];
+    /* quorum=W above the voters there are now answers when every voter has it. */
+    if (parse_replication_for(n, n->replication, voters, err, sizeof(err)) != 0)
+        n->quorum = voters;
+}
+
+void dl__kv_process(dl_kv_node_t *n, const dl_raft_update_t *u)
+{
+    process(n, u);
 }
 
 static int parse_fsync(dl_kv_node_t *n, const char *text, char *err, size_t errlen)
@@ -234,7 +253,7 @@ static int decode_record(const uint8_t *rec, size_t len, uint64_t *term, uint8_t
         return DL_ECORRUPT;
     *term = dl_get_u64(rec);
     *type = rec[8];
-    if (*term == 0 || *type > DL_RAFT_ENTRY_NOOP)
+    if (*term == 0 || *type > DL_RAFT_ENTRY_CONFIG)
         return DL_ECORRUPT;
     return 0;
 }
@@ -499,8 +518,11 @@ static int apply_upto(dl_kv_node_t *n, uint64_t upto)
             if (rv)
                 break;
             dl_kv_result_t res;
-            rv = dl_kv_store_apply(n->store, i, e.type == DL_RAFT_ENTRY_NORMAL ? e.data : NULL,
-                                   e.len, &res);
+            rv = e.type == DL_RAFT_ENTRY_CONFIG ? dl_kv_store_apply_config(n->store, e.data, e.len)
+                                                : 0;
+            if (rv == 0)
+                rv = dl_kv_store_apply(n->store, i, e.type == DL_RAFT_ENTRY_NORMAL ? e.data : NULL,
+                                       e.len, &res);
             free(owned);
             if (rv)
                 break;
@@ -676,7 +698,8 @@ static void on_role_changed(dl_kv_node_t *n)
     if (role == DL_RAFT_LEADER) {
         DL_INFO("became leader at term %" PRIu64 " (%zu of %zu copies commit; replication %s "
                 "answers clients at %zu)",
-                dl_raft_term(n->raft), n->commit_quorum, n->n_nodes, n->replication, n->quorum);
+                dl_raft_term(n->raft), n->commit_quorum, n->n_boot_voters, n->replication,
+                n->quorum);
         return;
     }
     if (role == DL_RAFT_PRE_CANDIDATE || role == DL_RAFT_CANDIDATE)
@@ -773,6 +796,20 @@ static void answer_by_copies(dl_kv_node_t *n)
     }
 }
 
+/* The membership the state machine recorded (after a snapshot was installed): 1 with *m, or 0
+ * when it recorded none. Learns the addresses too. */
+static int store_membership(dl_kv_node_t *n, dl_raft_membership_t *m)
+{
+    void *payload = NULL;
+    size_t len = 0;
+    int have = dl_kv_store_members(n->store, &payload, &len) == 0 && payload != NULL &&
+               dl_raft_membership_decode(payload, len, m, NULL, NULL) == 0;
+    if (have)
+        dl__kv_members_learn(n, payload, len);
+    free(payload);
+    return have;
+}
+
 /* Carries out one update of the core, in the order its header prescribes. */
 static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
 {
@@ -825,7 +862,12 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
         rv = write_entries(n, u->entries, u->n_entries);
         if (rv)
             return fatal(n, "cannot append to the log", rv);
+        for (size_t i = 0; i < u->n_entries; i++)
+            if (u->entries[i].type == DL_RAFT_ENTRY_CONFIG)
+                dl__kv_members_learn(n, u->entries[i].data, u->entries[i].len);
     }
+    if (u->membership_changed)
+        dl__kv_members_changed(n);
     if (u->n_msgs > 0)
         send_messages(n, u->msgs, u->n_msgs);
     if (u->role_changed)
@@ -858,9 +900,12 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
             return fatal(n, "cannot store or install the snapshot from the leader", rv);
         if (rv == 1) {
             cache_drop_from(n, 1);
+            dl_raft_membership_t m;
+            int have = store_membership(n, &m);
             dl_raft_update_t u2;
-            dl_raft_snapshot_installed(n->raft, dl__kv_now_ms(n), &u2);
+            dl_raft_snapshot_installed(n->raft, have ? &m : NULL, dl__kv_now_ms(n), &u2);
             process(n, &u2);
+            dl__kv_members_changed(n);
         }
     }
 }
@@ -1041,6 +1086,7 @@ static void on_tick(uv_timer_t *t)
     dl_raft_update_t u;
     dl_raft_tick(n->raft, now, &u);
     process(n, &u);
+    dl__kv_members_tick(n);
     expire_waiters(n, now);
     if (n->n_snaps > 1)
         dl__kv_snap_gc(n); /* files that a finished transfer no longer reads */
@@ -1262,13 +1308,14 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
     if (rec.truncated_bytes > 0)
         DL_WARN("log recovery cut a torn tail of %" PRIu64 " bytes from %s at offset %" PRIu64,
                 rec.truncated_bytes, rec.truncated_file, rec.truncated_offset);
-    uint64_t node_ids[DL_KV_MAX_NODES];
-    for (size_t i = 0; i < n->n_nodes; i++)
-        node_ids[i] = n->nodes[i].id;
     dl_raft_config_t rc = {.id = n->id,
-                           .nodes = node_ids,
-                           .n_nodes = n->n_nodes,
-                           .commit_quorum = n->commit_quorum,
+                           .nodes = n->boot_voters,
+                           .n_nodes = n->n_boot_voters,
+                           .learners = n->boot_learners,
+                           .n_learners = n->n_boot_learners,
+                           /* With elections the core keeps it a majority of the voters in
+                            * force (membership changes); without, the mode's quorum. */
+                           .commit_quorum = n->elections ? 0 : n->commit_quorum,
                            .static_leader = n->static_leader,
                            .heartbeat_ms = (uint64_t)n->heartbeat_ms,
                            .elections = n->elections,
@@ -1318,8 +1365,22 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
         first = snap_index + 1;
     }
     rv = dl_raft_new(&rc, &hs, first, &n->raft);
-    if (rv == 0 && snap != NULL)
-        rv = dl_raft_restore_snapshot(n->raft, snap->index, snap->term, snap->size);
+    if (rv == 0 && snap != NULL) {
+        /* The membership in force at the snapshot, as its state machine recorded it. */
+        char spath[4200];
+        snprintf(spath, sizeof(spath), "%s/snapshots/snap-%020" PRIu64 "-%" PRIu64 ".db",
+                 n->data_dir, snap->index, snap->term);
+        void *payload = NULL;
+        size_t plen = 0;
+        dl_raft_membership_t m;
+        int have = dl_kv_snapshot_members(spath, &payload, &plen) == 0 && payload != NULL &&
+                   dl_raft_membership_decode(payload, plen, &m, NULL, NULL) == 0;
+        if (have)
+            dl__kv_members_learn(n, payload, plen);
+        free(payload);
+        rv = dl_raft_restore_snapshot(n->raft, snap->index, snap->term, snap->size,
+                                      have ? &m : NULL);
+    }
     if (rv) {
         snprintf(err, errlen, "invalid cluster configuration");
         return rv;
@@ -1333,7 +1394,11 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
         if (rv == 0)
             rv = decode_record(data, len, &term, &type);
         if (rv == 0)
-            rv = dl_raft_restore_entry(n->raft, term, type, (uint32_t)(len - RECORD_HEADER_BYTES));
+            rv = dl_raft_restore_entry(n->raft, term, type, (uint8_t *)data + RECORD_HEADER_BYTES,
+                                       (uint32_t)(len - RECORD_HEADER_BYTES));
+        if (rv == 0 && type == DL_RAFT_ENTRY_CONFIG)
+            dl__kv_members_learn(n, (uint8_t *)data + RECORD_HEADER_BYTES,
+                                 len - RECORD_HEADER_BYTES);
         free(data);
         if (rv) {
             snprintf(err, errlen, "log entry %" PRIu64 " in %s is unreadable: %s", i, path,
@@ -1396,6 +1461,7 @@ int dl_kv_node_main(int argc, char **argv)
     char *log_level = NULL;
     int64_t write_timeout = 2000, max_value = 1 << 20, heartbeat = 100, election_timeout = 1000;
     int64_t snapshot_entries = 10000;
+    const char *join = NULL;
     int elections = 1;
     dl_flag_t flags[] = {
         {"node", DL_FLAG_INT, &node_id, "this node's id (1, 2, 3, ...)"},
@@ -1424,6 +1490,9 @@ int dl_kv_node_main(int argc, char **argv)
         {"snapshot-entries", DL_FLAG_INT, &snapshot_entries,
          "snapshot the state machine and compact the log after this many applied entries (0 = "
          "never)"},
+        {"join", DL_FLAG_STRING, &join,
+         "URL of a running member (http://HOST:PORT): join that cluster as a new node, which "
+         "catches up as a learner and then votes (needs --elections)"},
         {"cluster-id", DL_FLAG_STRING, &cluster_id, "name shared by the nodes of one cluster"},
         {"log-level", DL_FLAG_STRING, &log_level, "debug, info, warn or error"},
         {NULL, 0, NULL, NULL},
@@ -1490,6 +1559,18 @@ int dl_kv_node_main(int argc, char **argv)
     for (size_t i = 0; rv == 0 && i < n->n_nodes; i++) {
         self_listed |= n->nodes[i].id == n->id;
         leader_listed |= n->nodes[i].id == n->static_leader;
+        n->boot_voters[n->n_boot_voters++] = n->nodes[i].id;
+    }
+    if (rv == 0 && join != NULL) {
+        /* The cluster's answer decides the membership; --peers is not needed. */
+        if (!elections) {
+            snprintf(err, sizeof(err), "--join needs --elections (static clusters are fixed)");
+            rv = -EINVAL;
+        } else if (strncmp(join, "http://", 7) != 0) {
+            snprintf(err, sizeof(err), "--join must be an http:// URL of a member, not '%s'", join);
+            rv = -EINVAL;
+        }
+        self_listed = leader_listed = 1;
     }
     if (rv == 0 && !self_listed) {
         snprintf(err, sizeof(err), "node %" PRId64 " is not in --peers", node_id);
@@ -1505,7 +1586,7 @@ int dl_kv_node_main(int argc, char **argv)
      * majority, and the two must overlap): with elections the replication mode is only when a
      * client hears back. Without, it is the commit quorum itself (the foundation's lab). */
     if (rv == 0)
-        n->commit_quorum = elections ? n->n_nodes / 2 + 1 : n->quorum;
+        n->commit_quorum = elections ? n->n_boot_voters / 2 + 1 : n->quorum;
     if (rv == 0 && elections && election_timeout < 2 * heartbeat) {
         snprintf(err, sizeof(err), "--election-timeout must be at least twice --heartbeat");
         rv = -EINVAL;
@@ -1545,6 +1626,28 @@ int dl_kv_node_main(int argc, char **argv)
         return 1;
     }
     register_metrics(n);
+    if (join != NULL) {
+        char self_peer[96];
+        snprintf(self_peer, sizeof(self_peer), "%s:%d", peer_host, peer_port);
+        n->n_nodes = 0;
+        rv = dl__kv_join(n, join, self_peer, err, sizeof(err));
+        if (rv) {
+            fprintf(stderr, "ddialab kv: %s\n", err);
+            return 1;
+        }
+        /* Our own address, should the answer lack it. */
+        int found = 0;
+        for (size_t i = 0; i < n->n_nodes; i++)
+            found |= n->nodes[i].id == n->id;
+        if (!found && n->n_nodes < DL_KV_MAX_NODES) {
+            dl_peer_addr_t *a = &n->nodes[n->n_nodes++];
+            a->id = n->id;
+            snprintf(a->host, sizeof(a->host), "%s", peer_host);
+            a->port = peer_port;
+        }
+        n->commit_quorum = n->n_boot_voters / 2 + 1;
+        parse_replication(n, n->replication, err, sizeof(err));
+    }
     rv = open_state(n, err, sizeof(err));
     if (rv) {
         fprintf(stderr, "ddialab kv: %s\n", err);
@@ -1569,6 +1672,7 @@ int dl_kv_node_main(int argc, char **argv)
         fprintf(stderr, "ddialab kv: %s\n", err);
         return 1;
     }
+    dl__kv_members_changed(n); /* the membership in force may come from the log */
     uv_check_init(n->loop, &n->check);
     n->check.data = n;
     uv_check_start(&n->check, on_check);

@@ -19,7 +19,7 @@
  * Sends a request that only the leader may serve to the leader: 307 with a Location that keeps
  * the path and query (so curl -L repeats it there), or 503 when no leader is known.
  */
-static void redirect_to_leader(dl_kv_node_t *n, dl_http_req_t *req)
+void dl__kv_redirect_to_leader(dl_kv_node_t *n, dl_http_req_t *req)
 {
     uint64_t leader = dl_raft_leader(n->raft);
     const char *addr = dl__kv_leader_http(n);
@@ -139,7 +139,7 @@ static void handle_put(void *ctx, dl_http_req_t *req)
 {
     dl_kv_node_t *n = ctx;
     if (!is_leader(n))
-        return redirect_to_leader(n, req);
+        return dl__kv_redirect_to_leader(n, req);
     dl_kv_command_t cmd = {.op = DL_KV_OP_PUT};
     if (request_key(req, (const char **)&cmd.key, &cmd.key_len) != 0)
         return;
@@ -158,7 +158,7 @@ static void handle_delete(void *ctx, dl_http_req_t *req)
 {
     dl_kv_node_t *n = ctx;
     if (!is_leader(n))
-        return redirect_to_leader(n, req);
+        return dl__kv_redirect_to_leader(n, req);
     dl_kv_command_t cmd = {.op = DL_KV_OP_DELETE};
     if (request_key(req, (const char **)&cmd.key, &cmd.key_len) != 0)
         return;
@@ -186,7 +186,7 @@ static void route_read(dl_kv_node_t *n, dl_http_req_t *req, int list)
     if (strcmp(consistency, "stale") == 0)
         return dl__kv_serve_read(n, req, list);
     if (!is_leader(n))
-        return redirect_to_leader(n, req);
+        return dl__kv_redirect_to_leader(n, req);
     if (strcmp(consistency, "leader") == 0)
         return dl__kv_serve_read(n, req, list);
     /* A lease read needs no round while a majority's recent acknowledgements guarantee that no
@@ -201,7 +201,7 @@ static void route_read(dl_kv_node_t *n, dl_http_req_t *req, int list)
 void dl__kv_refuse_read(dl_kv_node_t *n, dl_http_req_t *req)
 {
     if (dl_raft_leader(n->raft) != 0 && dl_raft_leader(n->raft) != n->id)
-        return redirect_to_leader(n, req);
+        return dl__kv_redirect_to_leader(n, req);
     dl_http_reply_error(req, DL_ENOLEADER,
                         "leadership changed before the read was confirmed; retry");
 }
@@ -327,6 +327,9 @@ static json_t *status_json(dl_kv_node_t *n)
                         json_integer((json_int_t)n->discarded_applied_total));
     json_object_set_new(s, "discarded_acknowledged_entries",
                         json_integer((json_int_t)n->discarded_acked_total));
+    json_t *members = dl__kv_members_json(n);
+    json_object_set(s, "members", json_object_get(members, "members"));
+    json_decref(members);
     json_t *followers = json_array();
     if (dl_raft_role(r) == DL_RAFT_LEADER) {
         dl_raft_progress_t p[DL_KV_MAX_NODES];
@@ -342,6 +345,7 @@ static json_t *status_json(dl_kv_node_t *n)
                 f, "connected",
                 json_boolean(dl_peer_net_connected(n->net, p[i].id) && p[i].last_ack_ms != 0));
             json_object_set_new(f, "probing", json_boolean(p[i].probing));
+            json_object_set_new(f, "learner", json_boolean(p[i].learner));
             json_object_set_new(f, "receiving_snapshot",
                                 p[i].snap_index
                                     ? json_pack("{s:I, s:I}", "index", (json_int_t)p[i].snap_index,
@@ -446,7 +450,7 @@ static void handle_transfer(void *ctx, dl_http_req_t *req)
                                    "leadership transfer needs --elections; in static mode use "
                                    "POST /admin/promote on the new leader");
     if (!is_leader(n))
-        return redirect_to_leader(n, req);
+        return dl__kv_redirect_to_leader(n, req);
     int rv = dl__kv_transfer_leader(n, (uint64_t)to);
     if (rv == -EINVAL)
         return dl_http_reply_error(req, DL_EBADREQUEST, "node %" PRId64 " is not another member",
@@ -582,6 +586,9 @@ int dl__kv_http_start(dl_kv_node_t *n, const char *host, int port, char *err, si
         {"GET", "/metrics", handle_metrics},
         {"POST", "/admin/promote", handle_promote},
         {"POST", "/admin/transfer-leader", handle_transfer},
+        {"GET", "/admin/members", dl__kv_handle_members_get},
+        {"POST", "/admin/members", dl__kv_handle_members_post},
+        {"DELETE", "/admin/members/*", dl__kv_handle_members_delete},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         rv = dl_http_server_route(n->http, routes[i].method, routes[i].pattern, routes[i].fn, n);

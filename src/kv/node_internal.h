@@ -9,6 +9,7 @@
 #ifndef DDIALAB_KV_NODE_INTERNAL_H
 #define DDIALAB_KV_NODE_INTERNAL_H
 
+#include <jansson.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -85,8 +86,16 @@ typedef struct dl_kv_node_s {
     const char *cluster_id;
     const char *data_dir;
     char http_addr[128]; /* host:port */
+    /* The address book: every node this one knows of (from --peers, --join, and configuration
+     * entries), with its HTTP address when known. The Raft core has the membership. */
     dl_peer_addr_t nodes[DL_KV_MAX_NODES];
+    char node_http[DL_KV_MAX_NODES][128];
     size_t n_nodes;
+    uint8_t promote[DL_KV_MAX_NODES + 1]; /* learners to promote once they caught up */
+    /* The membership to start from when neither the log nor a snapshot says: --peers, or what
+     * the cluster answered to --join. */
+    uint64_t boot_voters[DL_KV_MAX_NODES], boot_learners[DL_KV_MAX_NODES];
+    size_t n_boot_voters, n_boot_learners;
     uint64_t static_leader;
     char replication[32]; /* as given: async, semi-sync, sync, majority, quorum=W */
     /* Copies (leader included) on disk before a write is acknowledged to its client. */
@@ -208,6 +217,27 @@ int dl__kv_transfer_leader(dl_kv_node_t *n, uint64_t to);
 /* The leader's HTTP address as host:port, or NULL when unknown. */
 const char *dl__kv_leader_http(dl_kv_node_t *n);
 
+/* node.c */
+/* Carries out an update of the core (for modules that call into the core). */
+void dl__kv_process(dl_kv_node_t *n, const dl_raft_update_t *u);
+/* Copies before a client is answered, from --replication and the number of voters. */
+void dl__kv_update_ack_copies(dl_kv_node_t *n, size_t voters);
+
+/* members.c */
+/* Learns addresses and promotion wishes from a configuration entry's payload. */
+void dl__kv_members_learn(dl_kv_node_t *n, const void *payload, size_t len);
+/* The membership in force changed: dial new members, recompute quorums. */
+void dl__kv_members_changed(dl_kv_node_t *n);
+/* Leader, every tick: promotes learners that asked to vote once they caught up. */
+void dl__kv_members_tick(dl_kv_node_t *n);
+json_t *dl__kv_members_json(dl_kv_node_t *n);
+void dl__kv_handle_members_get(void *ctx, dl_http_req_t *req);
+void dl__kv_handle_members_post(void *ctx, dl_http_req_t *req);
+void dl__kv_handle_members_delete(void *ctx, dl_http_req_t *req);
+/* --join: asks the cluster at url to add this node (or reads join.json from an earlier join);
+ * sets the address book and boot membership. */
+int dl__kv_join(dl_kv_node_t *n, const char *url, const char *peer_addr, char *err, size_t errlen);
+
 /* snapshot.c */
 /* Finds the newest snapshot in <data-dir>/snapshots and deletes leftovers. */
 int dl__kv_snap_open(dl_kv_node_t *n, char *err, size_t errlen);
@@ -228,6 +258,7 @@ void dl__kv_snap_gc(dl_kv_node_t *n);
 void dl__kv_snap_close(dl_kv_node_t *n);
 
 /* node_http.c */
+void dl__kv_redirect_to_leader(dl_kv_node_t *n, dl_http_req_t *req);
 int dl__kv_http_start(dl_kv_node_t *n, const char *host, int port, char *err, size_t errlen);
 /* Answers a read from the local state machine (GET /kv/{key}, or a listing). */
 void dl__kv_serve_read(dl_kv_node_t *n, dl_http_req_t *req, int list);

@@ -412,7 +412,8 @@ int dl_peer_net_start(uv_loop_t *loop, const dl_peer_options_t *opts, const dl_p
     net->cb = *cb;
     snprintf(net->cluster_id, sizeof(net->cluster_id), "%s", opts->cluster_id);
     snprintf(net->http_addr, sizeof(net->http_addr), "%s", opts->http_addr);
-    net->out = calloc(opts->n_peers ? opts->n_peers : 1, sizeof(struct outbound));
+    /* Fixed capacity: outbound slots hold libuv handles, which must not move. */
+    net->out = calloc(DL_PEER_MAX, sizeof(struct outbound));
     if (net->out == NULL) {
         free(net);
         return -ENOMEM;
@@ -439,19 +440,35 @@ int dl_peer_net_start(uv_loop_t *loop, const dl_peer_options_t *opts, const dl_p
         uv_close((uv_handle_t *)&net->listener, on_handle_closed);
         return rc;
     }
-    for (size_t i = 0; i < opts->n_peers; i++) {
-        if (opts->peers[i].id == opts->self_id)
-            continue;
-        struct outbound *ob = &net->out[net->n_out++];
-        ob->net = net;
-        ob->addr = opts->peers[i];
-        ob->backoff_ms = BACKOFF_MIN_MS;
-        uv_timer_init(loop, &ob->retry);
-        ob->retry.data = ob;
-        net->open_handles++;
-        dial(ob);
-    }
+    for (size_t i = 0; i < opts->n_peers; i++)
+        dl_peer_net_add(net, &opts->peers[i]);
     *out = net;
+    return 0;
+}
+
+int dl_peer_net_add(dl_peer_net_t *net, const dl_peer_addr_t *addr)
+{
+    if (addr->id == net->self_id || net->stopping)
+        return 0;
+    struct outbound *ob = find_out(net, addr->id);
+    if (ob != NULL) {
+        if (strcmp(ob->addr.host, addr->host) != 0 || ob->addr.port != addr->port) {
+            ob->addr = *addr; /* a member that moved: the next dial goes to the new address */
+            if (ob->conn != NULL)
+                drop_outbound(ob, "the member's address changed");
+        }
+        return 0;
+    }
+    if (net->n_out == DL_PEER_MAX)
+        return -ENOSPC;
+    ob = &net->out[net->n_out++];
+    ob->net = net;
+    ob->addr = *addr;
+    ob->backoff_ms = BACKOFF_MIN_MS;
+    uv_timer_init(net->loop, &ob->retry);
+    ob->retry.data = ob;
+    net->open_handles++;
+    dial(ob);
     return 0;
 }
 

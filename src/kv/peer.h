@@ -46,6 +46,11 @@ typedef struct dl_peer_options_s {
 
 int dl_peer_net_start(uv_loop_t *loop, const dl_peer_options_t *opts, const dl_peer_callbacks_t *cb,
                       dl_peer_net_t **out, char *err, size_t errlen);
+#define DL_PEER_MAX 64
+
+/* Starts dialing a new member (or redials one whose address changed). 0 or -ENOSPC. Members
+ * that leave are simply no longer sent to. */
+int dl_peer_net_add(dl_peer_net_t *net, const dl_peer_addr_t *addr);
 /* Queues m (entries with data filled in) for its destination. -ENOTCONN while it is down. */
 int dl_peer_net_send(dl_peer_net_t *net, const dl_raft_msg_t *m);
 /* Writes everything queued; call once per loop iteration. */

@@ -87,6 +87,9 @@ static const char *const migrations[] = {
     /* 2: the term of the applied entry, so that a start can tell whether the log still holds
      * that entry (a truncation may have replaced it). */
     "INSERT INTO meta (name, value) VALUES ('applied_term', 0);",
+    /* 3: the membership in force at the applied index (the payload of the last configuration
+     * entry applied), so that a snapshot carries it. */
+    "CREATE TABLE members (id INTEGER PRIMARY KEY CHECK (id = 1), payload BLOB NOT NULL);",
 };
 
 struct dl_kv_store_s {
@@ -315,6 +318,59 @@ int dl_kv_store_apply(dl_kv_store_t *s, uint64_t index, const void *data, size_t
     return rv;
 }
 
+int dl_kv_store_apply_config(dl_kv_store_t *s, const void *payload, size_t len)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(
+        s->db, "INSERT OR REPLACE INTO members (id, payload) VALUES (1, ?1)", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return sqlite_rv(s->db, rc);
+    sqlite3_bind_blob(st, 1, payload, (int)len, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : sqlite_rv(s->db, rc);
+}
+
+static int read_members(sqlite3 *db, void **payload, size_t *len)
+{
+    sqlite3_stmt *st;
+    *payload = NULL;
+    *len = 0;
+    int rc = sqlite3_prepare_v2(db, "SELECT payload FROM members WHERE id = 1", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return 0; /* a snapshot from before membership changes: none */
+    rc = sqlite3_step(st);
+    int rv = 0;
+    if (rc == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(st, 0);
+        *payload = malloc(n ? n : 1);
+        if (*payload == NULL)
+            rv = -ENOMEM;
+        else if (n)
+            memcpy(*payload, sqlite3_column_blob(st, 0), n);
+        *len = n;
+    } else if (rc != SQLITE_DONE) {
+        rv = DL_ECORRUPT;
+    }
+    sqlite3_finalize(st);
+    return rv;
+}
+
+int dl_kv_store_members(dl_kv_store_t *s, void **payload, size_t *len)
+{
+    return read_members(s->db, payload, len);
+}
+
+int dl_kv_snapshot_members(const char *path, void **payload, size_t *len)
+{
+    sqlite3 *db = NULL;
+    int rv = DL_ECORRUPT;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK)
+        rv = read_members(db, payload, len);
+    sqlite3_close(db);
+    return rv;
+}
+
 int dl_kv_store_commit(dl_kv_store_t *s, uint64_t applied_index, uint64_t applied_term)
 {
     sqlite3_stmt *st = s->stmt[STMT_SET_APPLIED];
@@ -458,8 +514,8 @@ int dl_kv_store_reset(dl_kv_store_t *s)
    * the old state was built from, so it cannot be redone from the log after a crash. */
     int rv = exec(s, "PRAGMA synchronous = FULL");
     if (rv == 0)
-        rv = exec(s, "BEGIN; DELETE FROM kv; UPDATE meta SET value = 0 WHERE name IN "
-                     "('applied_index', 'applied_term'); COMMIT;");
+        rv = exec(s, "BEGIN; DELETE FROM kv; DELETE FROM members; UPDATE meta SET value = 0 "
+                     "WHERE name IN ('applied_index', 'applied_term'); COMMIT;");
     if (rv == 0) {
         s->applied = 0;
         s->applied_term = 0;

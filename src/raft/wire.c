@@ -209,7 +209,7 @@ static int decode_msg(struct reader *r, uint8_t kind, dl_raft_msg_t *m)
         e->type = take_u8(r);
         e->len = take_u32(r);
         e->data = take(r, e->len);
-        if (r->bad || e->type > DL_RAFT_ENTRY_NOOP || e->term == 0 || e->term > m->term)
+        if (r->bad || e->type > DL_RAFT_ENTRY_CONFIG || e->term == 0 || e->term > m->term)
             return DL_EPROTO;
     }
     if (is_snapshot_kind(kind)) {
