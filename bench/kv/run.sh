@@ -6,7 +6,8 @@
 #
 # Environment (all optional):
 #   BENCH_DURATION=10          seconds per wrk pass
-#   BENCH_SYSTEMS="ddialab-sync ddialab-async etcd"   which systems to run, in this order
+#   BENCH_SYSTEMS="ddialab-raft ddialab-sync ddialab-async etcd"   which systems to run, in this order
+#                              (raft: elections, majority commits; sync/async: the static-leader lab)
 #   BENCH_CONNS="1 16 64"      connection counts (wrk threads: 1 for 1 connection, else 2)
 #   BENCH_READY_DEADLINE=30    seconds a cluster may take to become ready before it is skipped
 #   BENCH_SETTLE=1             seconds of quiet between passes (not used for readiness)
@@ -24,7 +25,7 @@ LUA="$HERE/kv.lua"
 
 BIN=${1:-$ROOT/build/ddialab}
 DURATION=${BENCH_DURATION:-10}
-SYSTEMS=${BENCH_SYSTEMS:-ddialab-sync ddialab-async etcd}
+SYSTEMS=${BENCH_SYSTEMS:-ddialab-raft ddialab-sync ddialab-async etcd}
 CONNS=${BENCH_CONNS:-1 16 64}
 READY_DEADLINE=${BENCH_READY_DEADLINE:-30}
 SETTLE=${BENCH_SETTLE:-1}
@@ -201,9 +202,10 @@ run_loads() {
     done
 }
 
-# bench_ddialab SYSTEM MODE: start 3 nodes with --replication MODE, wait, run the loads, stop.
+# bench_ddialab SYSTEM MODE ELECTIONS: start 3 nodes with --replication MODE and --elections or
+# --no-elections, wait, run the loads, stop.
 bench_ddialab() {
-    local sys=$1 mode=$2 dir="$WORK/$1" ports i peers="" urls=() pids=() leader
+    local sys=$1 mode=$2 elections=$3 dir="$WORK/$1" ports i peers="" urls=() pids=() leader
     mkdir -p "$dir"
     if [ ! -x "$BIN" ]; then
         skip_system "$sys" "ddialab binary $BIN not found or not executable (make build)" "$dir"
@@ -211,11 +213,11 @@ bench_ddialab() {
     fi
     mapfile -t ports < <("${KVB[@]}" ports 6)
     for i in 1 2 3; do peers+="${peers:+,}$i=127.0.0.1:${ports[$((2 * i - 1))]}"; done
-    say "== $sys: 3 ddialab kv nodes, --replication $mode --fsync batch (data under $dir)"
+    say "== $sys: 3 ddialab kv nodes, --replication $mode --fsync batch --$elections (data under $dir)"
     for i in 1 2 3; do
         mkdir -p "$dir/n$i"
         "$BIN" kv --node "$i" --http "127.0.0.1:${ports[$((2 * i - 2))]}" --peer "127.0.0.1:${ports[$((2 * i - 1))]}" \
-            --peers "$peers" --data-dir "$dir/n$i" --replication "$mode" --fsync batch --no-elections \
+            --peers "$peers" --data-dir "$dir/n$i" --replication "$mode" --fsync batch "--$elections" \
             >"$dir/n$i.log" 2>&1 &
         pids+=($!)
         PIDS+=($!)
@@ -295,11 +297,12 @@ log_machine start
 
 for sys in $SYSTEMS; do
     case "$sys" in
-    ddialab-sync) bench_ddialab "$sys" sync ;;
-    ddialab-async) bench_ddialab "$sys" async ;;
+    ddialab-raft) bench_ddialab "$sys" majority elections ;;
+    ddialab-sync) bench_ddialab "$sys" sync no-elections ;;
+    ddialab-async) bench_ddialab "$sys" async no-elections ;;
     etcd) bench_etcd ;;
     *)
-        say "run.sh: unknown system '$sys' (known: ddialab-sync ddialab-async etcd)" >&2
+        say "run.sh: unknown system '$sys' (known: ddialab-raft ddialab-sync ddialab-async etcd)" >&2
         exit 2
         ;;
     esac
