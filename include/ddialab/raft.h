@@ -194,13 +194,12 @@ typedef struct dl_raft_update_s {
     uint64_t discarded;         /* entries dropped by truncate_from */
     uint64_t discarded_applied; /* of those, client entries (not no-ops) this node had already
                                    applied: writes that were acknowledged and are now lost */
-    /* Applied entries were dropped: the driver puts its state machine back to its latest
-     * snapshot (empty without one) and re-applies the log up to apply_to. */
+    /* Applied entries were dropped (only where a commit quorum is not a majority): the driver
+     * empties its state machine and re-applies the log, which starts at 1, up to apply_to. */
     int reset_state_machine;
-    /* Entries inside this node's snapshot were dropped (only where a commit quorum is not a
-     * majority: async, semi-sync): the driver deletes its log, snapshots and state machine,
-     * and the log starts again at index 1, to be refilled by the leader. Nothing else in the
-     * update refers to the old log. */
+    /* Applied entries were dropped and the log was compacted, so the state machine cannot be
+     * rebuilt: the driver deletes its log, snapshot files and state machine, and the log
+     * starts again at index 1, to be refilled by the leader. */
     int reset_all;
     /* Follower: a chunk of a snapshot arrived, to be written at chunk->offset of the incoming
      * snapshot (offset 0 starts a new one). With chunk->last it is complete: the driver makes
@@ -208,6 +207,10 @@ typedef struct dl_raft_update_s {
      * chunk->index (keeping the entries after it only if dl_raft_term_at(chunk->index) equals
      * chunk->term), and calls dl_raft_snapshot_installed before anything else. */
     const struct dl_raft_snapshot_chunk_s *chunk; /* NULL: none */
+    /* Leader: a follower needs entries compacted away and there is no snapshot file that
+     * reaches the log: the driver writes one of its state machine and reports it with
+     * dl_raft_snapshot_taken (the transfer waits until then). */
+    int snapshot_needed;
 } dl_raft_update_t;
 
 typedef struct dl_raft_snapshot_chunk_s {
@@ -251,19 +254,22 @@ void dl_raft_start(dl_raft_t *r, uint64_t persisted_index, uint64_t applied_inde
 void dl_raft_free(dl_raft_t *r);
 
 /*
- * Snapshots and log compaction (thesis chapter 5). The driver snapshots its state machine at
- * an applied index and reports it with dl_raft_snapshot_taken; from then on the core may drop
- * the log before it (dl_raft_compact), and a follower that needs dropped entries gets the
- * snapshot instead, in chunks of max_msg_bytes (at most 4 in flight), restarted from where it
- * stopped when a chunk is lost. A restarted node describes its latest snapshot with
- * dl_raft_restore_snapshot, after dl_raft_new(first_index = index + 1) and before restoring the
- * entries after it.
+ * Log compaction and snapshots (thesis chapter 5), as etcd does them: the state machine is
+ * durable on its own, so compaction needs no copy of it. Once the driver knows its state
+ * machine durable through some applied index, dl_raft_compact drops the log before it. A
+ * follower that needs dropped entries gets a snapshot file instead, in chunks of max_msg_bytes
+ * (at most 4 in flight), restarted from where it stopped when a chunk is lost; the file is made
+ * when needed (update.snapshot_needed) and reported with dl_raft_snapshot_taken. A restarted
+ * node starts its log after the index its durable state machine holds:
+ * dl_raft_new(first_index = index + 1), then dl_raft_restore_snapshot(index, term, 0, ...),
+ * then the entries after it.
  */
-/* The state machine was snapshotted after applying index (<= applied), size bytes (> 0).
+/* A snapshot file of the state machine after applying index (<= applied), size bytes (> 0).
  * -EINVAL if index is not applied or its term is no longer known. */
 int dl_raft_snapshot_taken(dl_raft_t *r, uint64_t index, uint64_t size);
-/* Forgets the entries before `before` (<= latest snapshot index + 1); the driver may drop them
- * from its log. Returns the new first index. */
+/* Forgets the entries before `before` (at most applied + 1); the driver promises that its state
+ * machine is durable through before - 1, and may drop them from its log. Returns the new first
+ * index. */
 uint64_t dl_raft_compact(dl_raft_t *r, uint64_t before);
 /* membership: the one in force at the snapshot's index (the state machine records applied
  * configuration entries); NULL keeps config.nodes/learners. */

@@ -852,10 +852,10 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
         dl_metric_add(n->m_discarded, (double)u->discarded);
         dl_metric_add(n->m_discarded_applied, (double)u->discarded_applied);
         if (u->reset_state_machine) {
-            rv = dl__kv_restore_state(n);
+            rv = dl_kv_store_reset(n->store);
             if (rv)
                 return fatal(n, "cannot reset the state machine", rv);
-            DL_WARN("rebuilding the state machine from the snapshot and the log");
+            DL_WARN("rebuilding the state machine from the log");
         }
     }
     if (u->n_entries > 0) {
@@ -876,7 +876,7 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
         rv = apply_upto(n, u->apply_to);
         if (rv)
             return fatal(n, "cannot apply committed entries", rv);
-        dl__kv_snap_maybe_take(n);
+        dl__kv_snap_maybe_compact(n);
     }
     for (size_t i = 0; i < u->n_read_states; i++) {
         for (dl_kv_read_t **link = &n->reads; *link != NULL; link = &(*link)->next) {
@@ -893,6 +893,8 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
         serve_ready_reads(n);
     if (dl_raft_role(n->raft) == DL_RAFT_LEADER)
         answer_by_copies(n);
+    if (u->snapshot_needed)
+        dl__kv_snap_make_file(n);
     forget_committed_acks(n);
     if (u->chunk != NULL) {
         rv = dl__kv_snap_receive(n, u->chunk);
@@ -1225,8 +1227,12 @@ static void register_metrics(dl_kv_node_t *n)
     dl_metrics_counter_fn(m, "ddialab_kv_peer_frames_rejected_total",
                           "Peer connections closed for frames that did not decode or belong.", NULL,
                           counter_rejected, n);
-    n->m_snapshots_taken = dl_metrics_counter(m, "ddialab_kv_snapshots_taken_total",
-                                              "Snapshots of the state machine taken here.", NULL);
+    n->m_snapshots_taken =
+        dl_metrics_counter(m, "ddialab_kv_snapshots_taken_total",
+                           "Snapshot files of the state machine written here for followers.", NULL);
+    n->m_compactions = dl_metrics_counter(
+        m, "ddialab_kv_compactions_total",
+        "Times the state machine was made durable and the log before it compacted.", NULL);
     n->m_snapshots_installed =
         dl_metrics_counter(m, "ddialab_kv_snapshots_installed_total",
                            "Snapshots received from a leader and installed here.", NULL);
@@ -1326,66 +1332,96 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
     rv = dl__kv_snap_open(n, err, errlen);
     if (rv)
         return rv;
-    const dl_kv_snapfile_t *snap = dl__kv_snap_latest(n);
-    uint64_t snap_index = snap ? snap->index : 0;
-    if (first > snap_index + 1) {
+    snprintf(path, sizeof(path), "%s/state.db", n->data_dir);
+    rv = dl_kv_store_open(path, &n->store, err, errlen);
+    if (rv)
+        return rv;
+    /* The state machine is the base: the log before what it holds may have been compacted. */
+    uint64_t applied = dl_kv_store_applied(n->store);
+    uint64_t aterm = dl_kv_store_applied_term(n->store);
+    if (applied > 0 && applied >= first && applied <= last) {
+        void *data = NULL;
+        size_t len = 0;
+        uint64_t term = 0;
+        uint8_t type;
+        rv = dl_seglog_read(n->log, applied, &data, &len);
+        if (rv == 0)
+            rv = decode_record(data, len, &term, &type);
+        free(data);
+        if (rv != 0 || term != aterm) {
+            /* The entry it last applied is no longer the one in the log (a truncation whose
+             * reset had not reached the disk). The log decides: rebuild from it if it starts
+             * at 1, else start over and let the leader refill everything. */
+            DL_WARN("the state machine (applied %" PRIu64 " of term %" PRIu64
+                    ") does not match the log; %s",
+                    applied, aterm,
+                    first == 1 ? "rebuilding it from the log" : "starting over from the leader");
+            rv = dl_kv_store_reset(n->store);
+            if (rv == 0 && first != 1)
+                rv = dl_seglog_reset(n->log, 1);
+            if (rv)
+                return rv;
+            applied = 0;
+            first = dl_seglog_first_index(n->log);
+            last = dl_seglog_last_index(n->log);
+        }
+    }
+    if (applied > 0 && last < applied) {
+        /* The log lost entries the state machine holds (--fsync none and an OS crash): what
+         * was applied was committed, so the state machine stands and the log goes on after it. */
+        DL_WARN("the log ends at %" PRIu64 " but the state machine holds up to %" PRIu64
+                "; the log starts over after it",
+                last, applied);
+        rv = dl_seglog_reset(n->log, applied + 1);
+        if (rv)
+            return rv;
+        first = applied + 1;
+        last = applied;
+    }
+    if (first > applied + 1) {
         snprintf(err, errlen,
-                 "the log in %s starts at index %" PRIu64 " but no snapshot covers the entries "
-                 "before it (latest snapshot: %" PRIu64 ")",
-                 path, first, snap_index);
+                 "the log in %s/log starts at index %" PRIu64 " but the state machine holds only "
+                 "up to %" PRIu64 ": entries are missing",
+                 n->data_dir, first, applied);
         return DL_ECORRUPT;
     }
-    if (snap != NULL) {
-        /* The core's log starts right after the snapshot. A log that does not reach the
-         * snapshot, or disagrees with it there, is from before an installation that a crash
-         * interrupted: the snapshot is the truth, and the log starts over after it. */
-        int reset = last < snap_index;
-        if (!reset && first <= snap_index) {
+    /* The core gets the log as far back as it reaches, so that a truncation can still be
+     * counted and undone entry by entry. Its first entry needs the term of the one before: a
+     * log compacted at all gives up its first entry for that (the state machine holds it). */
+    uint64_t base = 0, base_term = 0;
+    if (first > 1) {
+        base = first <= applied ? first : applied;
+        base_term = aterm;
+        if (base != applied) {
             void *data = NULL;
             size_t len = 0;
-            uint64_t term = 0;
             uint8_t type;
-            rv = dl_seglog_read(n->log, snap_index, &data, &len);
+            rv = dl_seglog_read(n->log, base, &data, &len);
             if (rv == 0)
-                rv = decode_record(data, len, &term, &type);
+                rv = decode_record(data, len, &base_term, &type);
             free(data);
-            reset = rv != 0 || term != snap->term;
-        }
-        if (reset) {
-            DL_WARN("the log [%" PRIu64 "..%" PRIu64 "] does not continue snapshot %" PRIu64
-                    " (term %" PRIu64 "); starting the log over after it",
-                    first, last, snap_index, snap->term);
-            rv = dl_seglog_reset(n->log, snap_index + 1);
             if (rv) {
-                snprintf(err, errlen, "cannot reset the log: %s", dl_strerror(rv));
+                snprintf(err, errlen, "log entry %" PRIu64 " is unreadable: %s", base,
+                         dl_strerror(rv));
                 return rv;
             }
-            last = snap_index;
         }
-        first = snap_index + 1;
     }
-    rv = dl_raft_new(&rc, &hs, first, &n->raft);
-    if (rv == 0 && snap != NULL) {
-        /* The membership in force at the snapshot, as its state machine recorded it. */
-        char spath[4200];
-        snprintf(spath, sizeof(spath), "%s/snapshots/snap-%020" PRIu64 "-%" PRIu64 ".db",
-                 n->data_dir, snap->index, snap->term);
-        void *payload = NULL;
-        size_t plen = 0;
+    uint64_t core_first = base + 1;
+    rv = dl_raft_new(&rc, &hs, core_first, &n->raft);
+    if (rv == 0 && base > 0) {
+        /* The membership the state machine recorded; configuration entries after base in the
+         * log are replayed on top of it below. */
         dl_raft_membership_t m;
-        int have = dl_kv_snapshot_members(spath, &payload, &plen) == 0 && payload != NULL &&
-                   dl_raft_membership_decode(payload, plen, &m, NULL, NULL) == 0;
-        if (have)
-            dl__kv_members_learn(n, payload, plen);
-        free(payload);
-        rv = dl_raft_restore_snapshot(n->raft, snap->index, snap->term, snap->size,
-                                      have ? &m : NULL);
+        int have = store_membership(n, &m);
+        rv = dl_raft_restore_snapshot(n->raft, base, base_term, 0, have ? &m : NULL);
     }
     if (rv) {
         snprintf(err, errlen, "invalid cluster configuration");
         return rv;
     }
-    for (uint64_t i = first; i <= last; i++) {
+    snprintf(path, sizeof(path), "%s/log", n->data_dir);
+    for (uint64_t i = core_first; i <= last; i++) {
         void *data = NULL;
         size_t len = 0;
         uint64_t term;
@@ -1406,41 +1442,10 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
             return rv;
         }
     }
-    snprintf(path, sizeof(path), "%s/state.db", n->data_dir);
-    rv = dl_kv_store_open(path, &n->store, err, errlen);
-    if (rv)
-        return rv;
-    uint64_t applied = dl_kv_store_applied(n->store);
-    if (applied < snap_index) {
-        /* The state machine's last commits did not reach the disk, or an installation was cut
-         * short: it starts from the snapshot. */
-        DL_WARN("the state machine (applied %" PRIu64 ") is behind snapshot %" PRIu64
-                "; restoring it from the snapshot",
-                applied, snap_index);
-        rv = dl__kv_restore_state(n);
-        if (rv) {
-            snprintf(err, errlen, "cannot restore the state machine from snapshot %" PRIu64 ": %s",
-                     snap_index, dl_strerror(rv));
-            return rv;
-        }
-        applied = dl_kv_store_applied(n->store);
-    }
-    if (applied > last ||
-        (applied > 0 && applied >= first &&
-         dl_raft_term_at(n->raft, applied) != dl_kv_store_applied_term(n->store))) {
-        /* Either the state machine is ahead of the log (an OS crash with --fsync none), or the
-         * entry it last applied is no longer the one in the log (a truncation whose state
-         * machine reset had not reached the disk). The log decides. */
-        DL_WARN("the state machine (applied %" PRIu64 " of term %" PRIu64
-                ") does not match the log (last %" PRIu64 "); rebuilding it from the log",
-                applied, dl_kv_store_applied_term(n->store), last);
-        rv = dl__kv_restore_state(n);
-        if (rv)
-            return rv;
-    }
-    DL_INFO("recovered: snapshot %" PRIu64 ", log [%" PRIu64 "..%" PRIu64 "], term %" PRIu64
-            ", applied %" PRIu64,
-            snap_index, first, last, hs.term, dl_kv_store_applied(n->store));
+    n->compacted_at = applied;
+    DL_INFO("recovered: state machine at %" PRIu64 " (term %" PRIu64 "), log [%" PRIu64 "..%" PRIu64
+            "], term %" PRIu64,
+            applied, aterm, first, last, hs.term);
     return 0;
 }
 

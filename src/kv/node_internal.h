@@ -156,6 +156,11 @@ typedef struct dl_kv_node_s {
     dl_kv_snapfile_t snaps[DL_KV_MAX_SNAPFILES];
     size_t n_snaps;
     int snap_busy;
+    int ckpt_busy; /* making the state machine durable before a compaction */
+    uv_work_t ckpt_work;
+    uint64_t ckpt_index;
+    int ckpt_rv;
+    uint64_t compacted_at; /* applied index of the last compaction */
     uv_work_t snap_work;
     dl_kv_snapjob_t snap_job;
     uint64_t snap_started_ns;
@@ -176,6 +181,7 @@ typedef struct dl_kv_node_s {
 
     /* Metrics. */
     dl_metric_t *m_snapshots_taken;
+    dl_metric_t *m_compactions;
     dl_metric_t *m_snapshots_installed;
     dl_metric_t *m_snapshot_seconds;
     dl_metric_t *m_discarded;
@@ -239,13 +245,15 @@ void dl__kv_handle_members_delete(void *ctx, dl_http_req_t *req);
 int dl__kv_join(dl_kv_node_t *n, const char *url, const char *peer_addr, char *err, size_t errlen);
 
 /* snapshot.c */
-/* Finds the newest snapshot in <data-dir>/snapshots and deletes leftovers. */
+/* Creates <data-dir>/snapshots and deletes what a previous run left there. */
 int dl__kv_snap_open(dl_kv_node_t *n, char *err, size_t errlen);
 const dl_kv_snapfile_t *dl__kv_snap_latest(const dl_kv_node_t *n);
-/* Puts the state machine back to the newest snapshot (empty without one). */
-int dl__kv_restore_state(dl_kv_node_t *n);
-/* Starts a snapshot on the thread pool once --snapshot-entries were applied since the last. */
-void dl__kv_snap_maybe_take(dl_kv_node_t *n);
+/* Once --snapshot-entries were applied since the last compaction: makes the state machine
+ * durable on the thread pool, then compacts the log. */
+void dl__kv_snap_maybe_compact(dl_kv_node_t *n);
+/* update.snapshot_needed: writes a snapshot file on the thread pool (unless one still reaches
+ * the log) and reports it to the core. */
+void dl__kv_snap_make_file(dl_kv_node_t *n);
 /* Reads a chunk of snapshot `index` for sending. -ENOENT if that file is gone. */
 int dl__kv_snap_read(dl_kv_node_t *n, uint64_t index, uint64_t offset, void *buf, uint32_t len);
 /* Stores a received chunk; after the last one installs the snapshot (state machine, log) and

@@ -1,12 +1,19 @@
 /*
- * Snapshots of a kv node: taking them off the loop thread, keeping the files, sending chunks
- * of them to followers, receiving and installing one from the leader, and recovery.
+ * Log compaction and snapshots of a kv node.
  *
- * Files live in <data-dir>/snapshots: "snap-<index, 20 digits>-<term>.db" is a complete,
- * fsynced SQLite copy of the state machine after applying entries up to index; "taking.tmp"
- * and "incoming.tmp" are snapshots being made or received, which a restart deletes. A
- * snapshot's name appears (by rename, then a directory fsync) only once its file is durable,
- * so the newest snap-*.db is always whole. Older files are kept while a transfer reads them.
+ * Compaction: every --snapshot-entries applied entries the node makes its SQLite state machine
+ * durable (an fsync of state.db-wal and state.db on the thread pool: everything committed
+ * before it is then on disk, in the WAL or in the database) and drops the log before that
+ * index, but for a margin. No copy of the data is made: the state machine is the snapshot, as
+ * etcd's backend is.
+ *
+ * Snapshot files, for followers that need compacted entries: made when the core asks
+ * (update.snapshot_needed), by SQLite's online backup from a read transaction of a second
+ * connection, on the thread pool. They live in <data-dir>/snapshots as
+ * "snap-<index, 20 digits>-<term>.db", named (by rename, then a directory fsync) only once
+ * durable; "taking.tmp" and "incoming.tmp" are being made or received. A file is kept while a
+ * transfer reads it. A follower installs a received file as its state machine. A restart
+ * starts from state.db and deletes every snapshot file.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -110,61 +117,23 @@ int dl__kv_snap_open(dl_kv_node_t *n, char *err, size_t errlen)
         snprintf(err, errlen, "cannot read %s: %s", dir, strerror(errno));
         return -errno;
     }
-    uint64_t best = 0, best_term = 0;
+    /* A restart starts from state.db: files from before (complete or not) are of no use. An
+     * installation that a crash cut short either restored state.db (then the file is not
+     * needed) or did not (then the leader sends it again). */
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        uint64_t index, term;
-        char rest[8];
-        if (sscanf(de->d_name, "snap-%20" SCNu64 "-%" SCNu64 ".d%1s", &index, &term, rest) == 3 &&
-            index > best) {
-            best = index;
-            best_term = term;
-        }
-    }
-    closedir(d);
-    /* Half-made or half-received snapshots, and snapshots older than the newest, go. */
-    d = opendir(dir);
-    while (d != NULL && (de = readdir(d)) != NULL) {
-        uint64_t index, term;
-        char rest[8];
-        int is_snap =
-            sscanf(de->d_name, "snap-%20" SCNu64 "-%" SCNu64 ".d%1s", &index, &term, rest) == 3;
-        if ((is_snap && index != best) || strcmp(de->d_name, "taking.tmp") == 0 ||
+        if (strncmp(de->d_name, "snap-", 5) == 0 || strcmp(de->d_name, "taking.tmp") == 0 ||
             strcmp(de->d_name, "incoming.tmp") == 0) {
             char path[4200];
             snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
             unlink(path);
         }
     }
-    if (d != NULL)
-        closedir(d);
+    closedir(d);
     dl_fsync_dir(dir);
-    if (best == 0)
-        return 0;
-    char path[4200];
-    snap_path(n, best, best_term, path, sizeof(path));
-    uint64_t index = 0, term = 0;
-    struct stat st;
-    if (stat(path, &st) != 0 || dl_kv_snapshot_info(path, &index, &term) != 0 || index != best ||
-        term != best_term) {
-        snprintf(err, errlen, "snapshot %s is damaged (it does not hold applied index %" PRIu64 ")",
-                 path, best);
-        return DL_ECORRUPT;
-    }
-    rv = add_snapfile(n, best, best_term, (uint64_t)st.st_size);
-    if (rv)
-        snprintf(err, errlen, "cannot open %s: %s", path, dl_strerror(rv));
-    return rv;
-}
-
-int dl__kv_restore_state(dl_kv_node_t *n)
-{
-    const dl_kv_snapfile_t *s = dl__kv_snap_latest(n);
-    if (s == NULL)
-        return dl_kv_store_reset(n->store);
-    char path[4200];
-    snap_path(n, s->index, s->term, path, sizeof(path));
-    return dl_kv_store_restore(n->store, path);
+    (void)err;
+    (void)errlen;
+    return 0;
 }
 
 /* ---- Taking a snapshot, on the thread pool -------------------------------------------------- */
@@ -207,33 +176,22 @@ static void take_done(uv_work_t *req, int status)
         DL_WARN("cannot keep snapshot %s: %s", path, dl_strerror(rv));
         return;
     }
-    /* The log before the snapshot may go, but for a margin that lagging followers can still
-     * catch up from without a snapshot. Whole segments only: the log keeps the rest. */
-    uint64_t keep = (uint64_t)n->snapshot_entries < SNAP_CATCH_UP_ENTRIES
-                        ? (uint64_t)n->snapshot_entries
-                        : SNAP_CATCH_UP_ENTRIES;
-    uint64_t before = j->index + 1 > keep ? j->index + 1 - keep : 1;
-    uint64_t first = dl_raft_compact(n->raft, before);
-    rv = dl_seglog_drop_prefix(n->log, first);
-    if (rv)
-        DL_WARN("cannot drop the log before %" PRIu64 ": %s", first, dl_strerror(rv));
     double seconds = (double)(uv_hrtime() - n->snap_started_ns) / 1e9;
     dl_metric_inc(n->m_snapshots_taken);
     dl_metric_observe(n->m_snapshot_seconds, seconds);
-    DL_INFO("snapshot at index %" PRIu64 " (term %" PRIu64 ", %" PRIu64
-            " bytes, %.0f ms); the log now starts at %" PRIu64,
-            j->index, j->term, j->size, seconds * 1e3, dl_seglog_first_index(n->log));
+    DL_INFO("snapshot file at index %" PRIu64 " (term %" PRIu64 ", %" PRIu64
+            " bytes, %.0f ms) for a follower that needs compacted entries",
+            j->index, j->term, j->size, seconds * 1e3);
     dl__kv_snap_gc(n);
 }
 
-void dl__kv_snap_maybe_take(dl_kv_node_t *n)
+void dl__kv_snap_make_file(dl_kv_node_t *n)
 {
-    if (n->snapshot_entries <= 0 || n->snap_busy || n->stopping)
+    if (n->snap_busy || n->stopping)
         return;
     const dl_kv_snapfile_t *s = dl__kv_snap_latest(n);
-    uint64_t since = s ? s->index : 0;
-    if (dl_kv_store_applied(n->store) < since + (uint64_t)n->snapshot_entries)
-        return;
+    if (s != NULL && s->index + 1 >= dl_raft_first_index(n->raft))
+        return; /* the newest file still reaches the log */
     dl_kv_snapjob_t *j = &n->snap_job;
     snprintf(j->db_path, sizeof(j->db_path), "%s/state.db", n->data_dir);
     tmp_path(n, "taking.tmp", j->tmp, sizeof(j->tmp));
@@ -242,6 +200,74 @@ void dl__kv_snap_maybe_take(dl_kv_node_t *n)
     n->snap_work.data = n;
     if (uv_queue_work(n->loop, &n->snap_work, take_run, take_done) < 0)
         n->snap_busy = 0;
+}
+
+/* ---- Compaction, on the thread pool ------------------------------------------------------- */
+
+/* fsync of both SQLite files: every transaction committed before is then durable, in the WAL
+ * or, if a checkpoint has since reset the WAL, in the database (which SQLite syncs when a
+ * checkpoint completes). */
+static void ckpt_run(uv_work_t *req)
+{
+    dl_kv_node_t *n = req->data;
+    char path[4200];
+    n->ckpt_rv = 0;
+    const char *suffix[] = {"-wal", ""};
+    for (int i = 0; i < 2 && n->ckpt_rv == 0; i++) {
+        snprintf(path, sizeof(path), "%s/state.db%s", n->data_dir, suffix[i]);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno != ENOENT)
+                n->ckpt_rv = -errno;
+            continue;
+        }
+        if (fsync(fd) != 0)
+            n->ckpt_rv = -errno;
+        close(fd);
+    }
+}
+
+static void ckpt_done(uv_work_t *req, int status)
+{
+    dl_kv_node_t *n = req->data;
+    (void)status;
+    n->ckpt_busy = 0;
+    if (n->stopping)
+        return;
+    if (n->ckpt_rv) {
+        DL_WARN("cannot make the state machine durable for compaction: %s",
+                dl_strerror(n->ckpt_rv));
+        return;
+    }
+    /* The log before ckpt_index may go, but for a margin that lagging followers can still
+     * catch up from without a snapshot. Whole segments only: the log keeps the rest. */
+    uint64_t keep = (uint64_t)n->snapshot_entries < SNAP_CATCH_UP_ENTRIES
+                        ? (uint64_t)n->snapshot_entries
+                        : SNAP_CATCH_UP_ENTRIES;
+    uint64_t before = n->ckpt_index + 1 > keep ? n->ckpt_index + 1 - keep : 1;
+    uint64_t first = dl_raft_compact(n->raft, before);
+    int rv = dl_seglog_drop_prefix(n->log, first);
+    if (rv)
+        DL_WARN("cannot drop the log before %" PRIu64 ": %s", first, dl_strerror(rv));
+    n->compacted_at = n->ckpt_index;
+    dl_metric_inc(n->m_compactions);
+    DL_DEBUG("state machine durable through %" PRIu64 "; the log starts at %" PRIu64
+             " (file from %" PRIu64 ")",
+             n->ckpt_index, first, dl_seglog_first_index(n->log));
+}
+
+void dl__kv_snap_maybe_compact(dl_kv_node_t *n)
+{
+    if (n->snapshot_entries <= 0 || n->ckpt_busy || n->stopping)
+        return;
+    uint64_t applied = dl_kv_store_applied(n->store);
+    if (applied < n->compacted_at + (uint64_t)n->snapshot_entries)
+        return;
+    n->ckpt_index = applied; /* committed to SQLite already: the fsync covers it */
+    n->ckpt_busy = 1;
+    n->ckpt_work.data = n;
+    if (uv_queue_work(n->loop, &n->ckpt_work, ckpt_run, ckpt_done) < 0)
+        n->ckpt_busy = 0;
 }
 
 /* ---- Sending ------------------------------------------------------------------------------ */

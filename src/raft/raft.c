@@ -84,6 +84,14 @@ void dl__raft_finish(dl_raft_t *r, dl_raft_update_t *u)
     if (u->apply_to < r->applied && !u->reset_state_machine)
         u->apply_to = r->applied;
     u->chunk = r->out_chunk.len > 0 || r->out_chunk.last ? &r->out_chunk : NULL;
+    /* A file is worth making only for a follower that answers its heartbeats now (not one
+     * that is down: it would be out of date again by the time the follower returns). */
+    if (r->role == DL_RAFT_LEADER)
+        for (size_t i = 0; i < r->n_peers; i++)
+            if (r->peers[i].snapshot && r->peers[i].snap_index == 0 &&
+                r->peers[i].last_ack_ms != 0 &&
+                r->now_ms - r->peers[i].last_ack_ms < 3 * r->config.heartbeat_ms)
+                u->snapshot_needed = 1;
 }
 
 dl_raft_msg_t *dl__raft_new_msg(dl_raft_t *r, uint8_t type, uint64_t to)
@@ -564,7 +572,9 @@ static int truncate_from(dl_raft_t *r, uint64_t from, dl_raft_update_t *u)
 {
     uint64_t last = dl_raft_last_index(r);
     assert(from >= r->first_index && from <= last);
-    if (from <= r->snap_index) {
+    if (r->applied >= from && r->first_index > 1) {
+        /* Applied entries go, and the log no longer reaches back far enough to rebuild the
+         * state machine without them: start over from the leader. */
         dl__raft_reset_all(r, from, u);
         return 1;
     }
@@ -575,8 +585,7 @@ static int truncate_from(dl_raft_t *r, uint64_t from, dl_raft_update_t *u)
             if (r->meta[i - r->first_index].type == DL_RAFT_ENTRY_NORMAL)
                 u->discarded_applied++;
         u->reset_state_machine = 1;
-        /* the driver rebuilds its state machine from the snapshot and the log */
-        r->applied = r->snap_index;
+        r->applied = 0; /* the driver rebuilds its state machine from the log */
     }
     r->n_meta = from - r->first_index;
     if (r->persisted >= from)

@@ -24,7 +24,7 @@ int dl_raft_snapshot_taken(dl_raft_t *r, uint64_t index, uint64_t size)
     uint64_t term = dl_raft_term_at(r, index);
     if (term == 0)
         return -EINVAL;
-    if (index <= r->snap_index)
+    if (index <= r->snap_index && r->snap_size > 0)
         return 0; /* an older one finished late: keep the newer */
     r->snap_index = index;
     r->snap_term = term;
@@ -34,8 +34,8 @@ int dl_raft_snapshot_taken(dl_raft_t *r, uint64_t index, uint64_t size)
 
 uint64_t dl_raft_compact(dl_raft_t *r, uint64_t before)
 {
-    if (before > r->snap_index + 1)
-        before = r->snap_index + 1;
+    if (before > r->applied + 1)
+        before = r->applied + 1;
     if (before <= r->first_index)
         return r->first_index;
     uint64_t drop = before - r->first_index;
@@ -53,6 +53,8 @@ int dl_raft_restore_snapshot(dl_raft_t *r, uint64_t index, uint64_t term, uint64
 {
     if (r->started || r->n_meta != 0 || index == 0 || term == 0 || r->first_index != index + 1)
         return -EINVAL;
+    /* size 0: the state machine itself holds the state up to index, and there is no snapshot
+     * file yet (one is made when a follower needs it). */
     if (membership != NULL)
         dl__raft_config_reset(r, index, membership, NULL);
     r->prev_term = term;
@@ -69,6 +71,12 @@ uint64_t dl_raft_snapshot_index(const dl_raft_t *r)
 
 /* ---- Leader -------------------------------------------------------------------------------- */
 
+/* A snapshot file a follower can continue from: it reaches the log's first index. */
+static int file_usable(const dl_raft_t *r)
+{
+    return r->snap_size > 0 && r->snap_index + 1 >= r->first_index;
+}
+
 void dl__raft_start_snapshot(dl_raft_t *r, struct progress *p)
 {
     p->snapshot = 1;
@@ -76,9 +84,12 @@ void dl__raft_start_snapshot(dl_raft_t *r, struct progress *p)
     p->probe_sent = 0;
     p->inflight_count = 0;
     p->inflight_head = 0;
-    p->snap_index = r->snap_index;
-    p->snap_term = r->snap_term;
-    p->snap_size = r->snap_size;
+    /* Without a usable file the transfer waits (snap_index 0) and the update asks the driver
+     * for one (snapshot_needed). */
+    int usable = file_usable(r);
+    p->snap_index = usable ? r->snap_index : 0;
+    p->snap_term = usable ? r->snap_term : 0;
+    p->snap_size = usable ? r->snap_size : 0;
     p->snap_sent = 0;
     p->snap_acked = 0;
     p->snap_acked_at_heartbeat = 0;
@@ -87,8 +98,11 @@ void dl__raft_start_snapshot(dl_raft_t *r, struct progress *p)
 
 void dl__raft_send_snapshot_chunks(dl_raft_t *r, struct progress *p, uint64_t now_ms)
 {
-    if (p->snap_index == 0)
-        return; /* cannot happen: only what a snapshot holds is compacted */
+    if (p->snap_index == 0) {
+        if (!file_usable(r))
+            return; /* waiting for the driver's snapshot file */
+        dl__raft_start_snapshot(r, p);
+    }
     uint64_t chunk = r->config.max_msg_bytes;
     uint64_t window = chunk * SNAP_WINDOW_CHUNKS;
     while (p->snap_sent < p->snap_size && p->snap_sent - p->snap_acked < window) {

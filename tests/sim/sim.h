@@ -130,6 +130,7 @@ struct sim_node {
     struct sim_applied *snap;
     size_t snap_cap;
     uint64_t log_first;
+    uint64_t compacted_at; /* applied index at the last compaction */
     uint8_t *rcv;
     size_t rcv_len, rcv_cap;
     /* Configuration entries the state machine applied (index order), as the kv store records
@@ -162,7 +163,7 @@ int sim_check_apply(struct sim_world *w, struct sim_node *n, uint64_t index);
 int sim_check_truncate(struct sim_world *w, struct sim_node *n, uint64_t from);
 /* The prefix hash of the entry (index, term) as first written anywhere; 0 if never written. */
 uint64_t sim_check_phash(struct sim_world *w, uint64_t index, uint64_t term);
-/* The content hash of n's entry at index, from its snapshot below log_first; 0 if none. */
+/* The content hash of n's entry at index (from its state machine below log_first); 0 if none. */
 uint64_t sim_entry_chash(const struct sim_node *n, uint64_t index);
 /* n's state machine was reset because the log was truncated from `from`. */
 int sim_check_reset(struct sim_world *w, struct sim_node *n, uint64_t from,

@@ -174,8 +174,8 @@ uint64_t sim_check_phash(struct sim_world *w, uint64_t index, uint64_t term)
 
 uint64_t sim_entry_chash(const struct sim_node *n, uint64_t index)
 {
-    if (index < n->log_first)
-        return index <= n->snap_index ? n->snap[index].chash : 0;
+    if (index < n->log_first) /* compacted: the state machine holds it */
+        return index <= n->sm_applied ? n->sm[index].chash : 0;
     return index <= n->last ? n->log[index].chash : 0;
 }
 

@@ -211,15 +211,7 @@ static void net_send(struct sim_world *w, struct sim_node *from, const dl_raft_m
 static void apply_entries(struct sim_world *w, struct sim_node *n, uint64_t upto);
 static void receive_chunk(struct sim_world *w, struct sim_node *n,
                           const dl_raft_snapshot_chunk_t *c);
-
-/* The state machine goes back to the snapshot (as the kv node restores it from its file). */
-static void restore_snapshot(struct sim_node *n)
-{
-    sim_applied_reserve(&n->sm, &n->sm_cap, n->snap_index);
-    for (uint64_t i = 1; i <= n->snap_index; i++)
-        n->sm[i] = n->snap[i];
-    n->sm_applied = n->sm_durable = n->snap_index;
-}
+static void take_file_snapshot(struct sim_world *w, struct sim_node *n);
 
 void sim_carry_out(struct sim_world *w, struct sim_node *n, const dl_raft_update_t *u)
 {
@@ -294,8 +286,13 @@ void sim_carry_out(struct sim_world *w, struct sim_node *n, const dl_raft_update
         sim_trace(w, n, "reset the state machine (applied %" PRIu64 ")", n->sm_applied);
         if (sim_check_reset(w, n, u->truncate_from, u->discarded_applied))
             return;
-        restore_snapshot(n);
-        sim_forget_confs_after(n, n->snap_index);
+        /* Only possible while the log still starts at 1: it is rebuilt from the log. */
+        if (n->log_first != 1)
+            return sim_fail(
+                w, "n%" PRIu64 ": state machine reset with a compacted log (first %" PRIu64 ")",
+                n->id, n->log_first);
+        n->sm_applied = n->sm_durable = 0;
+        sim_forget_confs_after(n, 0);
     }
     for (size_t i = 0; i < u->n_entries; i++) {
         const dl_raft_entry_t *e = &u->entries[i];
@@ -335,6 +332,8 @@ void sim_carry_out(struct sim_world *w, struct sim_node *n, const dl_raft_update
         apply_entries(w, n, u->apply_to);
     if (!w->stop)
         sim_check_roles(w, n);
+    if (u->snapshot_needed && !w->stop)
+        take_file_snapshot(w, n);
     if (u->chunk && !w->stop)
         receive_chunk(w, n, u->chunk); /* installs it, calling into the core, when complete */
 }
@@ -392,11 +391,12 @@ static void apply_entries(struct sim_world *w, struct sim_node *n, uint64_t upto
     sim_maybe_snapshot(w, n);
 }
 
-void sim_maybe_snapshot(struct sim_world *w, struct sim_node *n)
+/* Writes a snapshot file of the state machine (the leader's driver, when a follower needs one). */
+static void take_file_snapshot(struct sim_world *w, struct sim_node *n)
 {
-    if (w->snapshot_every == 0 || n->sm_applied < n->snap_index + w->snapshot_every)
-        return;
     uint64_t index = n->sm_applied;
+    if (index == 0 || (n->snap_index > 0 && n->snap_index + 1 >= dl_raft_first_index(n->r)))
+        return; /* the file it has still reaches the log */
     sim_applied_reserve(&n->snap, &n->snap_cap, index);
     for (uint64_t i = 1; i <= index; i++)
         n->snap[i] = n->sm[i];
@@ -407,7 +407,19 @@ void sim_maybe_snapshot(struct sim_world *w, struct sim_node *n)
     n->snap_conf = *sim_conf_at(w, n, index); /* before snap_index moves */
     n->snap_index = index;
     n->snap_term = n->sm[index].term;
-    /* Keep a random number of entries behind the snapshot for followers that lag a little. */
+    sim_trace(w, n, "snapshot file at %" PRIu64 " term %" PRIu64 " for a follower", index,
+              n->snap_term);
+}
+
+/* Every snapshot_every applied entries: the state machine is made durable (as the kv node
+ * fsyncs SQLite's files), and the log before it compacted, but for a random margin. */
+void sim_maybe_snapshot(struct sim_world *w, struct sim_node *n)
+{
+    if (w->snapshot_every == 0 || n->sm_applied < n->compacted_at + w->snapshot_every)
+        return;
+    uint64_t index = n->sm_applied;
+    n->sm_durable = index;
+    n->compacted_at = index;
     uint64_t keep = sim_rng_below(&w->rng, w->snapshot_every + 1);
     uint64_t before = index + 1 > keep ? index + 1 - keep : 1;
     uint64_t first = dl_raft_compact(n->r, before);
@@ -416,8 +428,8 @@ void sim_maybe_snapshot(struct sim_world *w, struct sim_node *n)
                         "n%" PRIu64 ": compacting before %" PRIu64 " leaves first index %" PRIu64,
                         n->id, before, first);
     n->log_first = first;
-    sim_trace(w, n, "snapshot at %" PRIu64 " term %" PRIu64 ", log now starts at %" PRIu64, index,
-              n->snap_term, first);
+    sim_trace(w, n, "state machine durable at %" PRIu64 "; log now starts at %" PRIu64, index,
+              first);
 }
 
 /* Stores a chunk of an incoming snapshot; the last one installs it, as raft.h prescribes. */

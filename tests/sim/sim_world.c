@@ -90,33 +90,32 @@ static void start_node(struct sim_world *w, struct sim_node *n)
     dl_raft_config_t cfg = w->base;
     cfg.id = n->id;
     cfg.seed = sim_rng_next(&w->rng);
-    /* As src/kv/node.c: the core's log starts right after the snapshot. */
-    int rv = dl_raft_new(&cfg, &n->hs, n->snap_index + 1, &n->r);
+    /* As src/kv/node.c: the core's log starts after what the durable state machine holds;
+     * snapshot files do not survive a restart (one is made when a follower needs it). */
+    uint64_t base = n->sm_durable;
+    n->snap_index = n->snap_term = 0;
+    if (n->log_first > base + 1)
+        return sim_fail(w,
+                        "n%" PRIu64 " restarts with a log compacted to %" PRIu64
+                        " but a state machine durable only through %" PRIu64,
+                        n->id, n->log_first - 1, base);
+    if (n->last < base)
+        return sim_fail(w,
+                        "n%" PRIu64 " restarts with a log (last %" PRIu64
+                        ") behind its state machine %" PRIu64,
+                        n->id, n->last, base);
+    int rv = dl_raft_new(&cfg, &n->hs, base + 1, &n->r);
     if (rv != 0)
         return sim_fail(w, "dl_raft_new for n%" PRIu64 " failed: %d", n->id, rv);
-    if (n->snap_index > 0) {
-        rv = dl_raft_restore_snapshot(n->r, n->snap_index, n->snap_term,
-                                      sim_snap_size(w, n, n->snap_index),
-                                      sim_conf_at(w, n, n->snap_index));
+    if (base > 0) {
+        rv = dl_raft_restore_snapshot(n->r, base, n->sm[base].term, 0, sim_conf_at(w, n, base));
         if (rv != 0)
             return sim_fail(w, "dl_raft_restore_snapshot failed: %d", rv);
-        if (n->last < n->snap_index)
-            return sim_fail(w,
-                            "n%" PRIu64 " restarts with a log (last %" PRIu64
-                            ") behind its snapshot %" PRIu64,
-                            n->id, n->last, n->snap_index);
     }
-    n->log_first = n->snap_index + 1;
+    n->log_first = base + 1;
+    n->compacted_at = base;
     n->rcv_len = 0;
-    if (n->sm_durable < n->snap_index) {
-        /* The state machine's last commit is older than the snapshot: start from the snapshot. */
-        sim_applied_reserve(&n->sm, &n->sm_cap, n->snap_index);
-        for (uint64_t i = 1; i <= n->snap_index; i++)
-            n->sm[i] = n->snap[i];
-        n->sm_applied = n->sm_durable = n->snap_index;
-        sim_record_conf(n, n->snap_index, &n->snap_conf);
-    }
-    for (uint64_t i = n->snap_index + 1; i <= n->last; i++) {
+    for (uint64_t i = base + 1; i <= n->last; i++) {
         rv = dl_raft_restore_entry(n->r, n->log[i].term, n->log[i].type, n->log[i].data,
                                    n->log[i].len);
         if (rv != 0)
@@ -124,8 +123,7 @@ static void start_node(struct sim_world *w, struct sim_node *n)
     }
     /* As src/kv/node.c: the state machine must agree with the log it was built from. */
     uint64_t applied = n->sm_applied;
-    if (applied > n->last ||
-        (applied > n->snap_index && n->log[applied].term != n->sm[applied].term))
+    if (applied > n->last || (applied > base && n->log[applied].term != n->sm[applied].term))
         return sim_fail(w,
                         "n%" PRIu64 " restarts with a state machine at %" PRIu64
                         " that its durable log (last %" PRIu64 ") does not back",

@@ -51,6 +51,7 @@ struct node {
     size_t rcv_len;
     uint64_t chunks_received;
     uint64_t installs;
+    uint64_t files_made;
 };
 
 struct queued {
@@ -92,16 +93,29 @@ static inline void apply_to(struct node *nd, uint64_t upto)
     nd->applied = upto;
 }
 
-/* Snapshots the state machine at its applied index and compacts the log up to it. */
-static inline void take_snapshot(struct cluster *c, uint64_t id)
+/* Writes a snapshot file of the state machine at its applied index. */
+static inline void make_file(struct node *nd)
 {
-    struct node *nd = &c->nodes[id - 1];
     memcpy(nd->snap, nd->sm, nd->sm_len);
     nd->snap_len = nd->sm_len;
     nd->snap_index = nd->applied;
     nd->snap_term = nd->log[nd->applied].term;
+    nd->files_made++;
     assert_int_equal(dl_raft_snapshot_taken(nd->r, nd->applied, nd->snap_len), 0);
+}
+
+/* Compacts the log up to the applied index (the state machine counts as durable). */
+static inline void compact(struct cluster *c, uint64_t id)
+{
+    struct node *nd = &c->nodes[id - 1];
     assert_int_equal(dl_raft_compact(nd->r, nd->applied + 1), nd->applied + 1);
+}
+
+/* Snapshot file and compaction at once. */
+static inline void take_snapshot(struct cluster *c, uint64_t id)
+{
+    make_file(&c->nodes[id - 1]);
+    compact(c, id);
 }
 
 /* A complete incoming snapshot: installed as raft.h prescribes. */
@@ -201,6 +215,9 @@ static inline void handle(struct cluster *c, struct node *nd, const dl_raft_upda
         dl_raft_applied(nd->r, nd->applied);
     }
     persist_all(c, nd);
+    if (u->snapshot_needed &&
+        !(nd->snap_len > 0 && nd->snap_index + 1 >= dl_raft_first_index(nd->r)))
+        make_file(nd); /* as the driver does when a follower needs a snapshot */
     if (u->chunk) {
         const dl_raft_snapshot_chunk_t *k = u->chunk;
         if (k->offset == 0)

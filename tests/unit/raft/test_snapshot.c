@@ -98,19 +98,38 @@ static void test_a_restarted_node_recovers_from_its_snapshot_and_the_log_after_i
     free_cluster(c);
 }
 
-static void test_compaction_never_drops_what_no_snapshot_holds(void **state)
+static void test_compaction_never_drops_what_is_not_applied(void **state)
 {
     (void)state;
     struct cluster *c = new_cluster(3, 0);
     write_n(c, 1, 5, "z");
     dl_raft_t *r = node_of(c, 1)->r;
-    /* Nothing to compact without a snapshot; an unapplied index cannot be snapshotted. */
-    assert_int_equal(dl_raft_compact(r, 4), 1);
+    uint64_t applied = node_of(c, 1)->applied;
     assert_int_equal(dl_raft_snapshot_taken(r, dl_raft_last_index(r) + 1, 10), -EINVAL);
-    assert_int_equal(dl_raft_snapshot_taken(r, 3, 10), 0);
-    assert_int_equal(dl_raft_compact(r, 100), 4); /* at most up to the snapshot */
-    assert_int_equal(dl_raft_term_at(r, 3), node_of(c, 1)->log[3].term);
-    assert_int_equal(dl_raft_term_at(r, 2), 0);
+    assert_int_equal(dl_raft_compact(r, 100), applied + 1); /* at most up to the applied index */
+    assert_int_equal(dl_raft_term_at(r, applied), node_of(c, 1)->log[applied].term);
+    assert_int_equal(dl_raft_term_at(r, applied - 1), 0);
+    free_cluster(c);
+}
+
+static void test_a_snapshot_file_is_made_only_when_a_follower_needs_one(void **state)
+{
+    (void)state;
+    struct cluster *c = new_cluster(3, 0);
+    node_of(c, 3)->up = 0;
+    write_n(c, 1, 12, "lazy");
+    /* Compaction alone: the state machine is durable, no file is written. */
+    compact(c, 1);
+    write_n(c, 1, 2, "more");
+    assert_int_equal(node_of(c, 1)->files_made, 0);
+    node_of(c, 3)->up = 1;
+    dl_raft_peer_down(node_of(c, 1)->r, 3);
+    for (int i = 0; i < 4; i++)
+        tick(c, 100);
+    /* Node 3 needed compacted entries: the leader was asked for a file, once, and sent it. */
+    assert_int_equal(node_of(c, 1)->files_made, 1);
+    assert_int_equal(node_of(c, 3)->installs, 1);
+    assert_same_state(node_of(c, 1), node_of(c, 3));
     free_cluster(c);
 }
 
@@ -153,7 +172,8 @@ int main(void)
         cmocka_unit_test(test_a_follower_behind_the_compacted_log_gets_the_snapshot_in_chunks),
         cmocka_unit_test(test_a_lost_chunk_is_sent_again_and_the_transfer_resumes),
         cmocka_unit_test(test_a_restarted_node_recovers_from_its_snapshot_and_the_log_after_it),
-        cmocka_unit_test(test_compaction_never_drops_what_no_snapshot_holds),
+        cmocka_unit_test(test_compaction_never_drops_what_is_not_applied),
+        cmocka_unit_test(test_a_snapshot_file_is_made_only_when_a_follower_needs_one),
         cmocka_unit_test(test_a_new_leader_with_a_compacted_log_sends_its_own_snapshot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
