@@ -28,20 +28,6 @@
 /* Caught up enough to vote: within this many entries of the leader's commit index. */
 #define PROMOTE_LAG 100
 
-static int split_hostport(const char *text, char *host, size_t hostlen, int *port)
-{
-    const char *colon = strrchr(text, ':');
-    if (colon == NULL || colon == text || (size_t)(colon - text) >= hostlen)
-        return -EINVAL;
-    int64_t p;
-    if (dl_parse_int64(colon + 1, &p) != 0 || p < 1 || p > 65535)
-        return -EINVAL;
-    memcpy(host, text, (size_t)(colon - text));
-    host[colon - text] = '\0';
-    *port = (int)p;
-    return 0;
-}
-
 static int book_slot(dl_kv_node_t *n, uint64_t id)
 {
     for (size_t i = 0; i < n->n_nodes; i++)
@@ -62,8 +48,8 @@ static int book_put(dl_kv_node_t *n, uint64_t id, const char *peer, const char *
         n->nodes[k].id = id;
         n->node_http[k][0] = '\0';
     }
-    if (peer != NULL &&
-        split_hostport(peer, n->nodes[k].host, sizeof(n->nodes[k].host), &n->nodes[k].port) != 0)
+    if (peer != NULL && dl__kv_parse_hostport(peer, n->nodes[k].host, sizeof(n->nodes[k].host),
+                                              &n->nodes[k].port) != 0)
         return -EINVAL;
     if (http != NULL)
         snprintf(n->node_http[k], sizeof(n->node_http[k]), "%s", http);
@@ -298,8 +284,8 @@ void dl__kv_handle_members_post(void *ctx, dl_http_req_t *req)
     char host[64];
     int port;
     if (j == NULL || id < 1 || id > DL_KV_MAX_NODES || peer == NULL ||
-        split_hostport(peer, host, sizeof(host), &port) != 0 ||
-        (http != NULL && split_hostport(http, host, sizeof(host), &port) != 0) ||
+        dl__kv_parse_hostport(peer, host, sizeof(host), &port) != 0 ||
+        (http != NULL && dl__kv_parse_hostport(http, host, sizeof(host), &port) != 0) ||
         (role != NULL && strcmp(role, "voter") != 0 && strcmp(role, "learner") != 0)) {
         json_decref(j);
         return dl_http_reply_error(req, DL_EBADREQUEST,

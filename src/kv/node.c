@@ -37,8 +37,7 @@ uint64_t dl__kv_now_ms(dl_kv_node_t *n)
  * Configuration
  */
 
-/* Parses host:port. Returns 0 or -EINVAL. */
-static int parse_hostport(const char *text, char *host, size_t hostlen, int *port)
+int dl__kv_parse_hostport(const char *text, char *host, size_t hostlen, int *port)
 {
     const char *colon = strrchr(text, ':');
     if (colon == NULL || colon == text || (size_t)(colon - text) >= hostlen)
@@ -72,7 +71,7 @@ static int parse_peers(dl_kv_node_t *n, const char *text, char *err, size_t errl
         dl_peer_addr_t *a = &n->nodes[n->n_nodes];
         if (eq == NULL || (*eq = '\0', dl_parse_int64(item, &id) != 0) || id < 1 ||
             id > DL_KV_MAX_NODES ||
-            parse_hostport(eq + 1, a->host, sizeof(a->host), &a->port) != 0) {
+            dl__kv_parse_hostport(eq + 1, a->host, sizeof(a->host), &a->port) != 0) {
             snprintf(err, errlen, "--peers: expected ID=HOST:PORT with ID from 1 to %d, got '%s'",
                      DL_KV_MAX_NODES, item);
             rv = -EINVAL;
@@ -1547,11 +1546,11 @@ int dl_kv_node_main(int argc, char **argv)
             dl_log_set_level(level);
         }
     }
-    if (rv == 0 && http && parse_hostport(http, http_host, sizeof(http_host), &http_port)) {
+    if (rv == 0 && http && dl__kv_parse_hostport(http, http_host, sizeof(http_host), &http_port)) {
         snprintf(err, sizeof(err), "--http must be HOST:PORT, not '%s'", http);
         rv = -EINVAL;
     }
-    if (rv == 0 && peer && parse_hostport(peer, peer_host, sizeof(peer_host), &peer_port)) {
+    if (rv == 0 && peer && dl__kv_parse_hostport(peer, peer_host, sizeof(peer_host), &peer_port)) {
         snprintf(err, sizeof(err), "--peer must be HOST:PORT, not '%s'", peer);
         rv = -EINVAL;
     }

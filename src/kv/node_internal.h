@@ -224,6 +224,8 @@ int dl__kv_transfer_leader(dl_kv_node_t *n, uint64_t to);
 const char *dl__kv_leader_http(dl_kv_node_t *n);
 
 /* node.c */
+/* Parses host:port. Returns 0 or -EINVAL. */
+int dl__kv_parse_hostport(const char *text, char *host, size_t hostlen, int *port);
 /* Carries out an update of the core (for modules that call into the core). */
 void dl__kv_process(dl_kv_node_t *n, const dl_raft_update_t *u);
 /* Copies before a client is answered, from --replication and the number of voters. */
