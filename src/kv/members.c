@@ -186,7 +186,7 @@ void dl__kv_members_tick(dl_kv_node_t *n)
     }
 }
 
-static json_t *members_json(dl_kv_node_t *n)
+json_t *dl__kv_members_json(dl_kv_node_t *n)
 {
     dl_raft_membership_t m;
     uint64_t at = dl_raft_membership(n->raft, &m);
@@ -223,14 +223,9 @@ static json_t *members_json(dl_kv_node_t *n)
     return body;
 }
 
-json_t *dl__kv_members_json(dl_kv_node_t *n)
-{
-    return members_json(n);
-}
-
 void dl__kv_handle_members_get(void *ctx, dl_http_req_t *req)
 {
-    dl_http_reply_json(req, 200, members_json(ctx), NULL);
+    dl_http_reply_json(req, 200, dl__kv_members_json(ctx), NULL);
 }
 
 static int change_allowed(dl_kv_node_t *n, dl_http_req_t *req)
@@ -259,7 +254,7 @@ static void reply_proposed(dl_kv_node_t *n, dl_http_req_t *req, int rv, uint64_t
                                    "that would change more than one voter at once");
     if (rv)
         return dl_http_reply_error(req, rv, "cannot propose the change: %s", dl_strerror(rv));
-    json_t *body = members_json(n);
+    json_t *body = dl__kv_members_json(n);
     json_object_set_new(body, "index", json_integer((json_int_t)index));
     dl_http_reply_json(req, 202, body, NULL);
 }

@@ -257,6 +257,19 @@ static int decode_record(const uint8_t *rec, size_t len, uint64_t *term, uint8_t
     return 0;
 }
 
+/* The term of the log record at index. */
+static int read_term(dl_kv_node_t *n, uint64_t index, uint64_t *term)
+{
+    void *data = NULL;
+    size_t len = 0;
+    uint8_t type;
+    int rv = dl_seglog_read(n->log, index, &data, &len);
+    if (rv == 0)
+        rv = decode_record(data, len, term, &type);
+    free(data);
+    return rv;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Entry cache
  */
@@ -904,9 +917,9 @@ static void process(dl_kv_node_t *n, const dl_raft_update_t *u)
             dl_raft_membership_t m;
             int have = store_membership(n, &m);
             dl_raft_update_t u2;
+            /* u2 says the membership changed: process() dials the members. */
             dl_raft_snapshot_installed(n->raft, have ? &m : NULL, dl__kv_now_ms(n), &u2);
             process(n, &u2);
-            dl__kv_members_changed(n);
         }
     }
 }
@@ -1339,14 +1352,8 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
     uint64_t applied = dl_kv_store_applied(n->store);
     uint64_t aterm = dl_kv_store_applied_term(n->store);
     if (applied > 0 && applied >= first && applied <= last) {
-        void *data = NULL;
-        size_t len = 0;
         uint64_t term = 0;
-        uint8_t type;
-        rv = dl_seglog_read(n->log, applied, &data, &len);
-        if (rv == 0)
-            rv = decode_record(data, len, &term, &type);
-        free(data);
+        rv = read_term(n, applied, &term);
         if (rv != 0 || term != aterm) {
             /* The entry it last applied is no longer the one in the log (a truncation whose
              * reset had not reached the disk). The log decides: rebuild from it if it starts
@@ -1392,13 +1399,7 @@ static int open_state(dl_kv_node_t *n, char *err, size_t errlen)
         base = first <= applied ? first : applied;
         base_term = aterm;
         if (base != applied) {
-            void *data = NULL;
-            size_t len = 0;
-            uint8_t type;
-            rv = dl_seglog_read(n->log, base, &data, &len);
-            if (rv == 0)
-                rv = decode_record(data, len, &base_term, &type);
-            free(data);
+            rv = read_term(n, base, &base_term);
             if (rv) {
                 snprintf(err, errlen, "log entry %" PRIu64 " is unreadable: %s", base,
                          dl_strerror(rv));

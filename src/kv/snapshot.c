@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ddialab/error.h"
@@ -131,8 +130,6 @@ int dl__kv_snap_open(dl_kv_node_t *n, char *err, size_t errlen)
     }
     closedir(d);
     dl_fsync_dir(dir);
-    (void)err;
-    (void)errlen;
     return 0;
 }
 

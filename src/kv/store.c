@@ -361,16 +361,6 @@ int dl_kv_store_members(dl_kv_store_t *s, void **payload, size_t *len)
     return read_members(s->db, payload, len);
 }
 
-int dl_kv_snapshot_members(const char *path, void **payload, size_t *len)
-{
-    sqlite3 *db = NULL;
-    int rv = DL_ECORRUPT;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK)
-        rv = read_members(db, payload, len);
-    sqlite3_close(db);
-    return rv;
-}
-
 int dl_kv_store_commit(dl_kv_store_t *s, uint64_t applied_index, uint64_t applied_term)
 {
     sqlite3_stmt *st = s->stmt[STMT_SET_APPLIED];

@@ -67,10 +67,9 @@ int dl_kv_store_commit(dl_kv_store_t *s, uint64_t applied_index, uint64_t applie
 /* Applying a configuration entry (within the transaction): records its payload as the
  * membership in force. */
 int dl_kv_store_apply_config(dl_kv_store_t *s, const void *payload, size_t len);
-/* The membership payload recorded by the store, or in a snapshot file; *payload NULL when none
- * (the initial membership from the flags). The caller frees *payload. */
+/* The membership payload recorded by the store; *payload NULL when none (the initial
+ * membership from the flags). The caller frees *payload. */
 int dl_kv_store_members(dl_kv_store_t *s, void **payload, size_t *len);
-int dl_kv_snapshot_members(const char *path, void **payload, size_t *len);
 /* The term of the entry at the applied index, recorded with it (0 before anything applied). */
 uint64_t dl_kv_store_applied_term(const dl_kv_store_t *s);
 void dl_kv_store_rollback(dl_kv_store_t *s);
