@@ -23,6 +23,9 @@
 #define CACHE_MAX_BYTES     (64u << 20)
 #define RECORD_HEADER_BYTES 9 /* u64 term, u8 type */
 #define APPLY_CHUNK         4096
+/* Applied entries that force a state-machine commit before the next tick does (etcd's backend
+ * commits every 100 ms or 10000 writes). */
+#define FLUSH_ENTRIES 10000
 /* The largest value (64 MiB), a key and the record and command headers. */
 #define LOG_MAX_RECORD_BYTES ((64u << 20) + DL_KV_MAX_KEY_BYTES + 64)
 
@@ -509,7 +512,9 @@ int dl__kv_submit(dl_kv_node_t *n, dl_http_req_t *req, const dl_kv_command_t *cm
  * Applying committed entries
  */
 
-/* Applies entries up to `upto` in chunks, one SQLite transaction each, answering waiters. */
+/* Applies entries up to `upto` in chunks, answering each chunk's waiters once it is marked
+ * applied. The SQLite transaction stays open across chunks and calls; dl__kv_flush commits it
+ * (every tick, before compaction and snapshot copies, and every FLUSH_ENTRIES entries). */
 static int apply_upto(dl_kv_node_t *n, uint64_t upto)
 {
     uint64_t applied = dl_kv_store_applied(n->store);
@@ -518,7 +523,7 @@ static int apply_upto(dl_kv_node_t *n, uint64_t upto)
         int rv = dl_kv_store_begin(n->store);
         if (rv)
             return rv;
-        /* Results for this chunk's waiters are sent only after the transaction commits. */
+        /* Results for this chunk's waiters are sent only after the chunk is marked applied. */
         dl_kv_result_t results[64];
         dl_kv_waiter_t *answered[64];
         size_t n_answered = 0;
@@ -544,12 +549,6 @@ static int apply_upto(dl_kv_node_t *n, uint64_t upto)
                 dl__kv_reply_failed(n, stale, DL_EDISCARDED, "the entry was replaced");
                 free(stale);
             }
-            /* A waiter whose entry is behind us can only be one a truncation replaced. */
-            while (n->wait_head != NULL && n->wait_head->index < i) {
-                dl_kv_waiter_t *stale = pop_waiter(n);
-                dl__kv_reply_failed(n, stale, DL_EDISCARDED, "the entry was replaced");
-                free(stale);
-            }
             if (n->wait_head != NULL && n->wait_head->index == i) {
                 results[n_answered] = res;
                 answered[n_answered++] = pop_waiter(n);
@@ -568,7 +567,7 @@ static int apply_upto(dl_kv_node_t *n, uint64_t upto)
             DL_ERROR("applying entry %" PRIu64 " failed: %s", i, dl_strerror(rv));
             return rv;
         }
-        rv = dl_kv_store_commit(n->store, i - 1, dl_raft_term_at(n->raft, i - 1));
+        rv = dl_kv_store_mark_applied(n->store, i - 1, dl_raft_term_at(n->raft, i - 1));
         for (size_t k = 0; k < n_answered; k++) {
             dl_kv_waiter_t *w = answered[k];
             if (w->answered_early) {
@@ -597,6 +596,8 @@ static int apply_upto(dl_kv_node_t *n, uint64_t upto)
             return rv;
         applied = i - 1;
         dl_raft_applied(n->raft, applied);
+        if (applied - dl_kv_store_flushed(n->store) >= FLUSH_ENTRIES && dl__kv_flush(n) != 0)
+            return 0; /* stopping already */
     }
     return 0;
 }
@@ -610,6 +611,14 @@ static void fatal(dl_kv_node_t *n, const char *what, int rv)
     DL_ERROR("%s: %s; stopping so that no acknowledged data is put at risk", what, dl_strerror(rv));
     n->exit_code = 1;
     uv_stop(n->loop);
+}
+
+int dl__kv_flush(dl_kv_node_t *n)
+{
+    int rv = dl_kv_store_flush(n->store);
+    if (rv)
+        fatal(n, "cannot commit applied entries to the state machine", rv);
+    return rv;
 }
 
 static int write_entries(dl_kv_node_t *n, const dl_raft_entry_t *entries, size_t count)
@@ -1100,6 +1109,8 @@ static void on_tick(uv_timer_t *t)
     dl_raft_update_t u;
     dl_raft_tick(n->raft, now, &u);
     process(n, &u);
+    if (dl__kv_flush(n) != 0)
+        return;
     dl__kv_members_tick(n);
     expire_waiters(n, now);
     if (n->n_snaps > 1)

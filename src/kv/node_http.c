@@ -308,6 +308,8 @@ static json_t *status_json(dl_kv_node_t *n)
     json_object_set_new(s, "commit_index", json_integer((json_int_t)dl_raft_commit_index(r)));
     json_object_set_new(s, "applied_index",
                         json_integer((json_int_t)dl_kv_store_applied(n->store)));
+    json_object_set_new(s, "flushed_index",
+                        json_integer((json_int_t)dl_kv_store_flushed(n->store)));
     json_object_set_new(s, "persisted_index", json_integer((json_int_t)dl_raft_persisted_index(r)));
     json_object_set_new(s, "replication", json_string(n->replication));
     json_object_set_new(s, "commit_quorum", json_integer((json_int_t)n->commit_quorum));

@@ -228,6 +228,8 @@ const char *dl__kv_leader_http(dl_kv_node_t *n);
 int dl__kv_parse_hostport(const char *text, char *host, size_t hostlen, int *port);
 /* Carries out an update of the core (for modules that call into the core). */
 void dl__kv_process(dl_kv_node_t *n, const dl_raft_update_t *u);
+/* Commits the state machine's open transaction; a failure stops the node (it returns nonzero). */
+int dl__kv_flush(dl_kv_node_t *n);
 /* Copies before a client is answered, from --replication and the number of voters. */
 void dl__kv_update_ack_copies(dl_kv_node_t *n, size_t voters);
 

@@ -189,6 +189,8 @@ void dl__kv_snap_make_file(dl_kv_node_t *n)
     const dl_kv_snapfile_t *s = dl__kv_snap_latest(n);
     if (s != NULL && s->index + 1 >= dl_raft_first_index(n->raft))
         return; /* the newest file still reaches the log */
+    if (dl__kv_flush(n) != 0)
+        return; /* the copy's connection sees committed transactions only */
     dl_kv_snapjob_t *j = &n->snap_job;
     snprintf(j->db_path, sizeof(j->db_path), "%s/state.db", n->data_dir);
     tmp_path(n, "taking.tmp", j->tmp, sizeof(j->tmp));
@@ -258,9 +260,9 @@ void dl__kv_snap_maybe_compact(dl_kv_node_t *n)
     if (n->snapshot_entries <= 0 || n->ckpt_busy || n->stopping)
         return;
     uint64_t applied = dl_kv_store_applied(n->store);
-    if (applied < n->compacted_at + (uint64_t)n->snapshot_entries)
+    if (applied < n->compacted_at + (uint64_t)n->snapshot_entries || dl__kv_flush(n) != 0)
         return;
-    n->ckpt_index = applied; /* committed to SQLite already: the fsync covers it */
+    n->ckpt_index = applied; /* committed to SQLite now: the fsync covers it */
     n->ckpt_busy = 1;
     n->ckpt_work.data = n;
     if (uv_queue_work(n->loop, &n->ckpt_work, ckpt_run, ckpt_done) < 0)

@@ -95,10 +95,13 @@ static const char *const migrations[] = {
 struct dl_kv_store_s {
     sqlite3 *db;
     sqlite3_stmt *stmt[N_STMTS];
-    uint64_t applied;
+    uint64_t applied; /* the last index marked applied (visible to this connection) */
     uint64_t applied_term;
-    int64_t keys;       /* keys in the store, as of the last commit */
-    int64_t keys_delta; /* change by the transaction in progress */
+    uint64_t flushed; /* the applied index as of the last SQLite commit */
+    uint64_t flushed_term;
+    int64_t keys;         /* keys in the store, as of the last mark */
+    int64_t keys_flushed; /* keys in the store, as of the last SQLite commit */
+    int64_t keys_delta;   /* change by the applies since the last mark */
     int in_txn;
 };
 
@@ -133,6 +136,8 @@ static int load_applied(dl_kv_store_t *s)
     rc = sqlite3_step(st);
     s->applied_term = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
+    s->flushed = s->applied;
+    s->flushed_term = s->applied_term;
     return rc == SQLITE_ROW ? 0 : DL_ECORRUPT;
 }
 
@@ -171,7 +176,7 @@ int dl_kv_store_open(const char *path, dl_kv_store_t **out, char *errmsg, size_t
             goto err_after_open;
         }
     }
-    s->keys = count_keys(s);
+    s->keys = s->keys_flushed = count_keys(s);
     rv = s->keys < 0 ? DL_ECORRUPT : load_applied(s);
     if (rv) {
         snprintf(errmsg, errlen, "%s: cannot read the applied index", path);
@@ -193,7 +198,8 @@ void dl_kv_store_close(dl_kv_store_t *s)
 {
     if (s == NULL)
         return;
-    if (s->in_txn)
+    /* A clean stop keeps what was applied; were the commit to fail, the log redoes it. */
+    if (s->in_txn && dl_kv_store_flush(s) != 0)
         dl_kv_store_rollback(s);
     for (int i = 0; i < N_STMTS; i++)
         sqlite3_finalize(s->stmt[i]);
@@ -217,8 +223,15 @@ static int exec(dl_kv_store_t *s, const char *sql)
     return rc == SQLITE_OK ? 0 : sqlite_rv(s->db, rc);
 }
 
+uint64_t dl_kv_store_flushed(const dl_kv_store_t *s)
+{
+    return s->flushed;
+}
+
 int dl_kv_store_begin(dl_kv_store_t *s)
 {
+    if (s->in_txn)
+        return 0;
     int rv = exec(s, "BEGIN");
     if (rv == 0)
         s->in_txn = 1;
@@ -227,9 +240,12 @@ int dl_kv_store_begin(dl_kv_store_t *s)
 
 void dl_kv_store_rollback(dl_kv_store_t *s)
 {
-    s->keys_delta = 0;
     exec(s, "ROLLBACK");
     s->in_txn = 0;
+    s->keys_delta = 0;
+    s->keys = s->keys_flushed;
+    s->applied = s->flushed;
+    s->applied_term = s->flushed_term;
 }
 
 /* Runs a statement that returns no rows and resets it. */
@@ -361,23 +377,36 @@ int dl_kv_store_members(dl_kv_store_t *s, void **payload, size_t *len)
     return read_members(s->db, payload, len);
 }
 
-int dl_kv_store_commit(dl_kv_store_t *s, uint64_t applied_index, uint64_t applied_term)
+int dl_kv_store_mark_applied(dl_kv_store_t *s, uint64_t applied_index, uint64_t applied_term)
 {
     sqlite3_stmt *st = s->stmt[STMT_SET_APPLIED];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)applied_index);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)applied_term);
     int rv = step_done(s, st);
-    if (rv == 0)
-        rv = exec(s, "COMMIT");
+    if (rv != 0) {
+        dl_kv_store_rollback(s);
+        return rv;
+    }
+    s->applied = applied_index;
+    s->applied_term = applied_term;
+    s->keys += s->keys_delta;
+    s->keys_delta = 0;
+    return 0;
+}
+
+int dl_kv_store_flush(dl_kv_store_t *s)
+{
+    if (!s->in_txn)
+        return 0;
+    int rv = exec(s, "COMMIT");
     if (rv != 0) {
         dl_kv_store_rollback(s);
         return rv;
     }
     s->in_txn = 0;
-    s->applied = applied_index;
-    s->keys += s->keys_delta;
-    s->keys_delta = 0;
-    s->applied_term = applied_term;
+    s->flushed = s->applied;
+    s->flushed_term = s->applied_term;
+    s->keys_flushed = s->keys;
     return 0;
 }
 
@@ -478,7 +507,9 @@ int dl_kv_store_restore(dl_kv_store_t *s, const char *path)
         return -EIO;
     }
     uint64_t index, term;
-    int rv = read_applied(src, &index, &term);
+    int rv = dl_kv_store_flush(s);
+    if (rv == 0)
+        rv = read_applied(src, &index, &term);
     /* Durable at once, like a reset: the log before the snapshot is gone. */
     if (rv == 0)
         rv = exec(s, "PRAGMA synchronous = FULL");
@@ -491,7 +522,7 @@ int dl_kv_store_restore(dl_kv_store_t *s, const char *path)
     if (rv == 0)
         rv = load_applied(s);
     if (rv == 0) {
-        s->keys = count_keys(s);
+        s->keys = s->keys_flushed = count_keys(s);
         s->keys_delta = 0;
         if (s->keys < 0 || s->applied != index)
             rv = DL_ECORRUPT;
@@ -502,14 +533,16 @@ int dl_kv_store_restore(dl_kv_store_t *s, const char *path)
 int dl_kv_store_reset(dl_kv_store_t *s)
 { /* Unlike ordinary applies, a reset must be durable at once: the log no longer holds what
    * the old state was built from, so it cannot be redone from the log after a crash. */
-    int rv = exec(s, "PRAGMA synchronous = FULL");
+    int rv = dl_kv_store_flush(s);
+    if (rv == 0)
+        rv = exec(s, "PRAGMA synchronous = FULL");
     if (rv == 0)
         rv = exec(s, "BEGIN; DELETE FROM kv; DELETE FROM members; UPDATE meta SET value = 0 "
                      "WHERE name IN ('applied_index', 'applied_term'); COMMIT;");
     if (rv == 0) {
-        s->applied = 0;
-        s->applied_term = 0;
-        s->keys = 0;
+        s->applied = s->flushed = 0;
+        s->applied_term = s->flushed_term = 0;
+        s->keys = s->keys_flushed = 0;
     } else {
         exec(s, "ROLLBACK");
     }

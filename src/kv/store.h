@@ -58,12 +58,23 @@ int dl_kv_store_open(const char *path, dl_kv_store_t **out, char *errmsg, size_t
 void dl_kv_store_close(dl_kv_store_t *s);
 uint64_t dl_kv_store_applied(const dl_kv_store_t *s);
 
-/* Applying: begin, apply each entry in index order, commit with the last index applied. A noop
- * entry is applied with cmd == NULL (it only moves the applied index). */
+/* Applying: begin, apply each entry in index order, then mark the last index applied. A noop
+ * entry is applied with cmd == NULL (it only moves the applied index).
+ *
+ * Marking does not commit the SQLite transaction: applied entries are visible to this store's
+ * reads at once, and dl_kv_store_flush commits many chunks together (as etcd's backend batches
+ * its transactions), so that a page written by many entries reaches the WAL once. What a crash
+ * loses of the unflushed tail is redone from the Raft log, which holds every committed entry
+ * after the flushed index. dl_kv_store_begin joins the open transaction when there is one. */
 int dl_kv_store_begin(dl_kv_store_t *s);
 int dl_kv_store_apply(dl_kv_store_t *s, uint64_t index, const void *cmd, size_t len,
                       dl_kv_result_t *result);
-int dl_kv_store_commit(dl_kv_store_t *s, uint64_t applied_index, uint64_t applied_term);
+int dl_kv_store_mark_applied(dl_kv_store_t *s, uint64_t applied_index, uint64_t applied_term);
+/* Commits the open transaction, if any; afterwards the flushed index is the applied index. */
+int dl_kv_store_flush(dl_kv_store_t *s);
+/* The applied index as of the last SQLite commit: what another connection (a snapshot copy) or
+ * a restart after a clean close sees. */
+uint64_t dl_kv_store_flushed(const dl_kv_store_t *s);
 /* Applying a configuration entry (within the transaction): records its payload as the
  * membership in force. */
 int dl_kv_store_apply_config(dl_kv_store_t *s, const void *payload, size_t len);
@@ -72,6 +83,8 @@ int dl_kv_store_apply_config(dl_kv_store_t *s, const void *payload, size_t len);
 int dl_kv_store_members(dl_kv_store_t *s, void **payload, size_t *len);
 /* The term of the entry at the applied index, recorded with it (0 before anything applied). */
 uint64_t dl_kv_store_applied_term(const dl_kv_store_t *s);
+/* Abandons the open transaction: every applied but unflushed entry with it (the applied index
+ * goes back to the flushed one). */
 void dl_kv_store_rollback(dl_kv_store_t *s);
 
 /* Empties the state machine (applied index 0) so it can be rebuilt from the log. */

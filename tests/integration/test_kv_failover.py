@@ -86,6 +86,10 @@ class AsyncFailoverTest(unittest.TestCase):
         lost = [f"fo/lost-{k:02d}" for k in range(20)]
         self.write_on_leader_alone(lost)
         self.assertEqual(c.status(1)["keys"], 21)
+        # The count below is of entries the node knows it applied: ones its state machine has
+        # committed to SQLite (a crash forgets the last tick's applies, which the log redoes).
+        c.wait_until(lambda: c.status(1)["flushed_index"] == c.status(1)["applied_index"],
+                     what="node 1 to commit its applied entries to SQLite")
         c.kill(1, signal.SIGKILL)
         for i in (2, 3):
             c.start(i)
