@@ -56,7 +56,8 @@ int dl_kv_command_decode(const void *data, size_t len, dl_kv_command_t *cmd)
 
 enum {
     STMT_GET,
-    STMT_PUT,
+    STMT_INSERT_NEW,
+    STMT_UPDATE,
     STMT_DELETE,
     STMT_SET_APPLIED,
     STMT_LIST,
@@ -67,9 +68,9 @@ enum {
 
 static const char *const statements[N_STMTS] = {
     [STMT_GET] = "SELECT value, version FROM kv WHERE key = ?1",
-    [STMT_PUT] =
-        "INSERT INTO kv (key, value, version) VALUES (?1, ?2, ?3) "
-        "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version",
+    [STMT_INSERT_NEW] = "INSERT INTO kv (key, value, version) VALUES (?1, ?2, ?3) "
+                        "ON CONFLICT(key) DO NOTHING",
+    [STMT_UPDATE] = "UPDATE kv SET value = ?2, version = ?3 WHERE key = ?1",
     [STMT_DELETE] = "DELETE FROM kv WHERE key = ?1",
     [STMT_SET_APPLIED] = "UPDATE meta SET value = CASE name WHEN 'applied_index' THEN ?1 ELSE ?2 "
                          "END WHERE name IN ('applied_index', 'applied_term')",
@@ -275,6 +276,34 @@ static int current_version(dl_kv_store_t *s, const void *key, size_t key_len, ui
     return rv;
 }
 
+/* Writes cmd's value at version `index`: exists is 1 when the key is known to exist, 0 when known
+ * absent, -1 when unknown (an insert is tried first, an update when the key turns out to exist). */
+static int put(dl_kv_store_t *s, const dl_kv_command_t *cmd, uint64_t index, int exists,
+               dl_kv_result_t *result)
+{
+    int rv = 0;
+    for (int update = exists == 1; update < 2; update++) {
+        sqlite3_stmt *st = s->stmt[update ? STMT_UPDATE : STMT_INSERT_NEW];
+        sqlite3_bind_blob(st, 1, cmd->key, (int)cmd->key_len, SQLITE_STATIC);
+        /* A zero-length blob must still be a blob, not NULL. */
+        sqlite3_bind_blob(st, 2, cmd->value_len ? cmd->value : "", (int)cmd->value_len,
+                          SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)index);
+        rv = step_done(s, st);
+        if (rv != 0)
+            return rv;
+        if (sqlite3_changes(s->db) > 0) {
+            if (!update)
+                s->keys_delta++;
+            break;
+        }
+        if (update)
+            return DL_ECORRUPT; /* known to exist, yet nothing was updated */
+    }
+    result->version = index;
+    return 0;
+}
+
 int dl_kv_store_apply(dl_kv_store_t *s, uint64_t index, const void *data, size_t len,
                       dl_kv_result_t *result)
 {
@@ -286,6 +315,8 @@ int dl_kv_store_apply(dl_kv_store_t *s, uint64_t index, const void *data, size_t
         /* Only our own leader writes commands; a bad one means damage, not user error. */
         return DL_ECORRUPT;
     }
+    if (cmd.op == DL_KV_OP_PUT && cmd.cond == DL_KV_COND_NONE)
+        return put(s, &cmd, index, -1, result); /* no lookup first: the insert is one */
     uint64_t version;
     int rv = current_version(s, cmd.key, cmd.key_len, &version);
     if (rv)
@@ -321,17 +352,7 @@ int dl_kv_store_apply(dl_kv_store_t *s, uint64_t index, const void *data, size_t
             s->keys_delta--;
         return rv;
     }
-    sqlite3_stmt *st = s->stmt[STMT_PUT];
-    sqlite3_bind_blob(st, 1, cmd.key, (int)cmd.key_len, SQLITE_STATIC);
-    /* A zero-length blob must still be a blob, not NULL. */
-    sqlite3_bind_blob(st, 2, cmd.value_len ? cmd.value : "", (int)cmd.value_len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)index);
-    rv = step_done(s, st);
-    if (rv == 0)
-        result->version = index;
-    if (rv == 0 && version == 0)
-        s->keys_delta++;
-    return rv;
+    return put(s, &cmd, index, version != 0, result);
 }
 
 int dl_kv_store_apply_config(dl_kv_store_t *s, const void *payload, size_t len)
@@ -379,14 +400,7 @@ int dl_kv_store_members(dl_kv_store_t *s, void **payload, size_t *len)
 
 int dl_kv_store_mark_applied(dl_kv_store_t *s, uint64_t applied_index, uint64_t applied_term)
 {
-    sqlite3_stmt *st = s->stmt[STMT_SET_APPLIED];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)applied_index);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)applied_term);
-    int rv = step_done(s, st);
-    if (rv != 0) {
-        dl_kv_store_rollback(s);
-        return rv;
-    }
+    /* The meta row is written once, by the flush that commits these entries. */
     s->applied = applied_index;
     s->applied_term = applied_term;
     s->keys += s->keys_delta;
@@ -398,7 +412,12 @@ int dl_kv_store_flush(dl_kv_store_t *s)
 {
     if (!s->in_txn)
         return 0;
-    int rv = exec(s, "COMMIT");
+    sqlite3_stmt *st = s->stmt[STMT_SET_APPLIED];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)s->applied);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)s->applied_term);
+    int rv = step_done(s, st);
+    if (rv == 0)
+        rv = exec(s, "COMMIT");
     if (rv != 0) {
         dl_kv_store_rollback(s);
         return rv;
