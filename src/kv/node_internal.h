@@ -160,8 +160,7 @@ typedef struct dl_kv_node_s {
     uv_work_t ckpt_work;
     uint64_t ckpt_index;
     int ckpt_rv;
-    uint64_t compacted_at;    /* applied index of the last compaction */
-    uint64_t ckpt_done_index; /* applied index of the last checkpoint */
+    uint64_t compacted_at; /* applied index of the last compaction */
     uv_work_t snap_work;
     dl_kv_snapjob_t snap_job;
     uint64_t snap_started_ns;

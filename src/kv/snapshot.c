@@ -2,11 +2,10 @@
  * Log compaction and snapshots of a kv node.
  *
  * Compaction: every --snapshot-entries applied entries the node makes its SQLite state machine
- * durable (a checkpoint of state.db's WAL and an fsync of both files on the thread pool:
- * everything committed before it is then on disk) and drops the log before that index, but for
- * a margin. No copy of the data is made: the state machine is the snapshot, as etcd's backend
- * is. The same checkpoint runs every CKPT_ENTRIES entries without compaction too, to bound the
- * WAL.
+ * durable (an fsync of state.db-wal and state.db on the thread pool: everything committed
+ * before it is then on disk, in the WAL or in the database) and drops the log before that
+ * index, but for a margin. No copy of the data is made: the state machine is the snapshot, as
+ * etcd's backend is.
  *
  * Snapshot files, for followers that need compacted entries: made when the core asks
  * (update.snapshot_needed), by SQLite's online backup from a read transaction of a second
@@ -32,8 +31,6 @@
 
 /* Entries kept in the log behind a snapshot, for followers that lag a little (as etcd). */
 #define SNAP_CATCH_UP_ENTRIES 5000
-/* Applied entries between two checkpoints of the state machine's WAL (at most). */
-#define CKPT_ENTRIES 10000
 
 static void snap_dir(dl_kv_node_t *n, char *buf, size_t len)
 {
@@ -204,18 +201,29 @@ void dl__kv_snap_make_file(dl_kv_node_t *n)
         n->snap_busy = 0;
 }
 
-/* ---- Checkpoints and compaction, on the thread pool --------------------------------------- */
+/* ---- Compaction, on the thread pool ------------------------------------------------------- */
 
-/* A checkpoint copies the WAL into the database and makes both durable (dl_kv_store_checkpoint);
- * every state-machine transaction committed before it is then on disk. The store's own
- * connection never checkpoints (it would fsync twice on the loop thread, in the middle of a
- * commit): this job does, every CKPT_ENTRIES applied entries, and compaction rides on it. */
+/* fsync of both SQLite files: every transaction committed before is then durable, in the WAL
+ * or, if a checkpoint has since reset the WAL, in the database (which SQLite syncs when a
+ * checkpoint completes). */
 static void ckpt_run(uv_work_t *req)
 {
     dl_kv_node_t *n = req->data;
     char path[4200];
-    snprintf(path, sizeof(path), "%s/state.db", n->data_dir);
-    n->ckpt_rv = dl_kv_store_checkpoint(path);
+    n->ckpt_rv = 0;
+    const char *suffix[] = {"-wal", ""};
+    for (int i = 0; i < 2 && n->ckpt_rv == 0; i++) {
+        snprintf(path, sizeof(path), "%s/state.db%s", n->data_dir, suffix[i]);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno != ENOENT)
+                n->ckpt_rv = -errno;
+            continue;
+        }
+        if (fsync(fd) != 0)
+            n->ckpt_rv = -errno;
+        close(fd);
+    }
 }
 
 static void ckpt_done(uv_work_t *req, int status)
@@ -226,12 +234,10 @@ static void ckpt_done(uv_work_t *req, int status)
     if (n->stopping)
         return;
     if (n->ckpt_rv) {
-        DL_WARN("cannot checkpoint the state machine: %s", dl_strerror(n->ckpt_rv));
+        DL_WARN("cannot make the state machine durable for compaction: %s",
+                dl_strerror(n->ckpt_rv));
         return;
     }
-    n->ckpt_done_index = n->ckpt_index;
-    if (n->snapshot_entries <= 0 || n->ckpt_index < n->compacted_at + (uint64_t)n->snapshot_entries)
-        return;
     /* The log before ckpt_index may go, but for a margin that lagging followers can still
      * catch up from without a snapshot. Whole segments only: the log keeps the rest. */
     uint64_t keep = (uint64_t)n->snapshot_entries < SNAP_CATCH_UP_ENTRIES
@@ -251,15 +257,12 @@ static void ckpt_done(uv_work_t *req, int status)
 
 void dl__kv_snap_maybe_compact(dl_kv_node_t *n)
 {
-    if (n->ckpt_busy || n->stopping)
+    if (n->snapshot_entries <= 0 || n->ckpt_busy || n->stopping)
         return;
     uint64_t applied = dl_kv_store_applied(n->store);
-    uint64_t every = CKPT_ENTRIES;
-    if (n->snapshot_entries > 0 && (uint64_t)n->snapshot_entries < every)
-        every = (uint64_t)n->snapshot_entries;
-    if (applied < n->ckpt_done_index + every || dl__kv_flush(n) != 0)
+    if (applied < n->compacted_at + (uint64_t)n->snapshot_entries || dl__kv_flush(n) != 0)
         return;
-    n->ckpt_index = applied; /* committed to SQLite now: the checkpoint covers it */
+    n->ckpt_index = applied; /* committed to SQLite now: the fsync covers it */
     n->ckpt_busy = 1;
     n->ckpt_work.data = n;
     if (uv_queue_work(n->loop, &n->ckpt_work, ckpt_run, ckpt_done) < 0)

@@ -161,9 +161,7 @@ int dl_kv_store_open(const char *path, dl_kv_store_t **out, char *errmsg, size_t
     if (rv)
         goto err_after_alloc;
     /* The default page cache (2 MB) makes a busy store re-read B-tree pages on every batch. */
-    /* Checkpoints are the node's, on another thread (dl_kv_store_checkpoint). */
-    rv = dl_sqlite_exec(s->db, "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0", errmsg,
-                        errlen);
+    rv = dl_sqlite_exec(s->db, "PRAGMA cache_size = -65536", errmsg, errlen);
     if (rv)
         goto err_after_open;
     rv = dl_sqlite_migrate(s->db, migrations, (int)(sizeof(migrations) / sizeof(migrations[0])),
@@ -429,44 +427,6 @@ int dl_kv_store_flush(dl_kv_store_t *s)
     s->flushed_term = s->applied_term;
     s->keys_flushed = s->keys;
     return 0;
-}
-
-int dl_kv_store_checkpoint(const char *db_path)
-{
-    sqlite3 *db = NULL;
-    int rv = 0;
-    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-        rv = -EIO;
-        goto out;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    /* PASSIVE: copies what no reader still needs, never waits for the store's writer. With
-     * synchronous NORMAL SQLite syncs the WAL before and the database after the copy. */
-    int rc = sqlite3_exec(db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-        rv = sqlite_rv(db, rc);
-        goto out;
-    }
-    /* What the copy left in the WAL (or all of it, when busy) is made durable there. */
-    const char *suffix[] = {"-wal", ""};
-    char path[4200];
-    for (int i = 0; i < 2 && rv == 0; i++) {
-        snprintf(path, sizeof(path), "%s%s", db_path, suffix[i]);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            if (errno != ENOENT)
-                rv = -errno;
-            continue;
-        }
-        if (fsync(fd) != 0)
-            rv = -errno;
-        close(fd);
-    }
-out:
-    sqlite3_close(db);
-    return rv;
 }
 
 /* Copies the whole database src into dst (both open) with SQLite's online backup. */

@@ -101,10 +101,6 @@ int dl_kv_store_reset(dl_kv_store_t *s);
 int dl_kv_store_snapshot(const char *db_path, const char *path, uint64_t *index, uint64_t *term,
                          uint64_t *size, char *errmsg, size_t errlen);
 int dl_kv_store_restore(dl_kv_store_t *s, const char *path);
-/* Checkpoints the WAL of the store at db_path from a connection of its own (so it may run on
- * another thread while the store writes) and fsyncs the WAL and the database: every transaction
- * the store committed before the call is then durable. */
-int dl_kv_store_checkpoint(const char *db_path);
 int dl_kv_snapshot_info(const char *path, uint64_t *index, uint64_t *term);
 
 /* Reads a key: 0 with *value malloc'd (caller frees) and *version, or DL_ENOTFOUND. */
