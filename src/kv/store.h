@@ -7,8 +7,9 @@
  * current value: it only grows and is never reused, even when a key is deleted and created again,
  * so a conditional write can never match a value it did not see (no ABA).
  *
- * Each batch of applied entries is one SQLite transaction that also records the applied index, so
- * after a crash the node resumes exactly after the last applied entry.
+ * Applied entries accumulate in one open SQLite transaction that a flush commits together with
+ * the applied index (see dl_kv_store_mark_applied), so after a crash the node resumes exactly
+ * after the last flushed entry and redoes the rest from the log.
  */
 #ifndef DDIALAB_KV_STORE_H
 #define DDIALAB_KV_STORE_H
