@@ -88,6 +88,17 @@ static char *get(dl_kv_store_t *s, const char *key, uint64_t *version)
     return text;
 }
 
+/* Asserts that key holds value at version. */
+static void assert_holds(dl_kv_store_t *s, const char *key, const char *value, uint64_t version)
+{
+    uint64_t got_version = 0;
+    char *got = get(s, key, &got_version);
+    assert_non_null(got);
+    assert_string_equal(got, value);
+    assert_int_equal(got_version, version);
+    free(got);
+}
+
 /* The applied index another connection sees: what a crash would keep. */
 static uint64_t durable_index(const fixture_t *f)
 {
@@ -101,11 +112,7 @@ static void test_applied_entries_are_read_at_once_and_committed_by_a_flush(void 
     fixture_t *f = *state;
     put(f->s, 1, "a", "one");
     put(f->s, 2, "b", "two");
-    uint64_t version;
-    char *v = get(f->s, "b", &version);
-    assert_string_equal(v, "two");
-    assert_int_equal(version, 2);
-    free(v);
+    assert_holds(f->s, "b", "two", 2);
     assert_int_equal(dl_kv_store_applied(f->s), 2);
     assert_int_equal(dl_kv_store_count(f->s), 2);
     assert_int_equal(dl_kv_store_flushed(f->s), 0);
@@ -129,11 +136,8 @@ static void test_rollback_returns_to_the_last_flush(void **state)
     dl_kv_store_rollback(f->s);
     assert_int_equal(dl_kv_store_applied(f->s), 1);
     assert_int_equal(dl_kv_store_count(f->s), 1);
+    assert_holds(f->s, "a", "one", 1);
     uint64_t version;
-    char *v = get(f->s, "a", &version);
-    assert_string_equal(v, "one");
-    assert_int_equal(version, 1);
-    free(v);
     assert_null(get(f->s, "c", &version));
 
     /* Applying goes on from the flushed index. */
@@ -149,11 +153,7 @@ static void test_an_unconditional_put_replaces_without_counting_a_new_key(void *
     put(f->s, 2, "k", "second");
     put(f->s, 3, "other", "x");
     assert_int_equal(dl_kv_store_count(f->s), 2);
-    uint64_t version;
-    char *v = get(f->s, "k", &version);
-    assert_string_equal(v, "second");
-    assert_int_equal(version, 2);
-    free(v);
+    assert_holds(f->s, "k", "second", 2);
 
     dl_kv_result_t res;
     assert_int_equal(apply(f->s, 4, DL_KV_OP_DELETE, DL_KV_COND_NONE, 0, "k", NULL, &res), 0);
@@ -162,10 +162,7 @@ static void test_an_unconditional_put_replaces_without_counting_a_new_key(void *
     assert_int_equal(dl_kv_store_count(f->s), 1);
     put(f->s, 5, "k", "reborn");
     assert_int_equal(dl_kv_store_count(f->s), 2);
-    v = get(f->s, "k", &version);
-    assert_string_equal(v, "reborn");
-    assert_int_equal(version, 5);
-    free(v);
+    assert_holds(f->s, "k", "reborn", 5);
 }
 
 static void test_conditions_are_evaluated_on_the_unflushed_state(void **state)
