@@ -316,18 +316,20 @@ static dl_txn_outcome_t outcome(dl_txn_status_t status, dl_txn_error_t error)
 
 /*
  * Starts a statement of transaction id (the engine's mutex held): *t is the transaction, and
- * the returned snapshot is what the statement reads as of — the transaction's (taken now if this
- * is its first statement) at snapshot isolation, a new one at read committed.
+ * *snapshot is what the statement reads as of — the transaction's (taken now if this is its
+ * first statement) at snapshot isolation, a new one at read committed. REFUSED (not active) when
+ * the transaction has ended.
  */
-static int start_statement(dl_txn_engine_t *e, uint64_t id, txn_t **t, uint64_t *snapshot)
+static dl_txn_outcome_t start_statement(dl_txn_engine_t *e, uint64_t id, txn_t **t,
+                                        uint64_t *snapshot)
 {
     *t = txn_of(e, id);
     if (*t == NULL || (*t)->state != ACTIVE)
-        return -1;
+        return outcome(DL_TXN_REFUSED, DL_TXN_ERR_NOT_ACTIVE);
     if ((*t)->snapshot == 0 || (*t)->level == DL_TXN_READ_COMMITTED)
         (*t)->snapshot = e->clock + 1; /* everything committed so far is below it */
     *snapshot = (*t)->snapshot;
-    return 0;
+    return outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
 }
 
 /* The version of row r that transaction id at level sees as of snapshot, or NULL. */
@@ -355,13 +357,11 @@ static const char *visible_value(dl_txn_engine_t *e, const row_t *r, uint64_t id
 dl_txn_outcome_t dl_txn_get(dl_txn_engine_t *e, uint64_t id, const char *key, char **value)
 {
     *value = NULL;
-    dl_txn_outcome_t o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
     pthread_mutex_lock(&e->mu);
     txn_t *t;
     uint64_t snapshot;
-    if (start_statement(e, id, &t, &snapshot) != 0) {
-        o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NOT_ACTIVE);
-    } else {
+    dl_txn_outcome_t o = start_statement(e, id, &t, &snapshot);
+    if (o.status == DL_TXN_OK) {
         const row_t *r = find_row(e, key);
         const char *v = r ? visible_value(e, r, id, t->level, snapshot) : NULL;
         if (v != NULL && (*value = strdup(v)) == NULL)
@@ -375,14 +375,12 @@ dl_txn_outcome_t dl_txn_scan(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_
                              dl_txn_rows_t *out)
 {
     memset(out, 0, sizeof(*out));
-    dl_txn_outcome_t o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
     pthread_mutex_lock(&e->mu);
     txn_t *t;
     uint64_t snapshot;
-    if (start_statement(e, id, &t, &snapshot) != 0) {
-        o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NOT_ACTIVE);
+    dl_txn_outcome_t o = start_statement(e, id, &t, &snapshot);
+    if (o.status != DL_TXN_OK)
         goto out;
-    }
     for (size_t i = 0; i < e->n_buckets; i++)
         for (const row_t *r = e->buckets[i]; r != NULL; r = r->next) {
             const char *v = visible_value(e, r, id, t->level, snapshot);
@@ -483,14 +481,12 @@ typedef enum { WRITE_PUT, WRITE_INSERT, WRITE_DELETE } write_kind_t;
 static dl_txn_outcome_t write_key(dl_txn_engine_t *e, uint64_t id, write_kind_t kind,
                                   const char *key, const char *value, int *deleted)
 {
-    dl_txn_outcome_t o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
     pthread_mutex_lock(&e->mu);
     txn_t *t;
     uint64_t snapshot;
-    if (start_statement(e, id, &t, &snapshot) != 0) {
-        o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NOT_ACTIVE);
+    dl_txn_outcome_t o = start_statement(e, id, &t, &snapshot);
+    if (o.status != DL_TXN_OK)
         goto out;
-    }
     row_t *r = get_row(e, key);
     if (r == NULL) {
         o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
