@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ddialab/kv.h"
+#include "ddialab/txn.h"
 
 static void usage(FILE *out)
 {
@@ -11,6 +12,7 @@ static void usage(FILE *out)
             "usage: ddialab <lab> [args]   (ddialab <lab> --help for each)\n\n"
             "labs:\n"
             "  kv        replicated key-value store node, local cluster and client\n"
+            "  txn       isolation levels: anomalies shown, prevented, and three serializables\n"
             "  version   print the version\n",
             DDIALAB_VERSION);
 }
@@ -24,6 +26,8 @@ int main(int argc, char **argv)
     const char *lab = argv[1];
     if (strcmp(lab, "kv") == 0)
         return dl_kv_main(argc - 1, argv + 1);
+    if (strcmp(lab, "txn") == 0)
+        return dl_txn_main(argc - 1, argv + 1);
     if (strcmp(lab, "version") == 0 || strcmp(lab, "--version") == 0) {
         printf("ddialab %s\n", DDIALAB_VERSION);
         return 0;

@@ -32,8 +32,9 @@ typedef enum { ACTIVE = 0, COMMITTED, ABORTED } txn_state_t;
 typedef struct txn_s {
     dl_txn_level_t level;
     txn_state_t state;
-    uint64_t snapshot; /* 0 until the first statement takes it */
-    row_t **written;   /* rows this transaction wrote, once each */
+    uint64_t snapshot;  /* 0 until the first statement takes it */
+    uint64_t commit_ts; /* once committed */
+    row_t **written;    /* rows this transaction wrote, once each */
     size_t n_written, cap_written;
 } txn_t;
 
@@ -51,6 +52,9 @@ static const char *const level_names[DL_TXN_N_LEVELS] = {
     [DL_TXN_READ_UNCOMMITTED] = "read-uncommitted",
     [DL_TXN_READ_COMMITTED] = "read-committed",
     [DL_TXN_SNAPSHOT] = "snapshot",
+    [DL_TXN_SERIAL] = "serial",
+    [DL_TXN_2PL] = "2pl",
+    [DL_TXN_SSI] = "ssi",
 };
 
 const char *dl_txn_level_name(dl_txn_level_t level)
@@ -69,6 +73,10 @@ int dl_txn_level_parse(const char *name, dl_txn_level_t *level)
         *level = DL_TXN_SNAPSHOT;
         return 0;
     }
+    if (strcmp(name, "serializable") == 0) {
+        *level = DL_TXN_SSI;
+        return 0;
+    }
     return -EINVAL;
 }
 
@@ -85,6 +93,12 @@ const char *dl_txn_error_message(dl_txn_error_t error)
         return "the transaction is not running";
     case DL_TXN_ERR_NO_MEMORY:
         return "out of memory";
+    case DL_TXN_ERR_DEADLOCK:
+        return "deadlock detected";
+    case DL_TXN_ERR_SSI:
+        return "could not serialize access due to read/write dependencies among transactions";
+    case DL_TXN_ERR_NOT_INTEGER:
+        return "invalid input syntax for type integer";
     }
     return "unknown error";
 }
@@ -99,7 +113,7 @@ void dl_txn_rows_free(dl_txn_rows_t *rows)
     memset(rows, 0, sizeof(*rows));
 }
 
-static int rows_add(dl_txn_rows_t *rows, const char *key, const char *value)
+static int rows_add(dl_txn_rows_t *rows, const char *key, const char *value, uint64_t writer)
 {
     if (rows->n == rows->cap) {
         size_t cap = rows->cap ? rows->cap * 2 : 16;
@@ -117,6 +131,7 @@ static int rows_add(dl_txn_rows_t *rows, const char *key, const char *value)
     }
     rows->rows[rows->n].key = k;
     rows->rows[rows->n].value = v;
+    rows->rows[rows->n].writer = writer;
     rows->n++;
     return 0;
 }
@@ -356,16 +371,27 @@ static const char *visible_value(dl_txn_engine_t *e, const row_t *r, uint64_t id
 
 dl_txn_outcome_t dl_txn_get(dl_txn_engine_t *e, uint64_t id, const char *key, char **value)
 {
+    uint64_t writer;
+    return dl_txn_get_version(e, id, key, value, &writer);
+}
+
+dl_txn_outcome_t dl_txn_get_version(dl_txn_engine_t *e, uint64_t id, const char *key, char **value,
+                                    uint64_t *writer)
+{
     *value = NULL;
+    *writer = 0;
     pthread_mutex_lock(&e->mu);
     txn_t *t;
     uint64_t snapshot;
     dl_txn_outcome_t o = start_statement(e, id, &t, &snapshot);
     if (o.status == DL_TXN_OK) {
         const row_t *r = find_row(e, key);
-        const char *v = r ? visible_value(e, r, id, t->level, snapshot) : NULL;
-        if (v != NULL && (*value = strdup(v)) == NULL)
-            o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+        const version_t *v = r ? visible(e, r, id, t->level, snapshot) : NULL;
+        if (v != NULL && !v->deleted) {
+            *writer = v->writer;
+            if ((*value = strdup(v->value)) == NULL)
+                o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+        }
     }
     pthread_mutex_unlock(&e->mu);
     return o;
@@ -383,10 +409,10 @@ dl_txn_outcome_t dl_txn_scan(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_
         goto out;
     for (size_t i = 0; i < e->n_buckets; i++)
         for (const row_t *r = e->buckets[i]; r != NULL; r = r->next) {
-            const char *v = visible_value(e, r, id, t->level, snapshot);
-            if (v == NULL || !dl_txn_pred_matches(pred, r->key, v))
+            const version_t *v = visible(e, r, id, t->level, snapshot);
+            if (v == NULL || v->deleted || !dl_txn_pred_matches(pred, r->key, v->value))
                 continue;
-            if (rows_add(out, r->key, v) != 0) {
+            if (rows_add(out, r->key, v->value, v->writer) != 0) {
                 dl_txn_rows_free(out);
                 o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
                 goto out;
@@ -544,6 +570,7 @@ dl_txn_outcome_t dl_txn_commit(dl_txn_engine_t *e, uint64_t id)
         for (size_t i = 0; i < t->n_written; i++)
             t->written[i]->newest->commit_ts = ts;
         t->state = COMMITTED;
+        t->commit_ts = ts;
         t->n_written = 0;
         pthread_cond_broadcast(&e->ended);
     }
@@ -574,7 +601,7 @@ int dl_txn_engine_committed(dl_txn_engine_t *e, dl_txn_rows_t *out)
             for (const version_t *v = r->newest; v != NULL; v = v->older)
                 if (v->commit_ts != 0) {
                     if (!v->deleted)
-                        rv = rows_add(out, r->key, v->value);
+                        rv = rows_add(out, r->key, v->value, v->writer);
                     break;
                 }
     pthread_mutex_unlock(&e->mu);
@@ -583,4 +610,27 @@ int dl_txn_engine_committed(dl_txn_engine_t *e, dl_txn_rows_t *out)
     else
         qsort(out->rows, out->n, sizeof(*out->rows), compare_rows);
     return rv;
+}
+
+uint64_t dl_txn_commit_ts(dl_txn_engine_t *e, uint64_t id)
+{
+    pthread_mutex_lock(&e->mu);
+    txn_t *t = txn_of(e, id);
+    uint64_t ts = t != NULL && t->state == COMMITTED ? t->commit_ts : 0;
+    pthread_mutex_unlock(&e->mu);
+    return ts;
+}
+
+dl_txn_outcome_t dl_txn_update(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_t *pred,
+                               const dl_txn_set_t *set, size_t *n)
+{
+    *n = 0;
+    return outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY); /* next commit */
+}
+
+dl_txn_outcome_t dl_txn_delete_where(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_t *pred,
+                                     size_t *n)
+{
+    *n = 0;
+    return outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY); /* next commit */
 }

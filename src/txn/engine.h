@@ -29,12 +29,16 @@ typedef enum {
     DL_TXN_READ_UNCOMMITTED = 0,
     DL_TXN_READ_COMMITTED,
     DL_TXN_SNAPSHOT,
+    DL_TXN_SERIAL, /* serializable by actual serial execution: one transaction at a time */
+    DL_TXN_2PL,    /* serializable by strict two-phase locking with predicate locks */
+    DL_TXN_SSI,    /* serializable snapshot isolation */
     DL_TXN_N_LEVELS
 } dl_txn_level_t;
 
-/* "read-uncommitted", "read-committed", "snapshot". */
+/* "read-uncommitted", "read-committed", "snapshot", "serial", "2pl", "ssi". */
 const char *dl_txn_level_name(dl_txn_level_t level);
-/* Parses a level name (also "repeatable-read" for snapshot). 0, or -EINVAL. */
+/* Parses a level name (also "repeatable-read" for snapshot and "serializable" for ssi).
+ * 0, or -EINVAL. */
 int dl_txn_level_parse(const char *name, dl_txn_level_t *level);
 
 typedef enum {
@@ -50,6 +54,9 @@ typedef enum {
     DL_TXN_ERR_DUPLICATE_KEY, /* insert of a key that exists */
     DL_TXN_ERR_NOT_ACTIVE,    /* the transaction has ended */
     DL_TXN_ERR_NO_MEMORY,
+    DL_TXN_ERR_DEADLOCK,    /* chosen as the victim of a deadlock */
+    DL_TXN_ERR_SSI,         /* could not serialize access due to read/write dependencies */
+    DL_TXN_ERR_NOT_INTEGER, /* value + N over a value that is not an integer */
 } dl_txn_error_t;
 
 /* A short message for an error, in the words PostgreSQL uses where it has them. */
@@ -84,7 +91,15 @@ typedef struct dl_txn_pred_s {
 typedef struct dl_txn_row_s {
     char *key;
     char *value;
+    uint64_t writer; /* the transaction whose version this is; 0 for data loaded by setup */
 } dl_txn_row_t;
+
+/* What an update sets: value = value + delta (add), or value = a constant. */
+typedef struct dl_txn_set_s {
+    int add;
+    int64_t delta;
+    const char *value; /* add == 0; borrowed for the call */
+} dl_txn_set_t;
 
 typedef struct dl_txn_rows_s {
     dl_txn_row_t *rows;
@@ -109,6 +124,10 @@ int dl_txn_begin(dl_txn_engine_t *e, dl_txn_level_t level, uint64_t *id);
 /* Reads key: *value is a malloc'd copy (caller frees) or NULL when the key does not exist for
  * this transaction. */
 dl_txn_outcome_t dl_txn_get(dl_txn_engine_t *e, uint64_t id, const char *key, char **value);
+/* dl_txn_get that also says whose version it read (*writer: transaction id, 0 for setup data or
+ * when the key does not exist), for histories. */
+dl_txn_outcome_t dl_txn_get_version(dl_txn_engine_t *e, uint64_t id, const char *key, char **value,
+                                    uint64_t *writer);
 /* Rows matching pred, in key order (integers numerically, before other keys). */
 dl_txn_outcome_t dl_txn_scan(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_t *pred,
                              dl_txn_rows_t *out);
@@ -119,7 +138,18 @@ dl_txn_outcome_t dl_txn_put(dl_txn_engine_t *e, uint64_t id, const char *key, co
 dl_txn_outcome_t dl_txn_insert(dl_txn_engine_t *e, uint64_t id, const char *key, const char *value);
 /* Deletes key; *deleted says whether a row was there. */
 dl_txn_outcome_t dl_txn_delete(dl_txn_engine_t *e, uint64_t id, const char *key, int *deleted);
+/* Sets the rows matching pred, in key order; *n how many. A statement that blocks part-way keeps
+ * what it did so far: run it again (same arguments) once the other transaction ended and it
+ * goes on from the row it waited for, re-checking that row against pred as PostgreSQL does. */
+dl_txn_outcome_t dl_txn_update(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_t *pred,
+                               const dl_txn_set_t *set, size_t *n);
+/* Deletes the rows matching pred; resumable as dl_txn_update. */
+dl_txn_outcome_t dl_txn_delete_where(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_t *pred,
+                                     size_t *n);
 dl_txn_outcome_t dl_txn_commit(dl_txn_engine_t *e, uint64_t id);
+/* The commit timestamp of a committed transaction (its place in the order of commits, which is
+ * the version order of every key), else 0. */
+uint64_t dl_txn_commit_ts(dl_txn_engine_t *e, uint64_t id);
 dl_txn_outcome_t dl_txn_abort(dl_txn_engine_t *e, uint64_t id);
 
 /* 1 while transaction id is running (neither committed nor aborted). */
