@@ -1,52 +1,20 @@
 /*
  * The txn engine: rows in a hash table, each a chain of versions newest first. A version records
  * the transaction that wrote it and, once that one commits, its commit timestamp. Readers pick
- * the newest version their level lets them see; writers wait for a row's uncommitted writer.
+ * the newest version their level lets them see; a write first asks locks.c what it must wait
+ * for, then applies its level's rule (first updater wins at snapshot isolation, ssi.c's
+ * antidependency checks at ssi) and writes a version of its own.
  */
 #include "txn/engine.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "txn/engine_internal.h"
 #include "txn/value.h"
-
-typedef struct version_s {
-    struct version_s *older;
-    uint64_t writer;    /* transaction id, 0 for data loaded by setup */
-    uint64_t commit_ts; /* 0 while the writer runs */
-    int deleted;        /* a tombstone: the row does not exist in this version */
-    char *value;
-} version_t;
-
-typedef struct row_s {
-    struct row_s *next; /* hash chain */
-    uint64_t hash;
-    char *key;
-    version_t *newest;
-} row_t;
-
-typedef enum { ACTIVE = 0, COMMITTED, ABORTED } txn_state_t;
-
-typedef struct txn_s {
-    dl_txn_level_t level;
-    txn_state_t state;
-    uint64_t snapshot;  /* 0 until the first statement takes it */
-    uint64_t commit_ts; /* once committed */
-    row_t **written;    /* rows this transaction wrote, once each */
-    size_t n_written, cap_written;
-} txn_t;
-
-struct dl_txn_engine_s {
-    pthread_mutex_t mu;
-    pthread_cond_t ended; /* broadcast whenever a transaction commits or aborts */
-    row_t **buckets;
-    size_t n_buckets, n_rows;
-    txn_t *txns; /* txns[id - 1] */
-    size_t n_txns, cap_txns;
-    uint64_t clock; /* the last commit timestamp handed out */
-};
 
 static const char *const level_names[DL_TXN_N_LEVELS] = {
     [DL_TXN_READ_UNCOMMITTED] = "read-uncommitted",
@@ -141,6 +109,80 @@ static int compare_rows(const void *a, const void *b)
     return dl_txn_value_compare(((const dl_txn_row_t *)a)->key, ((const dl_txn_row_t *)b)->key);
 }
 
+/* ---- Small sets ---------------------------------------------------------------------------- */
+
+int dl__txn_ids_has(const ids_t *set, uint64_t id)
+{
+    for (uint32_t i = 0; i < set->n; i++)
+        if (set->ids[i] == id)
+            return 1;
+    return 0;
+}
+
+int dl__txn_ids_add(ids_t *set, uint64_t id)
+{
+    if (dl__txn_ids_has(set, id))
+        return 0;
+    if (set->n == set->cap) {
+        uint32_t cap = set->cap ? set->cap * 2 : 4;
+        uint64_t *ids = realloc(set->ids, cap * sizeof(*ids));
+        if (ids == NULL)
+            return -ENOMEM;
+        set->ids = ids;
+        set->cap = cap;
+    }
+    set->ids[set->n++] = id;
+    return 0;
+}
+
+void dl__txn_ids_free(ids_t *set)
+{
+    free(set->ids);
+    memset(set, 0, sizeof(*set));
+}
+
+int dl__txn_rows_push(row_t ***list, size_t *n, size_t *cap, row_t *r)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 8;
+        row_t **l = realloc(*list, c * sizeof(*l));
+        if (l == NULL)
+            return -ENOMEM;
+        *list = l;
+        *cap = c;
+    }
+    (*list)[(*n)++] = r;
+    return 0;
+}
+
+int dl__txn_plocks_add(plocks_t *set, uint64_t txn, const dl_txn_pred_t *pred)
+{
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 8;
+        plock_t *l = realloc(set->locks, cap * sizeof(*l));
+        if (l == NULL)
+            return -ENOMEM;
+        set->locks = l;
+        set->cap = cap;
+    }
+    plock_t *l = &set->locks[set->n];
+    l->txn = txn;
+    l->pred = *pred;
+    l->pred.operand = NULL;
+    if (!pred->all && (l->pred.operand = strdup(pred->operand)) == NULL)
+        return -ENOMEM;
+    set->n++;
+    return 0;
+}
+
+void dl__txn_plocks_free(plocks_t *set)
+{
+    for (size_t i = 0; i < set->n; i++)
+        free((char *)set->locks[i].pred.operand);
+    free(set->locks);
+    memset(set, 0, sizeof(*set));
+}
+
 /* ---- The row table ----------------------------------------------------------------------- */
 
 static uint64_t hash_key(const char *key)
@@ -178,7 +220,8 @@ static int grow_buckets(dl_txn_engine_t *e)
     return 0;
 }
 
-/* The row for key, created empty (no versions) if it does not exist; NULL when out of memory. */
+/* The row for key, created empty (no versions) if it does not exist; NULL when out of memory.
+ * An empty row carries the locks of readers that found nothing there. */
 static row_t *get_row(dl_txn_engine_t *e, const char *key)
 {
     row_t *r = find_row(e, key);
@@ -198,6 +241,14 @@ static row_t *get_row(dl_txn_engine_t *e, const char *key)
     return r;
 }
 
+const version_t *dl__txn_committed(const row_t *r)
+{
+    const version_t *v = r->newest;
+    if (v != NULL && v->commit_ts == 0)
+        v = v->older; /* only the newest version can be uncommitted */
+    return v;
+}
+
 /* ---- Engine ------------------------------------------------------------------------------ */
 
 dl_txn_engine_t *dl_txn_engine_new(void)
@@ -211,6 +262,8 @@ dl_txn_engine_t *dl_txn_engine_new(void)
         free(e);
         return NULL;
     }
+    e->first_active = 1;
+    e->horizon = 1;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->ended, NULL);
     return e;
@@ -226,6 +279,16 @@ static void free_versions(version_t *v)
     }
 }
 
+static void free_txn(txn_t *t)
+{
+    free(t->written);
+    free(t->locked);
+    free(t->stmt_done);
+    dl__txn_ids_free(&t->waits);
+    dl__txn_ids_free(&t->in);
+    dl__txn_ids_free(&t->out);
+}
+
 void dl_txn_engine_free(dl_txn_engine_t *e)
 {
     if (e == NULL)
@@ -234,27 +297,26 @@ void dl_txn_engine_free(dl_txn_engine_t *e)
         for (row_t *r = e->buckets[i], *next; r != NULL; r = next) {
             next = r->next;
             free_versions(r->newest);
+            dl__txn_ids_free(&r->shared);
+            dl__txn_ids_free(&r->sireads);
             free(r->key);
             free(r);
         }
     for (size_t i = 0; i < e->n_txns; i++)
-        free(e->txns[i].written);
+        free_txn(&e->txns[i]);
     free(e->txns);
     free(e->buckets);
+    dl__txn_plocks_free(&e->predicate_locks);
+    dl__txn_plocks_free(&e->predicate_reads);
+    dl__txn_ids_free(&e->stack);
     pthread_cond_destroy(&e->ended);
     pthread_mutex_destroy(&e->mu);
     free(e);
 }
 
-static txn_t *txn_of(dl_txn_engine_t *e, uint64_t id)
+txn_t *dl__txn_of(dl_txn_engine_t *e, uint64_t id)
 {
     return id >= 1 && id <= e->n_txns ? &e->txns[id - 1] : NULL;
-}
-
-static int writer_active(dl_txn_engine_t *e, const version_t *v)
-{
-    const txn_t *w = txn_of(e, v->writer);
-    return w != NULL && w->state == ACTIVE;
 }
 
 int dl_txn_engine_load(dl_txn_engine_t *e, const char *key, const char *value)
@@ -303,7 +365,7 @@ out:
 int dl_txn_active(dl_txn_engine_t *e, uint64_t id)
 {
     pthread_mutex_lock(&e->mu);
-    txn_t *t = txn_of(e, id);
+    txn_t *t = dl__txn_of(e, id);
     int active = t != NULL && t->state == ACTIVE;
     pthread_mutex_unlock(&e->mu);
     return active;
@@ -313,12 +375,68 @@ void dl_txn_engine_wait(dl_txn_engine_t *e, uint64_t id)
 {
     pthread_mutex_lock(&e->mu);
     for (;;) {
-        txn_t *t = txn_of(e, id);
+        txn_t *t = dl__txn_of(e, id);
         if (t == NULL || t->state != ACTIVE)
             break;
         pthread_cond_wait(&e->ended, &e->mu);
     }
     pthread_mutex_unlock(&e->mu);
+}
+
+uint64_t dl_txn_commit_ts(dl_txn_engine_t *e, uint64_t id)
+{
+    pthread_mutex_lock(&e->mu);
+    txn_t *t = dl__txn_of(e, id);
+    uint64_t ts = t != NULL && t->state == COMMITTED ? t->commit_ts : 0;
+    pthread_mutex_unlock(&e->mu);
+    return ts;
+}
+
+/* A transaction ended: moves first_active and the horizon (the oldest snapshot still read as
+ * of) past it, and wakes the threads waiting for it. */
+static void ended(dl_txn_engine_t *e, txn_t *t)
+{
+    t->n_written = 0;
+    t->n_stmt_done = 0;
+    t->waits.n = 0;
+    t->stmt_blocked = 0;
+    while (e->first_active <= e->n_txns && e->txns[e->first_active - 1].state != ACTIVE)
+        e->first_active++;
+    uint64_t horizon = e->clock + 1;
+    for (uint64_t id = e->first_active; id <= e->n_txns; id++) {
+        const txn_t *a = &e->txns[id - 1];
+        if (a->state == ACTIVE && a->snapshot != 0 && a->snapshot < horizon)
+            horizon = a->snapshot;
+    }
+    e->horizon = horizon;
+    pthread_cond_broadcast(&e->ended);
+}
+
+void dl__txn_roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t error)
+{
+    for (size_t i = 0; i < t->n_written; i++) {
+        row_t *r = t->written[i];
+        /* Nobody writes a row over an uncommitted version, so ours is the newest. */
+        if (r->newest != NULL && r->newest->writer == id) {
+            version_t *v = r->newest;
+            r->newest = v->older;
+            free(v->value);
+            free(v);
+        }
+    }
+    dl__txn_release_locks(e, t, id);
+    /* An aborted ssi transaction's reads and antidependencies no longer count. */
+    plocks_t *reads = &e->predicate_reads;
+    for (size_t i = 0; i < reads->n;)
+        if (reads->locks[i].txn == id) {
+            free((char *)reads->locks[i].pred.operand);
+            reads->locks[i] = reads->locks[--reads->n];
+        } else {
+            i++;
+        }
+    t->state = ABORTED;
+    t->abort_error = error;
+    ended(e, t);
 }
 
 /* ---- Statements -------------------------------------------------------------------------- */
@@ -329,44 +447,86 @@ static dl_txn_outcome_t outcome(dl_txn_status_t status, dl_txn_error_t error)
     return o;
 }
 
-/*
- * Starts a statement of transaction id (the engine's mutex held): *t is the transaction, and
- * *snapshot is what the statement reads as of — the transaction's (taken now if this is its
- * first statement) at snapshot isolation, a new one at read committed. REFUSED (not active) when
- * the transaction has ended.
- */
-static dl_txn_outcome_t start_statement(dl_txn_engine_t *e, uint64_t id, txn_t **t,
-                                        uint64_t *snapshot)
+static dl_txn_outcome_t aborted(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t error)
 {
-    *t = txn_of(e, id);
+    dl__txn_roll_back(e, t, id, error);
+    return outcome(DL_TXN_ABORTED, error);
+}
+
+/* Levels that read the newest committed data at every statement: read committed, and the
+ * locking levels, whose locks keep what they read from changing until they end. */
+static int fresh_snapshot_per_statement(dl_txn_level_t level)
+{
+    return level == DL_TXN_READ_UNCOMMITTED || level == DL_TXN_READ_COMMITTED ||
+           level == DL_TXN_2PL || level == DL_TXN_SERIAL;
+}
+
+/*
+ * Starts a statement of transaction id (the engine's mutex held): *t is the transaction. The
+ * statement reads as of t->snapshot: the transaction's, taken now if this is its first
+ * statement, or a new one per statement at read committed and the locking levels (a read
+ * committed statement that blocked keeps its snapshot when it resumes, as PostgreSQL's does).
+ * REFUSED (not active) when the transaction has ended; ABORTED when ssi doomed it; BLOCKED when
+ * a serial transaction must wait for the one running.
+ */
+static dl_txn_outcome_t start_statement(dl_txn_engine_t *e, uint64_t id, txn_t **t)
+{
+    *t = dl__txn_of(e, id);
     if (*t == NULL || (*t)->state != ACTIVE)
         return outcome(DL_TXN_REFUSED, DL_TXN_ERR_NOT_ACTIVE);
-    if ((*t)->snapshot == 0 || (*t)->level == DL_TXN_READ_COMMITTED)
-        (*t)->snapshot = e->clock + 1; /* everything committed so far is below it */
-    *snapshot = (*t)->snapshot;
+    txn_t *tx = *t;
+    if (tx->doomed)
+        return aborted(e, tx, id, DL_TXN_ERR_SSI);
+    int resuming = tx->stmt_blocked;
+    tx->stmt_blocked = 0;
+    tx->waits.n = 0;
+    if (!resuming) {
+        tx->n_stmt_done = 0;
+        tx->stmt_plocked = 0;
+    }
+    if (tx->level == DL_TXN_SERIAL && e->serial_owner != id) {
+        if (e->serial_owner != 0) {
+            if (dl__txn_ids_add(&tx->waits, e->serial_owner) != 0)
+                return outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+            return dl__txn_wait_or_go(e, tx, id);
+        }
+        e->serial_owner = id;
+    }
+    if (tx->snapshot == 0 || (fresh_snapshot_per_statement(tx->level) &&
+                              !(resuming && tx->level == DL_TXN_READ_COMMITTED)))
+        tx->snapshot = e->clock + 1; /* everything committed so far is below it */
     return outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
 }
 
-/* The version of row r that transaction id at level sees as of snapshot, or NULL. */
-static const version_t *visible(dl_txn_engine_t *e, const row_t *r, uint64_t id,
-                                dl_txn_level_t level, uint64_t snapshot)
+/* The version of row r that transaction id (t) sees, or NULL. */
+static const version_t *visible(const row_t *r, uint64_t id, const txn_t *t)
 {
     for (const version_t *v = r->newest; v != NULL; v = v->older) {
         if (v->writer == id)
             return v;
-        if (v->commit_ts != 0 && v->commit_ts < snapshot)
+        if (v->commit_ts != 0 && v->commit_ts < t->snapshot)
             return v;
-        if (level == DL_TXN_READ_UNCOMMITTED && v->commit_ts == 0 && writer_active(e, v))
-            return v; /* a dirty read */
+        if (t->level == DL_TXN_READ_UNCOMMITTED && v->commit_ts == 0)
+            return v; /* a dirty read: an uncommitted version's writer is running */
     }
     return NULL;
 }
 
-static const char *visible_value(dl_txn_engine_t *e, const row_t *r, uint64_t id,
-                                 dl_txn_level_t level, uint64_t snapshot)
+static const char *visible_value(const row_t *r, uint64_t id, const txn_t *t)
 {
-    const version_t *v = visible(e, r, id, level, snapshot);
+    const version_t *v = visible(r, id, t);
     return v != NULL && !v->deleted ? v->value : NULL;
+}
+
+/* A 2pl read of row r: waits for its uncommitted writer, then takes a shared lock on it. */
+static dl_txn_outcome_t lock_for_read(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r)
+{
+    if (dl__txn_read_conflicts(e, t, id, r) != 0)
+        return outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+    dl_txn_outcome_t o = dl__txn_wait_or_go(e, t, id);
+    if (o.status == DL_TXN_OK && dl__txn_lock_shared(t, id, r) != 0)
+        o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+    return o;
 }
 
 dl_txn_outcome_t dl_txn_get(dl_txn_engine_t *e, uint64_t id, const char *key, char **value)
@@ -382,18 +542,55 @@ dl_txn_outcome_t dl_txn_get_version(dl_txn_engine_t *e, uint64_t id, const char 
     *writer = 0;
     pthread_mutex_lock(&e->mu);
     txn_t *t;
-    uint64_t snapshot;
-    dl_txn_outcome_t o = start_statement(e, id, &t, &snapshot);
-    if (o.status == DL_TXN_OK) {
-        const row_t *r = find_row(e, key);
-        const version_t *v = r ? visible(e, r, id, t->level, snapshot) : NULL;
-        if (v != NULL && !v->deleted) {
-            *writer = v->writer;
-            if ((*value = strdup(v->value)) == NULL)
-                o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+    dl_txn_outcome_t o = start_statement(e, id, &t);
+    if (o.status != DL_TXN_OK)
+        goto out;
+    row_t *r;
+    if (t->level == DL_TXN_2PL || t->level == DL_TXN_SSI) {
+        /* A read of a key that is not there is a read too: a later insert conflicts with it. */
+        if ((r = get_row(e, key)) == NULL) {
+            o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+            goto out;
         }
+        o = t->level == DL_TXN_2PL ? lock_for_read(e, t, id, r) : dl__txn_ssi_read(e, t, id, r);
+        if (o.status != DL_TXN_OK)
+            goto out;
+    } else if ((r = find_row(e, key)) == NULL) {
+        goto out;
     }
+    const version_t *v = visible(r, id, t);
+    if (v != NULL && !v->deleted) {
+        *writer = v->writer;
+        if ((*value = strdup(v->value)) == NULL)
+            o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+    }
+out:
     pthread_mutex_unlock(&e->mu);
+    return o;
+}
+
+/*
+ * The predicate read every statement with a where clause starts with (mutex held): a 2pl
+ * transaction waits for the writers of matching rows and takes a predicate lock, an ssi one
+ * records its predicate read. Once per statement, also when it resumes after blocking.
+ */
+static dl_txn_outcome_t predicate_read(dl_txn_engine_t *e, txn_t *t, uint64_t id,
+                                       const dl_txn_pred_t *pred)
+{
+    dl_txn_outcome_t o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
+    if (t->stmt_plocked)
+        return o;
+    if (t->level == DL_TXN_2PL) {
+        if (dl__txn_scan_conflicts(e, t, id, pred) != 0)
+            return outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+        o = dl__txn_wait_or_go(e, t, id);
+        if (o.status == DL_TXN_OK && dl__txn_plocks_add(&e->predicate_locks, id, pred) != 0)
+            o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+    } else if (t->level == DL_TXN_SSI) {
+        o = dl__txn_ssi_scan(e, t, id, pred);
+    }
+    if (o.status == DL_TXN_OK)
+        t->stmt_plocked = 1;
     return o;
 }
 
@@ -403,13 +600,14 @@ dl_txn_outcome_t dl_txn_scan(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&e->mu);
     txn_t *t;
-    uint64_t snapshot;
-    dl_txn_outcome_t o = start_statement(e, id, &t, &snapshot);
+    dl_txn_outcome_t o = start_statement(e, id, &t);
+    if (o.status == DL_TXN_OK)
+        o = predicate_read(e, t, id, pred);
     if (o.status != DL_TXN_OK)
         goto out;
     for (size_t i = 0; i < e->n_buckets; i++)
         for (const row_t *r = e->buckets[i]; r != NULL; r = r->next) {
-            const version_t *v = visible(e, r, id, t->level, snapshot);
+            const version_t *v = visible(r, id, t);
             if (v == NULL || v->deleted || !dl_txn_pred_matches(pred, r->key, v->value))
                 continue;
             if (rows_add(out, r->key, v->value, v->writer) != 0) {
@@ -424,49 +622,31 @@ out:
     return o;
 }
 
-/* Rolls back transaction t (id): its versions leave every row it wrote. Mutex held. */
-static void roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id)
-{
-    for (size_t i = 0; i < t->n_written; i++) {
-        row_t *r = t->written[i];
-        /* Nobody writes a row over an uncommitted version, so ours is the newest. */
-        if (r->newest != NULL && r->newest->writer == id) {
-            version_t *v = r->newest;
-            r->newest = v->older;
-            free(v->value);
-            free(v);
-        }
-    }
-    t->state = ABORTED;
-    t->n_written = 0;
-    pthread_cond_broadcast(&e->ended);
-}
-
 /*
- * Checks whether transaction id may write row r now (mutex held): OK, BLOCKED on the row's
- * uncommitted writer, or ABORTED (rolled back) when snapshot isolation finds a newer committed
- * version than the transaction's snapshot: first updater wins.
+ * Whether transaction t may write new_value (NULL: delete) over row r now: OK, BLOCKED on what
+ * it must wait for (locks.c), or ABORTED (rolled back) when its level forbids the write: a
+ * version committed after the snapshot at snapshot isolation and ssi (first updater wins), or a
+ * dangerous structure of rw-antidependencies at ssi.
  */
-static dl_txn_outcome_t may_write(dl_txn_engine_t *e, txn_t *t, uint64_t id, const row_t *r,
-                                  uint64_t snapshot)
+static dl_txn_outcome_t may_write(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r,
+                                  const char *new_value)
 {
-    const version_t *v = r->newest;
-    if (v == NULL || v->writer == id)
-        return outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
-    if (v->commit_ts == 0 && writer_active(e, v)) {
-        dl_txn_outcome_t o = outcome(DL_TXN_BLOCKED, DL_TXN_ERR_NONE);
-        o.waiting_for = v->writer;
+    if (dl__txn_write_conflicts(e, t, id, r, new_value) != 0)
+        return outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+    dl_txn_outcome_t o = dl__txn_wait_or_go(e, t, id);
+    if (o.status != DL_TXN_OK)
         return o;
-    }
-    if (t->level == DL_TXN_SNAPSHOT && v->commit_ts >= snapshot) {
-        roll_back(e, t, id);
-        return outcome(DL_TXN_ABORTED, DL_TXN_ERR_SERIALIZATION);
-    }
-    return outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
+    const version_t *v = r->newest;
+    if ((t->level == DL_TXN_SNAPSHOT || t->level == DL_TXN_SSI) && v != NULL && v->writer != id &&
+        v->commit_ts >= t->snapshot)
+        return aborted(e, t, id, DL_TXN_ERR_SERIALIZATION);
+    if (t->level == DL_TXN_SSI)
+        return dl__txn_ssi_write(e, t, id, r, new_value);
+    return o;
 }
 
 /* Writes a version of row r for transaction t (mutex held): in place over its own, else new. */
-static int write_version(txn_t *t, uint64_t id, row_t *r, const char *value, int deleted)
+static int write_version(txn_t *t, uint64_t id, row_t *r, const char *value)
 {
     char *copy = value ? strdup(value) : NULL;
     if (value != NULL && copy == NULL)
@@ -474,30 +654,20 @@ static int write_version(txn_t *t, uint64_t id, row_t *r, const char *value, int
     if (r->newest != NULL && r->newest->writer == id) {
         free(r->newest->value);
         r->newest->value = copy;
-        r->newest->deleted = deleted;
+        r->newest->deleted = value == NULL;
         return 0;
     }
-    if (t->n_written == t->cap_written) {
-        size_t cap = t->cap_written ? t->cap_written * 2 : 8;
-        row_t **w = realloc(t->written, cap * sizeof(*w));
-        if (w == NULL) {
-            free(copy);
-            return -ENOMEM;
-        }
-        t->written = w;
-        t->cap_written = cap;
-    }
     version_t *v = calloc(1, sizeof(*v));
-    if (v == NULL) {
+    if (v == NULL || dl__txn_rows_push(&t->written, &t->n_written, &t->cap_written, r) != 0) {
+        free(v);
         free(copy);
         return -ENOMEM;
     }
     v->writer = id;
-    v->deleted = deleted;
+    v->deleted = value == NULL;
     v->value = copy;
     v->older = r->newest;
     r->newest = v;
-    t->written[t->n_written++] = r;
     return 0;
 }
 
@@ -509,8 +679,7 @@ static dl_txn_outcome_t write_key(dl_txn_engine_t *e, uint64_t id, write_kind_t 
 {
     pthread_mutex_lock(&e->mu);
     txn_t *t;
-    uint64_t snapshot;
-    dl_txn_outcome_t o = start_statement(e, id, &t, &snapshot);
+    dl_txn_outcome_t o = start_statement(e, id, &t);
     if (o.status != DL_TXN_OK)
         goto out;
     row_t *r = get_row(e, key);
@@ -518,9 +687,14 @@ static dl_txn_outcome_t write_key(dl_txn_engine_t *e, uint64_t id, write_kind_t 
         o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
         goto out;
     }
-    if (kind == WRITE_DELETE && visible_value(e, r, id, t->level, snapshot) == NULL)
-        goto out; /* nothing to delete in what the statement sees */
-    o = may_write(e, t, id, r, snapshot);
+    if (kind == WRITE_DELETE) {
+        /* A delete reads the row first: at 2pl it locks it, at ssi it records the read. */
+        if (t->level == DL_TXN_SSI && (o = dl__txn_ssi_read(e, t, id, r)).status != DL_TXN_OK)
+            goto out;
+        if (visible_value(r, id, t) == NULL)
+            goto out; /* nothing to delete in what the statement sees */
+    }
+    o = may_write(e, t, id, r, kind == WRITE_DELETE ? NULL : value);
     if (o.status != DL_TXN_OK)
         goto out;
     /* Past the wait: the row as the newest version has it (read committed goes on with the row
@@ -535,7 +709,7 @@ static dl_txn_outcome_t write_key(dl_txn_engine_t *e, uint64_t id, write_kind_t 
         if (!exists)
             goto out;
     }
-    if (write_version(t, id, r, kind == WRITE_DELETE ? NULL : value, kind == WRITE_DELETE) != 0)
+    if (write_version(t, id, r, kind == WRITE_DELETE ? NULL : value) != 0)
         o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
 out:
     pthread_mutex_unlock(&e->mu);
@@ -558,22 +732,150 @@ dl_txn_outcome_t dl_txn_delete(dl_txn_engine_t *e, uint64_t id, const char *key,
     return write_key(e, id, WRITE_DELETE, key, NULL, deleted);
 }
 
+static int done_by_statement(const txn_t *t, const row_t *r)
+{
+    for (size_t i = 0; i < t->n_stmt_done; i++)
+        if (t->stmt_done[i] == r)
+            return 1;
+    return 0;
+}
+
+static int compare_row_keys(const void *a, const void *b)
+{
+    return dl_txn_value_compare((*(row_t *const *)a)->key, (*(row_t *const *)b)->key);
+}
+
+/* The rows a where-statement works on: those matching pred as the statement sees them and not
+ * done yet by it, in key order. */
+static int statement_rows(dl_txn_engine_t *e, txn_t *t, uint64_t id, const dl_txn_pred_t *pred,
+                          row_t ***rows, size_t *n)
+{
+    size_t cap = 0;
+    *rows = NULL;
+    *n = 0;
+    for (size_t i = 0; i < e->n_buckets; i++)
+        for (row_t *r = e->buckets[i]; r != NULL; r = r->next) {
+            const char *v = visible_value(r, id, t);
+            if (v == NULL || !dl_txn_pred_matches(pred, r->key, v) || done_by_statement(t, r))
+                continue;
+            if (dl__txn_rows_push(rows, n, &cap, r) != 0) {
+                free(*rows);
+                return -ENOMEM;
+            }
+        }
+    qsort(*rows, *n, sizeof(**rows), compare_row_keys);
+    return 0;
+}
+
+/*
+ * update ... where / delete where (set NULL): every row matching pred as the statement sees it,
+ * in key order. A row that a concurrent transaction changed while the statement waited for it
+ * is read again as that transaction left it and skipped if it no longer matches, as PostgreSQL's
+ * read committed does; at snapshot isolation and above that change is a serialization failure.
+ */
+static dl_txn_outcome_t write_where(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_t *pred,
+                                    const dl_txn_set_t *set, size_t *n)
+{
+    *n = 0;
+    pthread_mutex_lock(&e->mu);
+    txn_t *t;
+    row_t **rows = NULL;
+    size_t n_rows = 0;
+    dl_txn_outcome_t o = start_statement(e, id, &t);
+    if (o.status == DL_TXN_OK)
+        o = predicate_read(e, t, id, pred);
+    if (o.status != DL_TXN_OK)
+        goto out;
+    if (statement_rows(e, t, id, pred, &rows, &n_rows) != 0) {
+        o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+        goto out;
+    }
+    for (size_t i = 0; i < n_rows; i++) {
+        row_t *r = rows[i];
+        const char *seen = visible_value(r, id, t);
+        char sum[32];
+        const char *new_value = NULL;
+        if (set != NULL) {
+            new_value = set->value;
+            if (set->add) {
+                int64_t v;
+                if (!dl_txn_value_integer(seen, &v)) {
+                    o = aborted(e, t, id, DL_TXN_ERR_NOT_INTEGER);
+                    goto out;
+                }
+                snprintf(sum, sizeof(sum), "%lld", (long long)(v + set->delta));
+                new_value = sum;
+            }
+        }
+        o = may_write(e, t, id, r, new_value);
+        if (o.status != DL_TXN_OK)
+            goto out;
+        /* Past any wait: re-read the row as it is now and check it still matches. */
+        const version_t *now = r->newest;
+        if (now == NULL || now->deleted || !dl_txn_pred_matches(pred, r->key, now->value)) {
+            if (dl__txn_rows_push(&t->stmt_done, &t->n_stmt_done, &t->cap_stmt_done, r) != 0)
+                o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+            if (o.status != DL_TXN_OK)
+                goto out;
+            continue;
+        }
+        if (set != NULL && set->add) {
+            int64_t v;
+            if (!dl_txn_value_integer(now->value, &v)) {
+                o = aborted(e, t, id, DL_TXN_ERR_NOT_INTEGER);
+                goto out;
+            }
+            snprintf(sum, sizeof(sum), "%lld", (long long)(v + set->delta));
+        }
+        if (write_version(t, id, r, new_value) != 0 ||
+            dl__txn_rows_push(&t->stmt_done, &t->n_stmt_done, &t->cap_stmt_done, r) != 0) {
+            o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
+            goto out;
+        }
+    }
+out:
+    if (o.status == DL_TXN_OK || o.status == DL_TXN_BLOCKED) {
+        /* How many rows the statement changed so far (the done rows it wrote). */
+        for (size_t i = 0; i < t->n_stmt_done; i++)
+            if (t->stmt_done[i]->newest != NULL && t->stmt_done[i]->newest->writer == id)
+                (*n)++;
+    }
+    free(rows);
+    pthread_mutex_unlock(&e->mu);
+    return o;
+}
+
+dl_txn_outcome_t dl_txn_update(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_t *pred,
+                               const dl_txn_set_t *set, size_t *n)
+{
+    return write_where(e, id, pred, set, n);
+}
+
+dl_txn_outcome_t dl_txn_delete_where(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_t *pred,
+                                     size_t *n)
+{
+    return write_where(e, id, pred, NULL, n);
+}
+
 dl_txn_outcome_t dl_txn_commit(dl_txn_engine_t *e, uint64_t id)
 {
     dl_txn_outcome_t o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
     pthread_mutex_lock(&e->mu);
-    txn_t *t = txn_of(e, id);
+    txn_t *t = dl__txn_of(e, id);
     if (t == NULL || t->state != ACTIVE) {
         o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NOT_ACTIVE);
-    } else {
-        uint64_t ts = ++e->clock;
-        for (size_t i = 0; i < t->n_written; i++)
-            t->written[i]->newest->commit_ts = ts;
-        t->state = COMMITTED;
-        t->commit_ts = ts;
-        t->n_written = 0;
-        pthread_cond_broadcast(&e->ended);
+        goto out;
     }
+    if (t->level == DL_TXN_SSI && (o = dl__txn_ssi_commit(e, t, id)).status != DL_TXN_OK)
+        goto out;
+    uint64_t ts = ++e->clock;
+    for (size_t i = 0; i < t->n_written; i++)
+        t->written[i]->newest->commit_ts = ts;
+    dl__txn_release_locks(e, t, id);
+    t->state = COMMITTED;
+    t->commit_ts = ts;
+    ended(e, t);
+out:
     pthread_mutex_unlock(&e->mu);
     return o;
 }
@@ -582,11 +884,11 @@ dl_txn_outcome_t dl_txn_abort(dl_txn_engine_t *e, uint64_t id)
 {
     dl_txn_outcome_t o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
     pthread_mutex_lock(&e->mu);
-    txn_t *t = txn_of(e, id);
+    txn_t *t = dl__txn_of(e, id);
     if (t == NULL || t->state != ACTIVE)
         o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NOT_ACTIVE);
     else
-        roll_back(e, t, id);
+        dl__txn_roll_back(e, t, id, DL_TXN_ERR_NONE);
     pthread_mutex_unlock(&e->mu);
     return o;
 }
@@ -597,40 +899,15 @@ int dl_txn_engine_committed(dl_txn_engine_t *e, dl_txn_rows_t *out)
     int rv = 0;
     pthread_mutex_lock(&e->mu);
     for (size_t i = 0; i < e->n_buckets && rv == 0; i++)
-        for (const row_t *r = e->buckets[i]; r != NULL && rv == 0; r = r->next)
-            for (const version_t *v = r->newest; v != NULL; v = v->older)
-                if (v->commit_ts != 0) {
-                    if (!v->deleted)
-                        rv = rows_add(out, r->key, v->value, v->writer);
-                    break;
-                }
+        for (const row_t *r = e->buckets[i]; r != NULL && rv == 0; r = r->next) {
+            const version_t *v = dl__txn_committed(r);
+            if (v != NULL && !v->deleted)
+                rv = rows_add(out, r->key, v->value, v->writer);
+        }
     pthread_mutex_unlock(&e->mu);
     if (rv != 0)
         dl_txn_rows_free(out);
     else
         qsort(out->rows, out->n, sizeof(*out->rows), compare_rows);
     return rv;
-}
-
-uint64_t dl_txn_commit_ts(dl_txn_engine_t *e, uint64_t id)
-{
-    pthread_mutex_lock(&e->mu);
-    txn_t *t = txn_of(e, id);
-    uint64_t ts = t != NULL && t->state == COMMITTED ? t->commit_ts : 0;
-    pthread_mutex_unlock(&e->mu);
-    return ts;
-}
-
-dl_txn_outcome_t dl_txn_update(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_t *pred,
-                               const dl_txn_set_t *set, size_t *n)
-{
-    *n = 0;
-    return outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY); /* next commit */
-}
-
-dl_txn_outcome_t dl_txn_delete_where(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_t *pred,
-                                     size_t *n)
-{
-    *n = 0;
-    return outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY); /* next commit */
 }

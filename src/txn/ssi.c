@@ -1,0 +1,216 @@
+/*
+ * Serializable snapshot isolation (Cahill, Röhm and Fekete, 2008; Ports and Grittner, 2012):
+ * snapshot isolation plus tracking of rw-antidependencies between concurrent ssi transactions.
+ * R -rw-> W when R read a version of a row and W wrote a newer one that R's snapshot did not
+ * see: R read the row (or a predicate the row matches) before W wrote it (found at W's write
+ * through R's read marks, which outlive R's commit), or after (found at R's read from the
+ * versions it skipped). Every non-serializable execution under snapshot isolation has a
+ * "dangerous structure" T_in -rw-> T_pivot -rw-> T_out in which T_out commits first; the
+ * checks below are PostgreSQL's (predicate.c): when a new edge or a commit completes one, the
+ * pivot is doomed to fail at its next statement or commit if it is still running, else the
+ * transaction at hand fails. Like PostgreSQL we may abort where no cycle follows (a false
+ * positive), never the other way round. Unlike PostgreSQL, whose read locks cover tuples, pages
+ * or whole tables, ours cover exactly the rows read and the predicates evaluated.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "txn/engine_internal.h"
+#include "txn/value.h"
+
+static dl_txn_outcome_t ok(void)
+{
+    dl_txn_outcome_t o = {.status = DL_TXN_OK, .error = DL_TXN_ERR_NONE, .waiting_for = 0};
+    return o;
+}
+
+static dl_txn_outcome_t fail(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t error)
+{
+    dl__txn_roll_back(e, t, id, error);
+    dl_txn_outcome_t o = {.status = DL_TXN_ABORTED, .error = error, .waiting_for = 0};
+    return o;
+}
+
+/* The ssi transaction id, or NULL when it is not one or was rolled back (its edges are void). */
+static txn_t *ssi_txn(dl_txn_engine_t *e, uint64_t id)
+{
+    txn_t *t = dl__txn_of(e, id);
+    return t != NULL && t->level == DL_TXN_SSI && t->state != ABORTED ? t : NULL;
+}
+
+static int committed(const txn_t *t)
+{
+    return t->state == COMMITTED;
+}
+
+/*
+ * Would the edge reader -rw-> writer complete a dangerous structure in which the transaction
+ * that commits first already has? PostgreSQL's OnConflict_CheckForSerializationFailure, with
+ * "prepared" read as "committed" (our commit is one step) and no READ ONLY transactions.
+ */
+static int edge_completes_danger(dl_txn_engine_t *e, const txn_t *reader, const txn_t *writer)
+{
+    /* reader -rw-> writer -rw-> t2, t2 committed first (before writer, and before reader if it
+     * committed). */
+    for (uint32_t i = 0; i < writer->out.n; i++) {
+        const txn_t *t2 = ssi_txn(e, writer->out.ids[i]);
+        if (t2 == NULL || !committed(t2))
+            continue;
+        if ((!committed(reader) || t2->commit_ts <= reader->commit_ts) &&
+            (!committed(writer) || t2->commit_ts <= writer->commit_ts))
+            return 1;
+    }
+    /* t0 -rw-> reader -rw-> writer, the writer committed first. */
+    if (committed(writer))
+        for (uint32_t i = 0; i < reader->in.n; i++) {
+            const txn_t *t0 = ssi_txn(e, reader->in.ids[i]);
+            if (t0 != NULL && !t0->doomed && (!committed(t0) || t0->commit_ts >= writer->commit_ts))
+                return 1;
+        }
+    return 0;
+}
+
+/*
+ * Flags reader -rw-> writer, found while transaction current (one of the two) ran a statement.
+ * 1 when current must fail; 0 when the edge was added (and perhaps the writer doomed).
+ */
+static int flag(dl_txn_engine_t *e, uint64_t reader_id, uint64_t writer_id, uint64_t current)
+{
+    txn_t *reader = ssi_txn(e, reader_id), *writer = ssi_txn(e, writer_id);
+    if (reader == NULL || writer == NULL || reader_id == writer_id ||
+        dl__txn_ids_has(&reader->out, writer_id))
+        return 0;
+    if (edge_completes_danger(e, reader, writer)) {
+        if (current == writer_id || committed(writer))
+            return 1;
+        writer->doomed = 1; /* it fails at its next statement or its commit */
+    }
+    if (dl__txn_ids_add(&reader->out, writer_id) != 0 ||
+        dl__txn_ids_add(&writer->in, reader_id) != 0)
+        return 1; /* out of memory: failing is the safe answer */
+    return 0;
+}
+
+/* Whether reader's read can conflict with a write by writer: the reader ran concurrently with
+ * the writer (still runs, or committed after the writer's snapshot). */
+static int concurrent(const txn_t *reader, const txn_t *writer)
+{
+    return reader->state == ACTIVE || (committed(reader) && reader->commit_ts >= writer->snapshot);
+}
+
+/* A read mark of transaction id is no longer needed once it was rolled back, or committed
+ * before every running transaction's snapshot. */
+static int mark_needed(dl_txn_engine_t *e, uint64_t id)
+{
+    const txn_t *t = dl__txn_of(e, id);
+    return t != NULL && t->state != ABORTED && (t->state == ACTIVE || t->commit_ts >= e->horizon);
+}
+
+static int mark_row(dl_txn_engine_t *e, row_t *r, uint64_t id)
+{
+    ids_t *marks = &r->sireads;
+    if (marks->n == marks->cap) {
+        for (uint32_t i = 0; i < marks->n;) {
+            if (!mark_needed(e, marks->ids[i]))
+                marks->ids[i] = marks->ids[--marks->n];
+            else
+                i++;
+        }
+    }
+    return dl__txn_ids_add(marks, id);
+}
+
+/* Flags t -rw-> the writers of versions of r newer than what t sees, that pred (NULL: any)
+ * cares about. 1 when t must fail. */
+static int flag_unseen_writers(dl_txn_engine_t *e, txn_t *t, uint64_t id, const row_t *r,
+                               const dl_txn_pred_t *pred)
+{
+    const version_t *seen = NULL;
+    for (const version_t *v = r->newest; v != NULL; v = v->older)
+        if (v->writer == id || (v->commit_ts != 0 && v->commit_ts < t->snapshot)) {
+            seen = v;
+            break;
+        }
+    int seen_matches = pred == NULL || (seen != NULL && !seen->deleted &&
+                                        dl_txn_pred_matches(pred, r->key, seen->value));
+    for (const version_t *v = r->newest; v != seen; v = v->older) {
+        int relevant = seen_matches || (!v->deleted && dl_txn_pred_matches(pred, r->key, v->value));
+        if (relevant && flag(e, id, v->writer, id))
+            return 1;
+    }
+    return 0;
+}
+
+dl_txn_outcome_t dl__txn_ssi_read(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r)
+{
+    if (mark_row(e, r, id) != 0 || flag_unseen_writers(e, t, id, r, NULL))
+        return fail(e, t, id, DL_TXN_ERR_SSI);
+    return ok();
+}
+
+dl_txn_outcome_t dl__txn_ssi_scan(dl_txn_engine_t *e, txn_t *t, uint64_t id,
+                                  const dl_txn_pred_t *pred)
+{
+    plocks_t *reads = &e->predicate_reads;
+    for (size_t i = 0; i < reads->n;)
+        if (!mark_needed(e, reads->locks[i].txn)) {
+            free((char *)reads->locks[i].pred.operand);
+            reads->locks[i] = reads->locks[--reads->n];
+        } else {
+            i++;
+        }
+    if (dl__txn_plocks_add(reads, id, pred) != 0)
+        return fail(e, t, id, DL_TXN_ERR_SSI);
+    for (size_t i = 0; i < e->n_buckets; i++)
+        for (const row_t *r = e->buckets[i]; r != NULL; r = r->next)
+            if (flag_unseen_writers(e, t, id, r, pred))
+                return fail(e, t, id, DL_TXN_ERR_SSI);
+    return ok();
+}
+
+dl_txn_outcome_t dl__txn_ssi_write(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r,
+                                   const char *new_value)
+{
+    for (uint32_t i = 0; i < r->sireads.n; i++) {
+        const txn_t *reader = ssi_txn(e, r->sireads.ids[i]);
+        if (reader != NULL && !reader->doomed && concurrent(reader, t) &&
+            flag(e, r->sireads.ids[i], id, id))
+            return fail(e, t, id, DL_TXN_ERR_SSI);
+    }
+    const version_t *old = dl__txn_committed(r);
+    const plocks_t *reads = &e->predicate_reads;
+    for (size_t i = 0; i < reads->n; i++) {
+        const plock_t *l = &reads->locks[i];
+        const txn_t *reader = ssi_txn(e, l->txn);
+        if (reader == NULL || l->txn == id || reader->doomed || !concurrent(reader, t))
+            continue;
+        int before =
+            old != NULL && !old->deleted && dl_txn_pred_matches(&l->pred, r->key, old->value);
+        int after = new_value != NULL && dl_txn_pred_matches(&l->pred, r->key, new_value);
+        if ((before || after) && flag(e, l->txn, id, id))
+            return fail(e, t, id, DL_TXN_ERR_SSI);
+    }
+    return ok();
+}
+
+dl_txn_outcome_t dl__txn_ssi_commit(dl_txn_engine_t *e, txn_t *t, uint64_t id)
+{
+    if (t->doomed)
+        return fail(e, t, id, DL_TXN_ERR_SSI);
+    /* t commits first: near -rw-> t where near still runs and someone running (or t itself)
+     * -rw-> near makes near a pivot. Doom it rather than fail t, which makes progress. */
+    for (uint32_t i = 0; i < t->in.n; i++) {
+        txn_t *near = ssi_txn(e, t->in.ids[i]);
+        if (near == NULL || committed(near) || near->doomed)
+            continue;
+        for (uint32_t j = 0; j < near->in.n; j++) {
+            const txn_t *far = ssi_txn(e, near->in.ids[j]);
+            if (near->in.ids[j] == id || (far != NULL && far->state == ACTIVE && !far->doomed)) {
+                near->doomed = 1;
+                break;
+            }
+        }
+    }
+    return ok();
+}
