@@ -49,6 +49,12 @@ bench:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory build
 	bench/kv/run.sh $(BUILD)/ddialab
+	@$(MAKE) --no-print-directory bench-txn
+
+# The txn engine at every level: committed txn/s and abort rate (docs/txn.md, Benchmark).
+.PHONY: bench-txn
+bench-txn: build
+	./$(BUILD)/txn_bench --seconds 2 --markdown bench/results/txn-$$(date -u +%Y%m%dT%H%M%SZ).md
 
 # The deterministic Raft simulation (docs/sim.md) over many seeds, with progress lines.
 # `make sim SEEDS=100000`; SIM_FLAGS adds options (e.g. --mode elections --nodes 5).

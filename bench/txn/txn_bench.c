@@ -1,0 +1,207 @@
+/*
+ * The txn engine's benchmark: committed transactions per second and abort rate at each level,
+ * on a low-contention workload (keys uniform over 1M) and a high-contention one (10 hot keys),
+ * 4 operations per transaction (read two keys, write both: a transfer), 1 and 2 threads.
+ * Aborted transactions are retried with new keys, as an application would; a blocked statement
+ * waits for the transaction it waits for and runs again.
+ *
+ *   txn_bench [--seconds S] [--threads 1,2] [--levels all|LEVEL,...] [--markdown FILE]
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "txn/engine.h"
+
+#define LOW_KEYS 1000000
+#define HOT_KEYS 10
+
+typedef struct shared_s {
+    dl_txn_engine_t *e;
+    dl_txn_level_t level;
+    size_t n_keys;
+    char **keys;
+    atomic_int stop;
+} shared_t;
+
+typedef struct worker_s {
+    pthread_t thread;
+    shared_t *shared;
+    uint64_t seed;
+    uint64_t committed, aborted;
+} worker_t;
+
+static uint64_t next_random(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Runs one statement until it is not blocked; its status. */
+#define RUN(e, stmt)                                                                               \
+    ({                                                                                             \
+        dl_txn_outcome_t o_;                                                                       \
+        while ((o_ = (stmt)).status == DL_TXN_BLOCKED)                                             \
+            dl_txn_engine_wait((e), o_.waiting_for);                                               \
+        o_.status;                                                                                 \
+    })
+
+static void *work(void *arg)
+{
+    worker_t *w = arg;
+    shared_t *s = w->shared;
+    dl_txn_engine_t *e = s->e;
+    while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+        size_t a = next_random(&w->seed) % s->n_keys, b = next_random(&w->seed) % s->n_keys;
+        if (a == b)
+            b = (b + 1) % s->n_keys;
+        uint64_t id;
+        if (dl_txn_begin(e, s->level, &id) != 0)
+            abort();
+        char *va = NULL, *vb = NULL;
+        int st = RUN(e, dl_txn_get(e, id, s->keys[a], &va));
+        if (st == DL_TXN_OK)
+            st = RUN(e, dl_txn_get(e, id, s->keys[b], &vb));
+        char buf_a[24], buf_b[24];
+        if (st == DL_TXN_OK) {
+            snprintf(buf_a, sizeof(buf_a), "%lld", atoll(va ? va : "0") - 1);
+            snprintf(buf_b, sizeof(buf_b), "%lld", atoll(vb ? vb : "0") + 1);
+            st = RUN(e, dl_txn_put(e, id, s->keys[a], buf_a));
+        }
+        if (st == DL_TXN_OK)
+            st = RUN(e, dl_txn_put(e, id, s->keys[b], buf_b));
+        if (st == DL_TXN_OK)
+            st = dl_txn_commit(e, id).status;
+        free(va);
+        free(vb);
+        if (st == DL_TXN_OK) {
+            w->committed++;
+        } else {
+            if (dl_txn_active(e, id))
+                dl_txn_abort(e, id);
+            w->aborted++;
+        }
+    }
+    return NULL;
+}
+
+typedef struct result_s {
+    double committed_per_s, abort_rate;
+} result_t;
+
+static result_t run(dl_txn_level_t level, size_t n_keys, char **keys, int threads, double seconds)
+{
+    shared_t s = {.level = level, .n_keys = n_keys, .keys = keys};
+    s.e = dl_txn_engine_new();
+    for (size_t i = 0; i < n_keys; i++)
+        if (dl_txn_engine_load(s.e, keys[i], "1000") != 0)
+            abort();
+    worker_t w[16];
+    double start = now();
+    for (int i = 0; i < threads; i++) {
+        w[i] = (worker_t){.shared = &s, .seed = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)};
+        pthread_create(&w[i].thread, NULL, work, &w[i]);
+    }
+    struct timespec ts = {.tv_sec = (time_t)seconds,
+                          .tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    nanosleep(&ts, NULL);
+    atomic_store(&s.stop, 1);
+    uint64_t committed = 0, aborted = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(w[i].thread, NULL);
+        committed += w[i].committed;
+        aborted += w[i].aborted;
+    }
+    double elapsed = now() - start;
+    dl_txn_engine_free(s.e);
+    result_t r = {.committed_per_s = (double)committed / elapsed,
+                  .abort_rate =
+                      committed + aborted ? (double)aborted / (double)(committed + aborted) : 0};
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    double seconds = 2;
+    int thread_counts[2] = {1, 2};
+    const char *markdown = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
+            seconds = atof(argv[++i]);
+        else if (strcmp(argv[i], "--markdown") == 0 && i + 1 < argc)
+            markdown = argv[++i];
+        else {
+            fprintf(stderr, "usage: txn_bench [--seconds S] [--markdown FILE]\n");
+            return 2;
+        }
+    }
+    if (seconds <= 0 || seconds > 600) {
+        fprintf(stderr, "txn_bench: --seconds must be in (0, 600]\n");
+        return 2;
+    }
+    char **keys = malloc(LOW_KEYS * sizeof(*keys));
+    for (size_t i = 0; i < LOW_KEYS; i++) {
+        keys[i] = malloc(16);
+        snprintf(keys[i], 16, "k%zu", i);
+    }
+    FILE *md = markdown ? fopen(markdown, "w") : NULL;
+    const char *header = "| level | workload | threads | committed txn/s | abort rate |\n"
+                         "|---|---|---:|---:|---:|\n";
+    printf("%s", header);
+    if (md)
+        fprintf(md, "%s", header);
+    double si_low_2 = 0, ssi_low[3] = {0}, si_low[3] = {0};
+    for (int l = 0; l < DL_TXN_N_LEVELS; l++)
+        for (int hot = 0; hot <= 1; hot++)
+            for (int t = 0; t < 2; t++) {
+                int threads = thread_counts[t];
+                result_t r =
+                    run((dl_txn_level_t)l, hot ? HOT_KEYS : LOW_KEYS, keys, threads, seconds);
+                char line[256];
+                snprintf(line, sizeof(line), "| %s | %s | %d | %.0f | %.1f%% |\n",
+                         dl_txn_level_name((dl_txn_level_t)l),
+                         hot ? "high (10 hot keys)" : "low (1M keys)", threads, r.committed_per_s,
+                         100 * r.abort_rate);
+                printf("%s", line);
+                fflush(stdout);
+                if (md)
+                    fprintf(md, "%s", line);
+                if (!hot && l == DL_TXN_SNAPSHOT)
+                    si_low[threads] = r.committed_per_s;
+                if (!hot && l == DL_TXN_SSI)
+                    ssi_low[threads] = r.committed_per_s;
+                if (!hot && l == DL_TXN_SNAPSHOT && threads == 2)
+                    si_low_2 = r.committed_per_s;
+            }
+    char summary[512];
+    snprintf(
+        summary, sizeof(summary),
+        "\nsnapshot, 2 threads, low contention: %.0f committed txn/s (target >= 1,000,000): %s\n"
+        "ssi / snapshot, low contention: %.2fx with 1 thread, %.2fx with 2 (target >= 0.93x): "
+        "%s\n",
+        si_low_2, si_low_2 >= 1e6 ? "PASS" : "FAIL", ssi_low[1] / si_low[1], ssi_low[2] / si_low[2],
+        ssi_low[1] / si_low[1] >= 0.93 && ssi_low[2] / si_low[2] >= 0.93 ? "PASS" : "FAIL");
+    printf("%s", summary);
+    if (md) {
+        fprintf(md, "%s", summary);
+        fclose(md);
+    }
+    for (size_t i = 0; i < LOW_KEYS; i++)
+        free(keys[i]);
+    free(keys);
+    return 0;
+}
