@@ -645,8 +645,20 @@ static dl_txn_outcome_t may_write(dl_txn_engine_t *e, txn_t *t, uint64_t id, row
     return o;
 }
 
+/* Frees the versions of r that no transaction can read any more: those older than the newest
+ * version committed before the horizon (the oldest snapshot still read as of). */
+static void prune_versions(const dl_txn_engine_t *e, row_t *r)
+{
+    for (version_t *v = r->newest; v != NULL; v = v->older)
+        if (v->commit_ts != 0 && v->commit_ts < e->horizon) {
+            free_versions(v->older);
+            v->older = NULL;
+            return;
+        }
+}
+
 /* Writes a version of row r for transaction t (mutex held): in place over its own, else new. */
-static int write_version(txn_t *t, uint64_t id, row_t *r, const char *value)
+static int write_version(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r, const char *value)
 {
     char *copy = value ? strdup(value) : NULL;
     if (value != NULL && copy == NULL)
@@ -668,6 +680,7 @@ static int write_version(txn_t *t, uint64_t id, row_t *r, const char *value)
     v->value = copy;
     v->older = r->newest;
     r->newest = v;
+    prune_versions(e, r);
     return 0;
 }
 
@@ -709,7 +722,7 @@ static dl_txn_outcome_t write_key(dl_txn_engine_t *e, uint64_t id, write_kind_t 
         if (!exists)
             goto out;
     }
-    if (write_version(t, id, r, kind == WRITE_DELETE ? NULL : value) != 0)
+    if (write_version(e, t, id, r, kind == WRITE_DELETE ? NULL : value) != 0)
         o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
 out:
     pthread_mutex_unlock(&e->mu);
@@ -827,7 +840,7 @@ static dl_txn_outcome_t write_where(dl_txn_engine_t *e, uint64_t id, const dl_tx
             }
             snprintf(sum, sizeof(sum), "%lld", (long long)(v + set->delta));
         }
-        if (write_version(t, id, r, new_value) != 0 ||
+        if (write_version(e, t, id, r, new_value) != 0 ||
             dl__txn_rows_push(&t->stmt_done, &t->n_stmt_done, &t->cap_stmt_done, r) != 0) {
             o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
             goto out;

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,6 +204,28 @@ static void test_scans_filter_and_sort_numerically(void **state)
     dl_txn_rows_free(&rows);
 }
 
+static void test_old_versions_stay_readable_while_a_snapshot_needs_them(void **state)
+{
+    dl_txn_engine_t *e = *state;
+    uint64_t old = begin(e, DL_TXN_SNAPSHOT);
+    assert_reads(e, old, "1", "10");
+    for (int i = 0; i < 100; i++) { /* each write prunes what no snapshot can read */
+        char value[16];
+        snprintf(value, sizeof(value), "%d", 100 + i);
+        uint64_t w = begin(e, DL_TXN_READ_COMMITTED);
+        ok(dl_txn_put(e, w, "1", value));
+        ok(dl_txn_commit(e, w));
+    }
+    assert_reads(e, old, "1", "10");
+    uint64_t mid = begin(e, DL_TXN_SNAPSHOT);
+    assert_reads(e, mid, "1", "199");
+    ok(dl_txn_commit(e, old));
+    uint64_t w = begin(e, DL_TXN_READ_COMMITTED);
+    ok(dl_txn_put(e, w, "1", "200"));
+    ok(dl_txn_commit(e, w));
+    assert_reads(e, mid, "1", "199");
+}
+
 static void test_values_compare_as_integers_when_both_are(void **state)
 {
     (void)state;
@@ -241,6 +264,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_read_committed_delete_after_a_concurrent_delete_finds_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scans_filter_and_sort_numerically, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_versions_stay_readable_while_a_snapshot_needs_them,
+                                        setup, teardown),
         cmocka_unit_test(test_values_compare_as_integers_when_both_are),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
