@@ -139,13 +139,21 @@ int main(int argc, char **argv)
     double seconds = 2;
     int thread_counts[2] = {1, 2};
     const char *markdown = NULL;
+    dl_txn_level_t only = DL_TXN_SNAPSHOT;
+    int one_level = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
             seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--markdown") == 0 && i + 1 < argc)
             markdown = argv[++i];
-        else {
-            fprintf(stderr, "usage: txn_bench [--seconds S] [--markdown FILE]\n");
+        else if (strcmp(argv[i], "--level") == 0 && i + 1 < argc) {
+            if (dl_txn_level_parse(argv[++i], &only) != 0) {
+                fprintf(stderr, "txn_bench: unknown level '%s'\n", argv[i]);
+                return 2;
+            }
+            one_level = 1;
+        } else {
+            fprintf(stderr, "usage: txn_bench [--seconds S] [--level LEVEL] [--markdown FILE]\n");
             return 2;
         }
     }
@@ -166,7 +174,7 @@ int main(int argc, char **argv)
         fprintf(md, "%s", header);
     double si_low_2 = 0, ssi_low[3] = {0}, si_low[3] = {0};
     for (int l = 0; l < DL_TXN_N_LEVELS; l++)
-        for (int hot = 0; hot <= 1; hot++)
+        for (int hot = 0; hot <= 1 && (!one_level || l == (int)only); hot++)
             for (int t = 0; t < 2; t++) {
                 int threads = thread_counts[t];
                 result_t r =
