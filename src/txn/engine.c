@@ -622,7 +622,8 @@ dl_txn_outcome_t dl_txn_scan(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_
                 goto out;
             }
         }
-    qsort(out->rows, out->n, sizeof(*out->rows), compare_rows);
+    if (out->n > 1)
+        qsort(out->rows, out->n, sizeof(*out->rows), compare_rows);
 out:
     pthread_mutex_unlock(&e->mu);
     return o;
@@ -782,7 +783,8 @@ static int statement_rows(dl_txn_engine_t *e, txn_t *t, uint64_t id, const dl_tx
                 return -ENOMEM;
             }
         }
-    qsort(*rows, *n, sizeof(**rows), compare_row_keys);
+    if (*n > 1)
+        qsort(*rows, *n, sizeof(**rows), compare_row_keys);
     return 0;
 }
 
@@ -926,7 +928,7 @@ int dl_txn_engine_committed(dl_txn_engine_t *e, dl_txn_rows_t *out)
     pthread_mutex_unlock(&e->mu);
     if (rv != 0)
         dl_txn_rows_free(out);
-    else
+    else if (out->n > 1)
         qsort(out->rows, out->n, sizeof(*out->rows), compare_rows);
     return rv;
 }
