@@ -81,7 +81,7 @@ void dl_txn_rows_free(dl_txn_rows_t *rows)
     memset(rows, 0, sizeof(*rows));
 }
 
-static int rows_add(dl_txn_rows_t *rows, const char *key, const char *value, uint64_t writer)
+int dl_txn_rows_add(dl_txn_rows_t *rows, const char *key, const char *value, uint64_t writer)
 {
     if (rows->n == rows->cap) {
         size_t cap = rows->cap ? rows->cap * 2 : 16;
@@ -616,7 +616,7 @@ dl_txn_outcome_t dl_txn_scan(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_
             const version_t *v = visible(r, id, t);
             if (v == NULL || v->deleted || !dl_txn_pred_matches(pred, r->key, v->value))
                 continue;
-            if (rows_add(out, r->key, v->value, v->writer) != 0) {
+            if (dl_txn_rows_add(out, r->key, v->value, v->writer) != 0) {
                 dl_txn_rows_free(out);
                 o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
                 goto out;
@@ -923,7 +923,7 @@ int dl_txn_engine_committed(dl_txn_engine_t *e, dl_txn_rows_t *out)
         for (const row_t *r = e->buckets[i]; r != NULL && rv == 0; r = r->next) {
             const version_t *v = dl__txn_committed(r);
             if (v != NULL && !v->deleted)
-                rv = rows_add(out, r->key, v->value, v->writer);
+                rv = dl_txn_rows_add(out, r->key, v->value, v->writer);
         }
     pthread_mutex_unlock(&e->mu);
     if (rv != 0)

@@ -106,6 +106,8 @@ typedef struct dl_txn_rows_s {
     size_t n, cap;
 } dl_txn_rows_t;
 void dl_txn_rows_free(dl_txn_rows_t *rows);
+/* Appends copies of key and value; 0 or -ENOMEM (the list is unchanged). */
+int dl_txn_rows_add(dl_txn_rows_t *rows, const char *key, const char *value, uint64_t writer);
 
 typedef struct dl_txn_engine_s dl_txn_engine_t;
 

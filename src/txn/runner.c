@@ -136,26 +136,10 @@ static void dequeue(session_t *s)
 static int keep_rows(dl_txn_step_result_t *res, const dl_txn_rows_t *rows)
 {
     dl_txn_rows_free(&res->rows);
-    for (size_t i = 0; i < rows->n; i++) {
-        if (res->rows.n == res->rows.cap) {
-            size_t cap = res->rows.cap ? res->rows.cap * 2 : 4;
-            dl_txn_row_t *p = realloc(res->rows.rows, cap * sizeof(*p));
-            if (p == NULL)
-                return -ENOMEM;
-            res->rows.rows = p;
-            res->rows.cap = cap;
-        }
-        dl_txn_row_t *d = &res->rows.rows[res->rows.n];
-        d->key = strdup(rows->rows[i].key);
-        d->value = strdup(rows->rows[i].value);
-        d->writer = rows->rows[i].writer;
-        if (d->key == NULL || d->value == NULL) {
-            free(d->key);
-            free(d->value);
+    for (size_t i = 0; i < rows->n; i++)
+        if (dl_txn_rows_add(&res->rows, rows->rows[i].key, rows->rows[i].value,
+                            rows->rows[i].writer) != 0)
             return -ENOMEM;
-        }
-        res->rows.n++;
-    }
     return 0;
 }
 
@@ -175,28 +159,13 @@ static dl_txn_outcome_t get_keys(dl_txn_engine_t *e, uint64_t id, const dl_txn_s
         }
         if (value == NULL)
             continue;
-        if (rows->n == rows->cap) {
-            size_t cap = rows->cap ? rows->cap * 2 : 4;
-            dl_txn_row_t *p = realloc(rows->rows, cap * sizeof(*p));
-            if (p == NULL) {
-                free(value);
-                o.status = DL_TXN_REFUSED;
-                o.error = DL_TXN_ERR_NO_MEMORY;
-                return o;
-            }
-            rows->rows = p;
-            rows->cap = cap;
-        }
-        rows->rows[rows->n].key = strdup(step->keys[k]);
-        rows->rows[rows->n].value = value;
-        rows->rows[rows->n].writer = writer;
-        if (rows->rows[rows->n].key == NULL) {
-            free(value);
+        int rv = dl_txn_rows_add(rows, step->keys[k], value, writer);
+        free(value);
+        if (rv != 0) {
             o.status = DL_TXN_REFUSED;
             o.error = DL_TXN_ERR_NO_MEMORY;
             return o;
         }
-        rows->n++;
     }
     return o;
 }
