@@ -25,7 +25,6 @@ typedef struct shared_s {
     dl_txn_engine_t *e;
     dl_txn_level_t level;
     size_t n_keys;
-    char **keys;
     atomic_int stop;
 } shared_t;
 
@@ -42,6 +41,11 @@ static uint64_t next_random(uint64_t *s)
     *s ^= *s >> 7;
     *s ^= *s << 17;
     return *s;
+}
+
+static void key_name(char buf[16], size_t i)
+{
+    snprintf(buf, 16, "k%zu", i);
 }
 
 static double now(void)
@@ -69,21 +73,26 @@ static void *work(void *arg)
         size_t a = next_random(&w->seed) % s->n_keys, b = next_random(&w->seed) % s->n_keys;
         if (a == b)
             b = (b + 1) % s->n_keys;
+        /* Keys are formatted per transaction, as a client would: a table of a million key
+         * strings would add a cache miss of the client's own to every operation. */
+        char key_a[16], key_b[16];
+        key_name(key_a, a);
+        key_name(key_b, b);
         uint64_t id;
         if (dl_txn_begin(e, s->level, &id) != 0)
             abort();
         char *va = NULL, *vb = NULL;
-        int st = RUN(e, dl_txn_get(e, id, s->keys[a], &va));
+        int st = RUN(e, dl_txn_get(e, id, key_a, &va));
         if (st == DL_TXN_OK)
-            st = RUN(e, dl_txn_get(e, id, s->keys[b], &vb));
+            st = RUN(e, dl_txn_get(e, id, key_b, &vb));
         char buf_a[24], buf_b[24];
         if (st == DL_TXN_OK) {
             snprintf(buf_a, sizeof(buf_a), "%lld", atoll(va ? va : "0") - 1);
             snprintf(buf_b, sizeof(buf_b), "%lld", atoll(vb ? vb : "0") + 1);
-            st = RUN(e, dl_txn_put(e, id, s->keys[a], buf_a));
+            st = RUN(e, dl_txn_put(e, id, key_a, buf_a));
         }
         if (st == DL_TXN_OK)
-            st = RUN(e, dl_txn_put(e, id, s->keys[b], buf_b));
+            st = RUN(e, dl_txn_put(e, id, key_b, buf_b));
         if (st == DL_TXN_OK)
             st = dl_txn_commit(e, id).status;
         free(va);
@@ -103,13 +112,16 @@ typedef struct result_s {
     double committed_per_s, abort_rate;
 } result_t;
 
-static result_t run(dl_txn_level_t level, size_t n_keys, char **keys, int threads, double seconds)
+static result_t run(dl_txn_level_t level, size_t n_keys, int threads, double seconds)
 {
-    shared_t s = {.level = level, .n_keys = n_keys, .keys = keys};
+    shared_t s = {.level = level, .n_keys = n_keys};
     s.e = dl_txn_engine_new();
-    for (size_t i = 0; i < n_keys; i++)
-        if (dl_txn_engine_load(s.e, keys[i], "1000") != 0)
+    for (size_t i = 0; i < n_keys; i++) {
+        char key[16];
+        key_name(key, i);
+        if (dl_txn_engine_load(s.e, key, "1000") != 0)
             abort();
+    }
     worker_t w[16];
     double start = now();
     for (int i = 0; i < threads; i++) {
@@ -140,7 +152,7 @@ int main(int argc, char **argv)
     int thread_counts[2] = {1, 2};
     const char *markdown = NULL;
     dl_txn_level_t only = DL_TXN_SNAPSHOT;
-    int one_level = 0;
+    int one_level = 0, only_threads = 0, only_hot = -1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
             seconds = atof(argv[++i]);
@@ -152,19 +164,24 @@ int main(int argc, char **argv)
                 return 2;
             }
             one_level = 1;
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            only_threads = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--contention") == 0 && i + 1 < argc) {
+            i++;
+            only_hot = strcmp(argv[i], "high") == 0 ? 1 : strcmp(argv[i], "low") == 0 ? 0 : -2;
+            if (only_hot == -2) {
+                fprintf(stderr, "txn_bench: --contention is low or high\n");
+                return 2;
+            }
         } else {
-            fprintf(stderr, "usage: txn_bench [--seconds S] [--level LEVEL] [--markdown FILE]\n");
+            fprintf(stderr, "usage: txn_bench [--seconds S] [--level LEVEL] [--threads 1|2] "
+                            "[--contention low|high] [--markdown FILE]\n");
             return 2;
         }
     }
     if (seconds <= 0 || seconds > 600) {
         fprintf(stderr, "txn_bench: --seconds must be in (0, 600]\n");
         return 2;
-    }
-    char **keys = malloc(LOW_KEYS * sizeof(*keys));
-    for (size_t i = 0; i < LOW_KEYS; i++) {
-        keys[i] = malloc(16);
-        snprintf(keys[i], 16, "k%zu", i);
     }
     FILE *md = markdown ? fopen(markdown, "w") : NULL;
     const char *header = "| level | workload | threads | committed txn/s | abort rate |\n"
@@ -177,8 +194,11 @@ int main(int argc, char **argv)
         for (int hot = 0; hot <= 1 && (!one_level || l == (int)only); hot++)
             for (int t = 0; t < 2; t++) {
                 int threads = thread_counts[t];
+                if ((only_threads != 0 && threads != only_threads) ||
+                    (only_hot >= 0 && hot != only_hot))
+                    continue;
                 result_t r =
-                    run((dl_txn_level_t)l, hot ? HOT_KEYS : LOW_KEYS, keys, threads, seconds);
+                    run((dl_txn_level_t)l, hot ? HOT_KEYS : LOW_KEYS, threads, seconds);
                 char line[256];
                 snprintf(line, sizeof(line), "| %s | %s | %d | %.0f | %.1f%% |\n",
                          dl_txn_level_name((dl_txn_level_t)l),
@@ -208,8 +228,5 @@ int main(int argc, char **argv)
         fprintf(md, "%s", summary);
         fclose(md);
     }
-    for (size_t i = 0; i < LOW_KEYS; i++)
-        free(keys[i]);
-    free(keys);
     return 0;
 }

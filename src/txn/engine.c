@@ -193,19 +193,69 @@ static uint64_t hash_key(const char *key)
     return h;
 }
 
-static row_t *find_row(dl_txn_engine_t *e, const char *key)
+static stripe_t *stripe_of(dl_txn_engine_t *e, uint64_t hash)
 {
-    uint64_t h = hash_key(key);
+    return &e->stripes[hash & (N_STRIPES - 1)];
+}
+
+void dl__txn_lock_all(dl_txn_engine_t *e)
+{
+    pthread_mutex_lock(&e->mu);
+    pthread_mutex_lock(&e->txns_lock);
+    for (int i = 0; i < N_STRIPES; i++)
+        pthread_mutex_lock(&e->stripes[i].mu);
+}
+
+void dl__txn_unlock_all(dl_txn_engine_t *e)
+{
+    for (int i = N_STRIPES - 1; i >= 0; i--)
+        pthread_mutex_unlock(&e->stripes[i].mu);
+    pthread_mutex_unlock(&e->txns_lock);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* The row for key (hash h), or NULL; key's stripe held. */
+static row_t *find_row_hashed(dl_txn_engine_t *e, const char *key, uint64_t h)
+{
     for (row_t *r = e->buckets[h & (e->n_buckets - 1)]; r != NULL; r = r->next)
         if (r->hash == h && strcmp(r->key, key) == 0)
             return r;
     return NULL;
 }
 
+static row_t *find_row(dl_txn_engine_t *e, const char *key)
+{
+    return find_row_hashed(e, key, hash_key(key));
+}
+
+/* Adds an empty row for key (hash h) to its bucket; key's stripe held, the table not full. */
+static row_t *new_row(dl_txn_engine_t *e, const char *key, uint64_t h)
+{
+    size_t len = strlen(key);
+    uint32_t size_class;
+    row_t *r = dl__txn_slab_alloc(e, &stripe_of(e, h)->slab, sizeof(*r) + len + 1, &size_class);
+    if (r == NULL)
+        return NULL;
+    memset(r, 0, sizeof(*r));
+    r->size_class = size_class;
+    memcpy(r->key, key, len + 1);
+    r->hash = h;
+    r->next = e->buckets[h & (e->n_buckets - 1)];
+    e->buckets[h & (e->n_buckets - 1)] = r;
+    __atomic_add_fetch(&e->n_rows, 1, __ATOMIC_RELAXED);
+    return r;
+}
+
+/* Whether a row can be added without growing the table (which takes exclusive mode). */
+static int room_for_row(dl_txn_engine_t *e)
+{
+    return __atomic_load_n(&e->n_rows, __ATOMIC_RELAXED) < e->n_buckets;
+}
+
 static int grow_buckets(dl_txn_engine_t *e)
 {
     size_t n = e->n_buckets * 2;
-    row_t **b = calloc(n, sizeof(*b));
+    row_t **b = dl__txn_zeroed_pages(n * sizeof(*b));
     if (b == NULL)
         return -ENOMEM;
     for (size_t i = 0; i < e->n_buckets; i++)
@@ -214,7 +264,7 @@ static int grow_buckets(dl_txn_engine_t *e)
             r->next = b[r->hash & (n - 1)];
             b[r->hash & (n - 1)] = r;
         }
-    free(e->buckets);
+    dl__txn_free_pages(e->buckets, e->n_buckets * sizeof(*b));
     e->buckets = b;
     e->n_buckets = n;
     return 0;
@@ -224,45 +274,50 @@ static int grow_buckets(dl_txn_engine_t *e)
  * An empty row carries the locks of readers that found nothing there. */
 static row_t *get_row(dl_txn_engine_t *e, const char *key)
 {
-    row_t *r = find_row(e, key);
+    uint64_t h = hash_key(key);
+    row_t *r = find_row_hashed(e, key, h);
     if (r != NULL)
         return r;
-    if (e->n_rows >= e->n_buckets && grow_buckets(e) != 0)
+    if (!room_for_row(e) && grow_buckets(e) != 0)
         return NULL;
-    r = calloc(1, sizeof(*r));
-    if (r == NULL || (r->key = strdup(key)) == NULL) {
-        free(r);
-        return NULL;
-    }
-    r->hash = hash_key(key);
-    r->next = e->buckets[r->hash & (e->n_buckets - 1)];
-    e->buckets[r->hash & (e->n_buckets - 1)] = r;
-    e->n_rows++;
-    return r;
+    return new_row(e, key, h);
 }
 
 const version_t *dl__txn_committed(const row_t *r)
 {
     const version_t *v = r->newest;
-    if (v != NULL && v->commit_ts == 0)
+    if (v != NULL && LOAD(v->commit_ts) == 0)
         v = v->older; /* only the newest version can be uncommitted */
     return v;
+}
+
+/* Transaction id's record; id is one begin handed out. */
+static txn_t *txn_at(dl_txn_engine_t *e, uint64_t id)
+{
+    uint64_t i = id - 1;
+    return &e->chunks[i >> TXN_CHUNK_BITS][i & ((1u << TXN_CHUNK_BITS) - 1)];
 }
 
 /* ---- Engine ------------------------------------------------------------------------------ */
 
 dl_txn_engine_t *dl_txn_engine_new(void)
 {
-    dl_txn_engine_t *e = calloc(1, sizeof(*e));
+    dl_txn_engine_t *e = aligned_alloc(64, (sizeof(*e) + 63) / 64 * 64); /* its cache lines */
     if (e == NULL)
         return NULL;
+    memset(e, 0, sizeof(*e));
     e->n_buckets = 1024;
-    e->buckets = calloc(e->n_buckets, sizeof(*e->buckets));
+    e->buckets = dl__txn_zeroed_pages(e->n_buckets * sizeof(*e->buckets));
     if (e->buckets == NULL) {
         free(e);
         return NULL;
     }
-    e->first_active = 1;
+    e->chunks = calloc(TXN_CHUNKS, sizeof(*e->chunks));
+    if (e->chunks == NULL) {
+        dl__txn_free_pages(e->buckets, e->n_buckets * sizeof(*e->buckets));
+        free(e);
+        return NULL;
+    }
     e->horizon = 1;
     /* Statements hold the mutex for well under a microsecond: spinning briefly before sleeping
      * (glibc's adaptive mutex) keeps two threads from trading futex sleeps on every statement. */
@@ -270,27 +325,66 @@ dl_txn_engine_t *dl_txn_engine_new(void)
     pthread_mutexattr_init(&attr);
     pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
     pthread_mutex_init(&e->mu, &attr);
+    for (int i = 0; i < N_STRIPES; i++)
+        pthread_mutex_init(&e->stripes[i].mu, &attr);
+    pthread_mutex_init(&e->blocks_mu, NULL);
+    pthread_mutex_init(&e->txns_lock, &attr);
     pthread_mutexattr_destroy(&attr);
     pthread_cond_init(&e->ended, NULL);
     return e;
 }
 
-static void free_versions(version_t *v)
+/* A version by writer of value (NULL: a tombstone), not linked yet; NULL when out of memory. */
+static version_t *new_version(dl_txn_engine_t *e, const row_t *r, uint64_t writer,
+                              const char *value)
+{
+    size_t len = value != NULL ? strlen(value) : 0;
+    uint32_t size_class;
+    version_t *v =
+        dl__txn_slab_alloc(e, &stripe_of(e, r->hash)->slab, sizeof(*v) + len + 1, &size_class);
+    if (v == NULL)
+        return NULL;
+    v->size_class = size_class;
+    v->older = NULL;
+    v->writer = writer;
+    v->commit_ts = 0;
+    v->deleted = value == NULL;
+    memcpy(v->value, value != NULL ? value : "", len);
+    v->value[len] = '\0';
+    return v;
+}
+
+static void free_version(dl_txn_engine_t *e, const row_t *r, version_t *v)
+{
+    dl__txn_slab_free(&stripe_of(e, r->hash)->slab, v, v->size_class);
+}
+
+static void free_versions(dl_txn_engine_t *e, const row_t *r, version_t *v)
 {
     while (v != NULL) {
         version_t *older = v->older;
-        free(v->value);
-        free(v);
+        free_version(e, r, v);
         v = older;
     }
 }
 
+/* Frees what a transaction needs only while it runs (ended), or at the engine's end. */
+static void free_running(txn_t *t)
+{
+    if (t->written != t->written_here)
+        free(t->written);
+    t->written = NULL;
+    t->n_written = t->cap_written = 0;
+    free(t->stmt_done);
+    t->stmt_done = NULL;
+    t->n_stmt_done = t->cap_stmt_done = 0;
+    dl__txn_ids_free(&t->waits);
+}
+
 static void free_txn(txn_t *t)
 {
-    free(t->written);
+    free_running(t);
     free(t->locked);
-    free(t->stmt_done);
-    dl__txn_ids_free(&t->waits);
     dl__txn_ids_free(&t->in);
     dl__txn_ids_free(&t->out);
 }
@@ -302,43 +396,79 @@ void dl_txn_engine_free(dl_txn_engine_t *e)
     for (size_t i = 0; i < e->n_buckets; i++)
         for (row_t *r = e->buckets[i], *next; r != NULL; r = next) {
             next = r->next;
-            free_versions(r->newest);
+            for (version_t *v = r->newest; v != NULL; v = v->older)
+                if (v->size_class == SLAB_MALLOC)
+                    free(v); /* the rest goes with the slab's blocks */
             dl__txn_ids_free(&r->shared);
             dl__txn_ids_free(&r->sireads);
-            free(r->key);
-            free(r);
+            if (r->size_class == SLAB_MALLOC)
+                free(r);
         }
-    for (size_t i = 0; i < e->n_txns; i++)
-        free_txn(&e->txns[i]);
-    free(e->txns);
-    free(e->buckets);
+    for (uint64_t id = 1; id <= e->n_txns; id++)
+        free_txn(txn_at(e, id));
+    for (size_t i = 0; i < TXN_CHUNKS && e->chunks[i] != NULL; i++)
+        dl__txn_free_pages(e->chunks[i], (1u << TXN_CHUNK_BITS) * sizeof(txn_t));
+    free(e->chunks);
+    dl__txn_free_pages(e->buckets, e->n_buckets * sizeof(*e->buckets));
+    dl__txn_slab_release(e);
+    pthread_mutex_destroy(&e->blocks_mu);
     dl__txn_plocks_free(&e->predicate_locks);
     dl__txn_plocks_free(&e->predicate_reads);
     dl__txn_ids_free(&e->stack);
     pthread_cond_destroy(&e->ended);
+    pthread_mutex_destroy(&e->txns_lock);
+    for (int i = 0; i < N_STRIPES; i++)
+        pthread_mutex_destroy(&e->stripes[i].mu);
     pthread_mutex_destroy(&e->mu);
     free(e);
 }
 
 txn_t *dl__txn_of(dl_txn_engine_t *e, uint64_t id)
 {
-    return id >= 1 && id <= e->n_txns ? &e->txns[id - 1] : NULL;
+    /* Not from n_txns, which every begin writes: a record is valid when it says it is id's. */
+    if (id < 1 || ((id - 1) >> TXN_CHUNK_BITS) >= TXN_CHUNKS)
+        return NULL;
+    txn_t *chunk = LOAD(e->chunks[(id - 1) >> TXN_CHUNK_BITS]);
+    if (chunk == NULL)
+        return NULL;
+    txn_t *t = &chunk[(id - 1) & ((1u << TXN_CHUNK_BITS) - 1)];
+    return LOAD(t->id) == id ? t : NULL;
 }
 
 int dl_txn_engine_load(dl_txn_engine_t *e, const char *key, const char *value)
 {
     int rv = -ENOMEM;
     pthread_mutex_lock(&e->mu);
-    row_t *r = get_row(e, key);
-    version_t *v = r ? calloc(1, sizeof(*v)) : NULL;
-    if (v != NULL && (v->value = strdup(value)) != NULL) {
-        v->commit_ts = ++e->clock;
+    pthread_mutex_lock(&e->txns_lock);
+    if (!room_for_row(e)) {
+        for (int i = 0; i < N_STRIPES; i++)
+            pthread_mutex_lock(&e->stripes[i].mu);
+        int grown = grow_buckets(e);
+        for (int i = N_STRIPES - 1; i >= 0; i--)
+            pthread_mutex_unlock(&e->stripes[i].mu);
+        if (grown != 0) {
+            pthread_mutex_unlock(&e->txns_lock);
+            pthread_mutex_unlock(&e->mu);
+            return -ENOMEM;
+        }
+    }
+    uint64_t h = hash_key(key);
+    stripe_t *s = stripe_of(e, h);
+    pthread_mutex_lock(&s->mu);
+    row_t *r = find_row_hashed(e, key, h);
+    if (r == NULL)
+        r = new_row(e, key, h);
+    version_t *v = r ? new_version(e, r, 0, value) : NULL;
+    if (v != NULL) {
+        uint64_t ts = e->clock + 1;
+        v->commit_ts = ts;
         v->older = r->newest;
         r->newest = v;
+        STORE(e->clock, ts);
         rv = 0;
-    } else {
-        free(v);
     }
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&e->txns_lock);
     pthread_mutex_unlock(&e->mu);
     return rv;
 }
@@ -348,74 +478,102 @@ int dl_txn_begin(dl_txn_engine_t *e, dl_txn_level_t level, uint64_t *id)
     if (level >= DL_TXN_N_LEVELS)
         return -EINVAL;
     int rv = 0;
-    pthread_mutex_lock(&e->mu);
-    if (e->n_txns == e->cap_txns) {
-        size_t cap = e->cap_txns ? e->cap_txns * 2 : 64;
-        txn_t *t = realloc(e->txns, cap * sizeof(*t));
-        if (t == NULL) {
+    pthread_mutex_lock(&e->txns_lock);
+    uint64_t i = e->n_txns, chunk = i >> TXN_CHUNK_BITS;
+    if (chunk >= TXN_CHUNKS) {
+        rv = -ENOMEM;
+        goto out;
+    }
+    if (e->chunks[chunk] == NULL) {
+        txn_t *c = dl__txn_zeroed_pages((1u << TXN_CHUNK_BITS) * sizeof(txn_t));
+        if (c == NULL) {
             rv = -ENOMEM;
             goto out;
         }
-        e->txns = t;
-        e->cap_txns = cap;
+        STORE(e->chunks[chunk], c);
     }
-    txn_t *t = &e->txns[e->n_txns++];
-    memset(t, 0, sizeof(*t));
+    txn_t *t = &e->chunks[chunk][i & ((1u << TXN_CHUNK_BITS) - 1)];
     t->level = level;
-    *id = e->n_txns;
+    t->prev_active = e->newest_active;
+    if (e->newest_active != NULL)
+        e->newest_active->next_active = t;
+    else
+        e->active = t;
+    e->newest_active = t;
+    STORE(t->id, i + 1);
+    e->n_txns = i + 1;
+    *id = i + 1;
 out:
-    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_unlock(&e->txns_lock);
     return rv;
 }
 
 int dl_txn_active(dl_txn_engine_t *e, uint64_t id)
 {
-    pthread_mutex_lock(&e->mu);
     txn_t *t = dl__txn_of(e, id);
-    int active = t != NULL && t->state == ACTIVE;
-    pthread_mutex_unlock(&e->mu);
-    return active;
+    return t != NULL && LOAD(t->state) == ACTIVE;
 }
 
 void dl_txn_engine_wait(dl_txn_engine_t *e, uint64_t id)
 {
+    /* A commit sets the state, then wakes sleepers if it sees any (wake_waiters); counting
+     * ourselves before reading the state, either it sees us or we see its state. */
     pthread_mutex_lock(&e->mu);
+    __atomic_add_fetch(&e->waiters, 1, __ATOMIC_SEQ_CST);
     for (;;) {
         txn_t *t = dl__txn_of(e, id);
-        if (t == NULL || t->state != ACTIVE)
+        if (t == NULL || __atomic_load_n(&t->state, __ATOMIC_SEQ_CST) != ACTIVE)
             break;
         pthread_cond_wait(&e->ended, &e->mu);
     }
+    __atomic_sub_fetch(&e->waiters, 1, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&e->mu);
 }
 
 uint64_t dl_txn_commit_ts(dl_txn_engine_t *e, uint64_t id)
 {
-    pthread_mutex_lock(&e->mu);
     txn_t *t = dl__txn_of(e, id);
-    uint64_t ts = t != NULL && t->state == COMMITTED ? t->commit_ts : 0;
-    pthread_mutex_unlock(&e->mu);
-    return ts;
+    return t != NULL && LOAD(t->state) == COMMITTED ? LOAD(t->commit_ts) : 0;
 }
 
-/* A transaction ended: moves first_active and the horizon (the oldest snapshot still read as
- * of) past it, and wakes the threads waiting for it. */
+/* Wakes the threads in dl_txn_engine_wait after a transaction ended, if there are any; mu is
+ * held when mu_held (exclusive mode), else taken. */
+static void wake_waiters(dl_txn_engine_t *e, int mu_held)
+{
+    if (__atomic_load_n(&e->waiters, __ATOMIC_SEQ_CST) == 0)
+        return;
+    if (!mu_held)
+        pthread_mutex_lock(&e->mu);
+    pthread_cond_broadcast(&e->ended);
+    if (!mu_held)
+        pthread_mutex_unlock(&e->mu);
+}
+
+/* A transaction ended (its state set; txns_lock held): it leaves the list of running ones and
+ * the horizon (the oldest snapshot still read as of) moves past it. The caller wakes waiters. */
 static void ended(dl_txn_engine_t *e, txn_t *t)
 {
-    t->n_written = 0;
-    t->n_stmt_done = 0;
-    t->waits.n = 0;
+    free_running(t);
     t->stmt_blocked = 0;
-    while (e->first_active <= e->n_txns && e->txns[e->first_active - 1].state != ACTIVE)
-        e->first_active++;
+    if (t->prev_active != NULL)
+        t->prev_active->next_active = t->next_active;
+    else
+        e->active = t->next_active;
+    if (t->next_active != NULL)
+        t->next_active->prev_active = t->prev_active;
+    else
+        e->newest_active = t->prev_active;
+    t->prev_active = t->next_active = NULL;
+    /* Fast paths take snapshots without txns_lock (take_snapshot): this may read an older one (and
+     * compute a lower horizon, which only prunes less), or 0 for one being taken, which will
+     * then be at least clock + 1. */
     uint64_t horizon = e->clock + 1;
-    for (uint64_t id = e->first_active; id <= e->n_txns; id++) {
-        const txn_t *a = &e->txns[id - 1];
-        if (a->state == ACTIVE && a->snapshot != 0 && a->snapshot < horizon)
-            horizon = a->snapshot;
+    for (const txn_t *a = e->active; a != NULL; a = a->next_active) {
+        uint64_t snapshot = __atomic_load_n(&a->snapshot, __ATOMIC_SEQ_CST);
+        if (snapshot != 0 && snapshot < horizon)
+            horizon = snapshot;
     }
-    e->horizon = horizon;
-    pthread_cond_broadcast(&e->ended);
+    STORE(e->horizon, horizon);
 }
 
 void dl__txn_roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t error)
@@ -426,8 +584,7 @@ void dl__txn_roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t
         if (r->newest != NULL && r->newest->writer == id) {
             version_t *v = r->newest;
             r->newest = v->older;
-            free(v->value);
-            free(v);
+            free_version(e, r, v);
         }
     }
     dl__txn_release_locks(e, t, id);
@@ -440,9 +597,10 @@ void dl__txn_roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t
         } else {
             i++;
         }
-    t->state = ABORTED;
     t->abort_error = error;
+    __atomic_store_n(&t->state, ABORTED, __ATOMIC_SEQ_CST);
     ended(e, t);
+    wake_waiters(e, 1);
 }
 
 /* ---- Statements -------------------------------------------------------------------------- */
@@ -500,7 +658,7 @@ static dl_txn_outcome_t start_statement(dl_txn_engine_t *e, uint64_t id, txn_t *
     }
     if (tx->snapshot == 0 || (fresh_snapshot_per_statement(tx->level) &&
                               !(resuming && tx->level == DL_TXN_READ_COMMITTED)))
-        tx->snapshot = e->clock + 1; /* everything committed so far is below it */
+        __atomic_store_n(&tx->snapshot, LOAD(e->clock) + 1, __ATOMIC_RELAXED);
     return outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
 }
 
@@ -510,9 +668,10 @@ static const version_t *visible(const row_t *r, uint64_t id, const txn_t *t)
     for (const version_t *v = r->newest; v != NULL; v = v->older) {
         if (v->writer == id)
             return v;
-        if (v->commit_ts != 0 && v->commit_ts < t->snapshot)
+        uint64_t ts = LOAD(v->commit_ts);
+        if (ts != 0 && ts < t->snapshot)
             return v;
-        if (t->level == DL_TXN_READ_UNCOMMITTED && v->commit_ts == 0)
+        if (t->level == DL_TXN_READ_UNCOMMITTED && ts == 0)
             return v; /* a dirty read: an uncommitted version's writer is running */
     }
     return NULL;
@@ -522,6 +681,85 @@ static const char *visible_value(const row_t *r, uint64_t id, const txn_t *t)
 {
     const version_t *v = visible(r, id, t);
     return v != NULL && !v->deleted ? v->value : NULL;
+}
+
+/* ---- Fast paths ------------------------------------------------------------------------- */
+
+/* Levels whose gets, puts and commits may take a fast path (engine_internal.h, Locking). */
+static int fast_level(dl_txn_level_t level)
+{
+    return level == DL_TXN_READ_UNCOMMITTED || level == DL_TXN_READ_COMMITTED ||
+           level == DL_TXN_SNAPSHOT || level == DL_TXN_SSI;
+}
+
+/*
+ * Takes a snapshot for t without txns_lock, so that no commit's horizon (ended) passes it: publish
+ * clock + 1 as t's snapshot, then check that the clock did not move meanwhile; else again. A
+ * commit publishes its clock before it reads the snapshots (both sequentially consistent), so
+ * either it sees ours or we see its clock.
+ */
+static void take_snapshot(dl_txn_engine_t *e, txn_t *t)
+{
+    uint64_t clock = __atomic_load_n(&e->clock, __ATOMIC_SEQ_CST);
+    for (;;) {
+        __atomic_store_n(&t->snapshot, clock + 1, __ATOMIC_SEQ_CST);
+        uint64_t now = __atomic_load_n(&e->clock, __ATOMIC_SEQ_CST);
+        if (now == clock)
+            return;
+        clock = now;
+    }
+}
+
+/* Starts a statement of t on a fast path (a stripe held) as start_statement does; 0 when it must
+ * take the slow path instead (t ended or was doomed, or resumes a blocked statement), which
+ * then says why. */
+static int fast_start(dl_txn_engine_t *e, txn_t *t)
+{
+    if (LOAD(t->state) != ACTIVE || t->doomed || t->stmt_blocked)
+        return 0;
+    t->waits.n = 0;
+    t->n_stmt_done = 0;
+    t->stmt_plocked = 0;
+    if (t->snapshot == 0 || fresh_snapshot_per_statement(t->level))
+        take_snapshot(e, t);
+    return 1;
+}
+
+/*
+ * A get with nothing to wait for and, at ssi, nothing to flag (the version it reads is the
+ * row's newest): 1 with *o set, or 0 for the slow path. Only key's stripe is held.
+ */
+static int fast_get(dl_txn_engine_t *e, uint64_t id, const char *key, char **value,
+                    uint64_t *writer, dl_txn_outcome_t *o)
+{
+    txn_t *t = dl__txn_of(e, id);
+    if (t == NULL || !fast_level(t->level))
+        return 0;
+    uint64_t h = hash_key(key);
+    stripe_t *s = stripe_of(e, h);
+    int done = 0;
+    pthread_mutex_lock(&s->mu);
+    if (!fast_start(e, t))
+        goto out;
+    row_t *r = find_row_hashed(e, key, h);
+    if (t->level == DL_TXN_SSI) {
+        /* A read of a key that is not there is a read too: it leaves its mark on an empty row. */
+        if (r == NULL && (!room_for_row(e) || (r = new_row(e, key, h)) == NULL))
+            goto out;
+        if (visible(r, id, t) != r->newest || dl__txn_ssi_mark(e, r, id) != 0)
+            goto out;
+    }
+    const version_t *v = r != NULL ? visible(r, id, t) : NULL;
+    if (v != NULL && !v->deleted) {
+        if ((*value = strdup(v->value)) == NULL)
+            goto out;
+        *writer = v->writer;
+    }
+    *o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
+    done = 1;
+out:
+    pthread_mutex_unlock(&s->mu);
+    return done;
 }
 
 /* A 2pl read of row r: waits for its uncommitted writer, then takes a shared lock on it. */
@@ -546,9 +784,12 @@ dl_txn_outcome_t dl_txn_get_version(dl_txn_engine_t *e, uint64_t id, const char 
 {
     *value = NULL;
     *writer = 0;
-    pthread_mutex_lock(&e->mu);
+    dl_txn_outcome_t o;
+    if (fast_get(e, id, key, value, writer, &o))
+        return o;
+    dl__txn_lock_all(e);
     txn_t *t;
-    dl_txn_outcome_t o = start_statement(e, id, &t);
+    o = start_statement(e, id, &t);
     if (o.status != DL_TXN_OK)
         goto out;
     row_t *r;
@@ -571,7 +812,7 @@ dl_txn_outcome_t dl_txn_get_version(dl_txn_engine_t *e, uint64_t id, const char 
             o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
     }
 out:
-    pthread_mutex_unlock(&e->mu);
+    dl__txn_unlock_all(e);
     return o;
 }
 
@@ -604,7 +845,7 @@ dl_txn_outcome_t dl_txn_scan(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_
                              dl_txn_rows_t *out)
 {
     memset(out, 0, sizeof(*out));
-    pthread_mutex_lock(&e->mu);
+    dl__txn_lock_all(e);
     txn_t *t;
     dl_txn_outcome_t o = start_statement(e, id, &t);
     if (o.status == DL_TXN_OK)
@@ -625,7 +866,7 @@ dl_txn_outcome_t dl_txn_scan(dl_txn_engine_t *e, uint64_t id, const dl_txn_pred_
     if (out->n > 1)
         qsort(out->rows, out->n, sizeof(*out->rows), compare_rows);
 out:
-    pthread_mutex_unlock(&e->mu);
+    dl__txn_unlock_all(e);
     return o;
 }
 
@@ -654,37 +895,55 @@ static dl_txn_outcome_t may_write(dl_txn_engine_t *e, txn_t *t, uint64_t id, row
 
 /* Frees the versions of r that no transaction can read any more: those older than the newest
  * version committed before the horizon (the oldest snapshot still read as of). */
-static void prune_versions(const dl_txn_engine_t *e, row_t *r)
+static void prune_versions(dl_txn_engine_t *e, row_t *r)
 {
-    for (version_t *v = r->newest; v != NULL; v = v->older)
-        if (v->commit_ts != 0 && v->commit_ts < e->horizon) {
-            free_versions(v->older);
+    if (r->newest == NULL || r->newest->older == NULL || r->newest->older->older == NULL)
+        return; /* the newest version and the one before it: nothing to prune */
+    uint64_t horizon = LOAD(e->horizon);
+    for (version_t *v = r->newest; v != NULL; v = v->older) {
+        uint64_t ts = LOAD(v->commit_ts);
+        if (ts != 0 && ts < horizon) {
+            free_versions(e, r, v->older);
             v->older = NULL;
             return;
         }
+    }
 }
 
-/* Writes a version of row r for transaction t (mutex held): in place over its own, else new. */
+/* Adds r to the rows t wrote: in t->written_here while there is room, no malloc. */
+static int written_push(txn_t *t, row_t *r)
+{
+    if (t->written == NULL) {
+        t->written = t->written_here;
+        t->cap_written = sizeof(t->written_here) / sizeof(*t->written_here);
+    }
+    if (t->n_written == t->cap_written && t->written == t->written_here) {
+        row_t **l = malloc(2 * t->cap_written * sizeof(*l));
+        if (l == NULL)
+            return -ENOMEM;
+        memcpy(l, t->written_here, sizeof(t->written_here));
+        t->written = l;
+        t->cap_written *= 2;
+    }
+    return dl__txn_rows_push(&t->written, &t->n_written, &t->cap_written, r);
+}
+
+/* Writes a version of row r for transaction t (its stripe held): over its own, else new. */
 static int write_version(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r, const char *value)
 {
-    char *copy = value ? strdup(value) : NULL;
-    if (value != NULL && copy == NULL)
+    version_t *v = new_version(e, r, id, value);
+    if (v == NULL)
         return -ENOMEM;
     if (r->newest != NULL && r->newest->writer == id) {
-        free(r->newest->value);
-        r->newest->value = copy;
-        r->newest->deleted = value == NULL;
+        v->older = r->newest->older; /* replaces its own uncommitted version */
+        free_version(e, r, r->newest);
+        r->newest = v;
         return 0;
     }
-    version_t *v = calloc(1, sizeof(*v));
-    if (v == NULL || dl__txn_rows_push(&t->written, &t->n_written, &t->cap_written, r) != 0) {
-        free(v);
-        free(copy);
+    if (written_push(t, r) != 0) {
+        free_version(e, r, v);
         return -ENOMEM;
     }
-    v->writer = id;
-    v->deleted = value == NULL;
-    v->value = copy;
     v->older = r->newest;
     r->newest = v;
     prune_versions(e, r);
@@ -694,12 +953,73 @@ static int write_version(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r, co
 /* What a write statement does to one key. */
 typedef enum { WRITE_PUT, WRITE_INSERT, WRITE_DELETE } write_kind_t;
 
+/*
+ * A write with nothing to wait for and nothing to flag: no uncommitted writer on the row, no
+ * two-phase locks, no newer committed version at snapshot isolation, no concurrent ssi reader.
+ * 1 with *o set, or 0 for the slow path. Only key's stripe is held.
+ */
+static int fast_write(dl_txn_engine_t *e, uint64_t id, write_kind_t kind, const char *key,
+                      const char *value, int *deleted, dl_txn_outcome_t *o)
+{
+    txn_t *t = dl__txn_of(e, id);
+    if (t == NULL || !fast_level(t->level) || (kind == WRITE_DELETE && t->level == DL_TXN_SSI))
+        return 0;
+    uint64_t h = hash_key(key);
+    stripe_t *s = stripe_of(e, h);
+    int done = 0;
+    pthread_mutex_lock(&s->mu);
+    if (e->predicate_locks.n != 0 || (t->level == DL_TXN_SSI && e->predicate_reads.n != 0) ||
+        !fast_start(e, t))
+        goto out;
+    *o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
+    row_t *r = find_row_hashed(e, key, h);
+    if (r == NULL && kind == WRITE_DELETE) {
+        done = 1; /* nothing to delete */
+        goto out;
+    }
+    if (r == NULL && (!room_for_row(e) || (r = new_row(e, key, h)) == NULL))
+        goto out;
+    const version_t *head = r->newest;
+    if (r->shared.n != 0)
+        goto out; /* two-phase locking's readers hold the row */
+    if (head != NULL && head->writer != id) {
+        uint64_t ts = LOAD(head->commit_ts);
+        if (ts == 0)
+            goto out; /* an uncommitted writer: wait for it */
+        if ((t->level == DL_TXN_SNAPSHOT || t->level == DL_TXN_SSI) && ts >= t->snapshot)
+            goto out; /* first updater wins: the slow path fails t */
+    }
+    if (t->level == DL_TXN_SSI && !dl__txn_ssi_no_readers(e, t, id, r))
+        goto out;
+    int exists = head != NULL && !head->deleted;
+    if (kind == WRITE_DELETE && (visible_value(r, id, t) == NULL || !exists)) {
+        done = 1;
+        goto out;
+    }
+    if (kind == WRITE_INSERT && exists) {
+        *o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_DUPLICATE_KEY);
+        done = 1;
+        goto out;
+    }
+    if (write_version(e, t, id, r, kind == WRITE_DELETE ? NULL : value) != 0)
+        goto out;
+    if (kind == WRITE_DELETE)
+        *deleted = 1;
+    done = 1;
+out:
+    pthread_mutex_unlock(&s->mu);
+    return done;
+}
+
 static dl_txn_outcome_t write_key(dl_txn_engine_t *e, uint64_t id, write_kind_t kind,
                                   const char *key, const char *value, int *deleted)
 {
-    pthread_mutex_lock(&e->mu);
+    dl_txn_outcome_t o;
+    if (fast_write(e, id, kind, key, value, deleted, &o))
+        return o;
+    dl__txn_lock_all(e);
     txn_t *t;
-    dl_txn_outcome_t o = start_statement(e, id, &t);
+    o = start_statement(e, id, &t);
     if (o.status != DL_TXN_OK)
         goto out;
     row_t *r = get_row(e, key);
@@ -732,7 +1052,7 @@ static dl_txn_outcome_t write_key(dl_txn_engine_t *e, uint64_t id, write_kind_t 
     if (write_version(e, t, id, r, kind == WRITE_DELETE ? NULL : value) != 0)
         o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
 out:
-    pthread_mutex_unlock(&e->mu);
+    dl__txn_unlock_all(e);
     return o;
 }
 
@@ -798,7 +1118,7 @@ static dl_txn_outcome_t write_where(dl_txn_engine_t *e, uint64_t id, const dl_tx
                                     const dl_txn_set_t *set, size_t *n)
 {
     *n = 0;
-    pthread_mutex_lock(&e->mu);
+    dl__txn_lock_all(e);
     txn_t *t;
     row_t **rows = NULL;
     size_t n_rows = 0;
@@ -862,7 +1182,7 @@ out:
                 (*n)++;
     }
     free(rows);
-    pthread_mutex_unlock(&e->mu);
+    dl__txn_unlock_all(e);
     return o;
 }
 
@@ -878,10 +1198,44 @@ dl_txn_outcome_t dl_txn_delete_where(dl_txn_engine_t *e, uint64_t id, const dl_t
     return write_where(e, id, pred, NULL, n);
 }
 
+/* Commits t (txns_lock held): stamps its versions with the next timestamp, then publishes the clock, so
+ * that a snapshot taken from the clock sees all of t's writes or none of them. */
+static void commit_versions(dl_txn_engine_t *e, txn_t *t)
+{
+    uint64_t ts = e->clock + 1;
+    for (size_t i = 0; i < t->n_written; i++)
+        STORE(t->written[i]->newest->commit_ts, ts);
+    __atomic_store_n(&e->clock, ts, __ATOMIC_SEQ_CST); /* before ended reads snapshots */
+    STORE(t->commit_ts, ts);
+    __atomic_store_n(&t->state, COMMITTED, __ATOMIC_SEQ_CST);
+}
+
+/* The commit of a transaction that holds no locks and, at ssi, has no rw-antidependency in and
+ * was not doomed: only txns_lock is held. 1 with *o set, or 0 for the slow path. */
+static int fast_commit(dl_txn_engine_t *e, uint64_t id, dl_txn_outcome_t *o)
+{
+    int done = 0;
+    pthread_mutex_lock(&e->txns_lock);
+    txn_t *t = dl__txn_of(e, id);
+    if (t != NULL && t->state == ACTIVE && fast_level(t->level) &&
+        !(t->level == DL_TXN_SSI && (t->doomed || t->in.n != 0))) {
+        commit_versions(e, t);
+        ended(e, t);
+        *o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
+        done = 1;
+    }
+    pthread_mutex_unlock(&e->txns_lock);
+    if (done)
+        wake_waiters(e, 0);
+    return done;
+}
+
 dl_txn_outcome_t dl_txn_commit(dl_txn_engine_t *e, uint64_t id)
 {
     dl_txn_outcome_t o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
-    pthread_mutex_lock(&e->mu);
+    if (fast_commit(e, id, &o))
+        return o;
+    dl__txn_lock_all(e);
     txn_t *t = dl__txn_of(e, id);
     if (t == NULL || t->state != ACTIVE) {
         o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NOT_ACTIVE);
@@ -889,28 +1243,25 @@ dl_txn_outcome_t dl_txn_commit(dl_txn_engine_t *e, uint64_t id)
     }
     if (t->level == DL_TXN_SSI && (o = dl__txn_ssi_commit(e, t, id)).status != DL_TXN_OK)
         goto out;
-    uint64_t ts = ++e->clock;
-    for (size_t i = 0; i < t->n_written; i++)
-        t->written[i]->newest->commit_ts = ts;
+    commit_versions(e, t);
     dl__txn_release_locks(e, t, id);
-    t->state = COMMITTED;
-    t->commit_ts = ts;
     ended(e, t);
+    wake_waiters(e, 1);
 out:
-    pthread_mutex_unlock(&e->mu);
+    dl__txn_unlock_all(e);
     return o;
 }
 
 dl_txn_outcome_t dl_txn_abort(dl_txn_engine_t *e, uint64_t id)
 {
     dl_txn_outcome_t o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
-    pthread_mutex_lock(&e->mu);
+    dl__txn_lock_all(e);
     txn_t *t = dl__txn_of(e, id);
     if (t == NULL || t->state != ACTIVE)
         o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NOT_ACTIVE);
     else
         dl__txn_roll_back(e, t, id, DL_TXN_ERR_NONE);
-    pthread_mutex_unlock(&e->mu);
+    dl__txn_unlock_all(e);
     return o;
 }
 
@@ -918,14 +1269,14 @@ int dl_txn_engine_committed(dl_txn_engine_t *e, dl_txn_rows_t *out)
 {
     memset(out, 0, sizeof(*out));
     int rv = 0;
-    pthread_mutex_lock(&e->mu);
+    dl__txn_lock_all(e);
     for (size_t i = 0; i < e->n_buckets && rv == 0; i++)
         for (const row_t *r = e->buckets[i]; r != NULL && rv == 0; r = r->next) {
             const version_t *v = dl__txn_committed(r);
             if (v != NULL && !v->deleted)
                 rv = dl_txn_rows_add(out, r->key, v->value, v->writer);
         }
-    pthread_mutex_unlock(&e->mu);
+    dl__txn_unlock_all(e);
     if (rv != 0)
         dl_txn_rows_free(out);
     else if (out->n > 1)

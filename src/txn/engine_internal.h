@@ -2,8 +2,18 @@
  * The txn engine's insides, shared by its files: engine.c (rows, versions, transactions and the
  * statements), locks.c (what a write or a locking read must wait for: row writers, two-phase
  * locking's shared and predicate locks, serial execution, and deadlock detection) and ssi.c
- * (serializable snapshot isolation's read-write antidependencies). Every function here runs with
- * the engine's mutex held.
+ * (serializable snapshot isolation's read-write antidependencies).
+ *
+ * Locking. The common statement (a get or a put at read uncommitted, read committed, snapshot
+ * isolation or ssi that has nothing to wait for and no conflict to record) takes only the lock
+ * of the stripe its row hashes to; begin and commit take the spin lock txns_lock. Everything else
+ * (waits, deadlock detection, two-phase locking, serial execution, predicate reads, ssi edges,
+ * rollbacks) runs in exclusive mode: mu, txns_lock and every stripe lock, so that nothing else
+ * runs; mu alone guards the condition variable that waiting threads sleep on. The
+ * functions declared here run in exclusive mode unless they say otherwise. Fields that a fast
+ * path reads while another thread may write them are read and written with the atomics below:
+ * a version's commit timestamp, a transaction's state and commit timestamp, the clock, the
+ * horizon and the counts of rows and transactions.
  */
 #ifndef DDIALAB_TXN_ENGINE_INTERNAL_H
 #define DDIALAB_TXN_ENGINE_INTERNAL_H
@@ -14,12 +24,16 @@
 
 #include "txn/engine.h"
 
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+
 typedef struct version_s {
     struct version_s *older;
     uint64_t writer;    /* transaction id, 0 for data loaded by setup */
     uint64_t commit_ts; /* 0 while the writer runs (a version of an aborted writer is unlinked) */
-    int deleted;        /* a tombstone: the row does not exist in this version */
-    char *value;
+    uint32_t deleted;    /* a tombstone: the row does not exist in this version */
+    uint32_t size_class; /* slab.c */
+    char value[];        /* "" in a tombstone */
 } version_t;
 
 /* A growable set of transaction ids. */
@@ -31,10 +45,11 @@ typedef struct ids_s {
 typedef struct row_s {
     struct row_s *next; /* hash chain */
     uint64_t hash;
-    char *key;
     version_t *newest; /* NULL: never written (the row exists to carry locks) */
     ids_t shared;      /* 2pl: transactions holding a shared lock on the row */
     ids_t sireads;     /* ssi: transactions that read the row (kept past their commit) */
+    uint32_t size_class; /* slab.c */
+    char key[];
 } row_t;
 
 /* A lock on a predicate: 2pl's shared predicate locks and ssi's predicate reads. */
@@ -51,12 +66,14 @@ typedef struct plocks_s {
 typedef enum { ACTIVE = 0, COMMITTED, ABORTED } txn_state_t;
 
 typedef struct txn_s {
+    uint64_t id; /* 0 in a record no transaction has yet */
     dl_txn_level_t level;
     txn_state_t state;
     uint64_t snapshot;  /* what statements read as of; 0 until the first statement */
     uint64_t commit_ts; /* once committed */
-    row_t **written;    /* rows this transaction wrote, once each */
+    row_t **written;    /* rows this transaction wrote, once each: first in written_here */
     size_t n_written, cap_written;
+    row_t *written_here[4];
     row_t **locked; /* 2pl: rows it holds a shared lock on */
     size_t n_locked, cap_locked;
     ids_t waits;       /* its blocked statement waits for these transactions */
@@ -68,25 +85,79 @@ typedef struct txn_s {
     ids_t in, out;    /* ssi: rw-antidependencies in (reader -> us) and out (us -> writer) */
     dl_txn_error_t abort_error; /* why it was rolled back */
     uint64_t visit;             /* deadlock search: the search that last reached it */
+    struct txn_s *prev_active, *next_active; /* in the engine's list while it runs (mu) */
 } txn_t;
 
+/* Transactions live in chunks that never move: a fast path may look one up while begin adds. */
+#define TXN_CHUNK_BITS 14
+#define TXN_CHUNKS (1u << 18)
+
+/* The row table's lock stripes: a row's stripe is its hash modulo N_STRIPES (the bucket count is
+ * a multiple of it, so a bucket's rows share one stripe). One cache line each. */
+#define N_STRIPES 64
+
+/* Memory for the rows and versions of one stripe (slab.c), used under the stripe's lock. */
+#define SLAB_STEP 16
+#define SLAB_MAX 512
+#define SLAB_MALLOC UINT32_MAX /* the size class of a piece from malloc */
+
+typedef struct slab_s {
+    void *free[SLAB_MAX / SLAB_STEP]; /* freed pieces by size class, linked through themselves */
+    char *cur, *end;                  /* what is left of the stripe's piece of a block */
+} slab_t;
+
+typedef struct stripe_s {
+    _Alignas(64) pthread_mutex_t mu;
+    slab_t slab;
+} stripe_t;
+
+/* Fields that every statement reads and few write come first; those that every begin or commit
+ * writes share the cache lines of mu, which they are written under; each group starts a line of
+ * its own, so that a commit on one core does not evict what statements on the other read. */
 struct dl_txn_engine_s {
-    pthread_mutex_t mu;
-    pthread_cond_t ended; /* broadcast whenever a transaction commits or aborts */
     row_t **buckets;
-    size_t n_buckets, n_rows;
-    txn_t *txns; /* txns[id - 1] */
-    size_t n_txns, cap_txns;
-    uint64_t clock;           /* the last commit timestamp handed out */
-    uint64_t serial_owner;    /* serial: the transaction running now, 0 when none */
+    size_t n_buckets;
+    txn_t **chunks; /* transaction id is chunks[(id - 1) >> TXN_CHUNK_BITS][(id - 1) & mask] */
     plocks_t predicate_locks; /* 2pl */
     plocks_t predicate_reads; /* ssi */
-    uint64_t first_active;    /* no transaction below this id is still running */
-    uint64_t horizon;         /* no running transaction reads as of a snapshot below this */
+    uint64_t serial_owner;    /* serial: the transaction running now, 0 when none */
     uint64_t searches;        /* deadlock searches so far (txn_t.visit) */
     ids_t stack;              /* the deadlock search's stack */
+
+    _Alignas(64) pthread_mutex_t mu; /* waiting (ended); first in exclusive mode */
+    pthread_mutex_t txns_lock;       /* begin and commit: the clock and the running list */
+    uint32_t waiters;                /* threads in dl_txn_engine_wait */
+    uint64_t n_txns;
+    uint64_t clock;        /* the last commit timestamp handed out */
+    uint64_t horizon;      /* no running transaction reads as of a snapshot below this */
+    struct txn_s *active;  /* the running transactions, oldest first (txn_t.next_active) */
+    struct txn_s *newest_active;
+    pthread_cond_t ended;  /* broadcast whenever a transaction commits or aborts */
+
+    _Alignas(64) size_t n_rows;
+    pthread_mutex_t blocks_mu; /* slab.c's blocks */
+    void **blocks;
+    size_t n_blocks, cap_blocks, block_used;
+    _Alignas(64) stripe_t stripes[N_STRIPES];
 };
 
+/* ---- slab.c ---- */
+
+/* size bytes from stripe slab s (its lock held); *size_class says how to give it back. */
+void *dl__txn_slab_alloc(dl_txn_engine_t *e, slab_t *s, size_t size, uint32_t *size_class);
+void dl__txn_slab_free(slab_t *s, void *p, uint32_t size_class);
+/* Frees every block (engine_free, after the pieces from malloc). */
+void dl__txn_slab_release(dl_txn_engine_t *e);
+/* size zeroed bytes, in huge pages when large (the row table, the transactions' chunks). */
+void *dl__txn_zeroed_pages(size_t size);
+/* Frees what dl__txn_zeroed_pages(size) gave. */
+void dl__txn_free_pages(void *p, size_t size);
+
+/* Exclusive mode: mu, txns_lock, then every stripe in order. */
+void dl__txn_lock_all(dl_txn_engine_t *e);
+void dl__txn_unlock_all(dl_txn_engine_t *e);
+
+/* Transaction id's record, or NULL; any mode (records never move). */
 txn_t *dl__txn_of(dl_txn_engine_t *e, uint64_t id);
 int dl__txn_ids_add(ids_t *set, uint64_t id); /* 0 (also when present) or -ENOMEM */
 int dl__txn_ids_has(const ids_t *set, uint64_t id);
@@ -128,6 +199,12 @@ dl_txn_outcome_t dl__txn_ssi_read(dl_txn_engine_t *e, txn_t *t, uint64_t id, row
 /* The same for a predicate read: the rows it saw and the rows it did not see are covered. */
 dl_txn_outcome_t dl__txn_ssi_scan(dl_txn_engine_t *e, txn_t *t, uint64_t id,
                                   const dl_txn_pred_t *pred);
+/* Records that transaction id read row r (its read mark), dropping marks no longer needed; may run
+ * on a fast path with r's stripe held. 0 or -ENOMEM. */
+int dl__txn_ssi_mark(dl_txn_engine_t *e, row_t *r, uint64_t id);
+/* Whether a write of r by ssi transaction t finds no concurrent reader to flag: the fast path
+ * (r's stripe held) may write without ssi.c's checks when it does and no predicate read exists. */
+int dl__txn_ssi_no_readers(dl_txn_engine_t *e, const txn_t *t, uint64_t id, const row_t *r);
 /* Flags the rw-antidependencies from readers of row r (by row or by predicate) to ssi
  * transaction t, which writes new_value (NULL: deletes) over it. ABORTED when t must fail. */
 dl_txn_outcome_t dl__txn_ssi_write(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r,

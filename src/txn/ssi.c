@@ -104,10 +104,13 @@ static int concurrent(const txn_t *reader, const txn_t *writer)
 static int mark_needed(dl_txn_engine_t *e, uint64_t id)
 {
     const txn_t *t = dl__txn_of(e, id);
-    return t != NULL && t->state != ABORTED && (t->state == ACTIVE || t->commit_ts >= e->horizon);
+    if (t == NULL)
+        return 0;
+    txn_state_t state = LOAD(t->state);
+    return state == ACTIVE || (state == COMMITTED && LOAD(t->commit_ts) >= LOAD(e->horizon));
 }
 
-static int mark_row(dl_txn_engine_t *e, row_t *r, uint64_t id)
+int dl__txn_ssi_mark(dl_txn_engine_t *e, row_t *r, uint64_t id)
 {
     ids_t *marks = &r->sireads;
     if (marks->n == marks->cap) {
@@ -144,7 +147,7 @@ static int flag_unseen_writers(dl_txn_engine_t *e, txn_t *t, uint64_t id, const 
 
 dl_txn_outcome_t dl__txn_ssi_read(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r)
 {
-    if (mark_row(e, r, id) != 0 || flag_unseen_writers(e, t, id, r, NULL))
+    if (dl__txn_ssi_mark(e, r, id) != 0 || flag_unseen_writers(e, t, id, r, NULL))
         return fail(e, t, id, DL_TXN_ERR_SSI);
     return ok();
 }
@@ -167,6 +170,19 @@ dl_txn_outcome_t dl__txn_ssi_scan(dl_txn_engine_t *e, txn_t *t, uint64_t id,
             if (flag_unseen_writers(e, t, id, r, pred))
                 return fail(e, t, id, DL_TXN_ERR_SSI);
     return ok();
+}
+
+int dl__txn_ssi_no_readers(dl_txn_engine_t *e, const txn_t *t, uint64_t id, const row_t *r)
+{
+    for (uint32_t i = 0; i < r->sireads.n; i++) {
+        const txn_t *reader = dl__txn_of(e, r->sireads.ids[i]);
+        if (reader == NULL || r->sireads.ids[i] == id || reader->level != DL_TXN_SSI)
+            continue;
+        txn_state_t state = LOAD(reader->state);
+        if (state == ACTIVE || (state == COMMITTED && LOAD(reader->commit_ts) >= t->snapshot))
+            return 0;
+    }
+    return 1;
 }
 
 dl_txn_outcome_t dl__txn_ssi_write(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r,
