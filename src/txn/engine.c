@@ -371,20 +371,21 @@ static void free_versions(dl_txn_engine_t *e, const row_t *r, version_t *v)
 /* Frees what a transaction needs only while it runs (ended), or at the engine's end. */
 static void free_running(txn_t *t)
 {
-    if (t->written != t->written_here)
-        free(t->written);
-    t->written = NULL;
-    t->n_written = t->cap_written = 0;
-    free(t->stmt_done);
-    t->stmt_done = NULL;
-    t->n_stmt_done = t->cap_stmt_done = 0;
-    dl__txn_ids_free(&t->waits);
+    txn_run_t *run = t->run;
+    if (run == NULL)
+        return;
+    if (run->written != run->written_here)
+        free(run->written);
+    free(run->stmt_done);
+    free(run->locked);
+    dl__txn_ids_free(&run->waits);
+    free(run);
+    t->run = NULL;
 }
 
 static void free_txn(txn_t *t)
 {
     free_running(t);
-    free(t->locked);
     dl__txn_ids_free(&t->in);
     dl__txn_ids_free(&t->out);
 }
@@ -464,6 +465,7 @@ int dl_txn_engine_load(dl_txn_engine_t *e, const char *key, const char *value)
         v->commit_ts = ts;
         v->older = r->newest;
         r->newest = v;
+        r->n_versions++;
         STORE(e->clock, ts);
         rv = 0;
     }
@@ -478,6 +480,9 @@ int dl_txn_begin(dl_txn_engine_t *e, dl_txn_level_t level, uint64_t *id)
     if (level >= DL_TXN_N_LEVELS)
         return -EINVAL;
     int rv = 0;
+    txn_run_t *run = calloc(1, sizeof(*run));
+    if (run == NULL)
+        return -ENOMEM;
     pthread_mutex_lock(&e->txns_lock);
     uint64_t i = e->n_txns, chunk = i >> TXN_CHUNK_BITS;
     if (chunk >= TXN_CHUNKS) {
@@ -494,17 +499,16 @@ int dl_txn_begin(dl_txn_engine_t *e, dl_txn_level_t level, uint64_t *id)
     }
     txn_t *t = &e->chunks[chunk][i & ((1u << TXN_CHUNK_BITS) - 1)];
     t->level = level;
-    t->prev_active = e->newest_active;
-    if (e->newest_active != NULL)
-        e->newest_active->next_active = t;
-    else
-        e->active = t;
-    e->newest_active = t;
+    t->run = run;
+    run = NULL;
+    t->next_active = e->active;
+    e->active = t;
     STORE(t->id, i + 1);
     e->n_txns = i + 1;
     *id = i + 1;
 out:
     pthread_mutex_unlock(&e->txns_lock);
+    free(run); /* when it failed */
     return rv;
 }
 
@@ -549,41 +553,55 @@ static void wake_waiters(dl_txn_engine_t *e, int mu_held)
         pthread_mutex_unlock(&e->mu);
 }
 
-/* A transaction ended (its state set; txns_lock held): it leaves the list of running ones and
- * the horizon (the oldest snapshot still read as of) moves past it. The caller wakes waiters. */
-static void ended(dl_txn_engine_t *e, txn_t *t)
+/* How many transactions end between two computations of the horizon on the fast path. */
+#define HORIZON_EVERY 64
+
+/*
+ * Moves the horizon (the oldest snapshot still read as of) up to the oldest snapshot of a
+ * running transaction, and drops ended ones from the list (txns_lock held). Fast paths take
+ * snapshots without txns_lock (take_snapshot): this may read an older one (and compute a lower
+ * horizon, which only prunes less), or 0 for one being taken, which will be at least the clock
+ * read here + 1. A horizon computed a few commits ago is lower than need be, never too high.
+ */
+static void move_horizon(dl_txn_engine_t *e)
 {
-    free_running(t);
-    t->stmt_blocked = 0;
-    if (t->prev_active != NULL)
-        t->prev_active->next_active = t->next_active;
-    else
-        e->active = t->next_active;
-    if (t->next_active != NULL)
-        t->next_active->prev_active = t->prev_active;
-    else
-        e->newest_active = t->prev_active;
-    t->prev_active = t->next_active = NULL;
-    /* Fast paths take snapshots without txns_lock (take_snapshot): this may read an older one (and
-     * compute a lower horizon, which only prunes less), or 0 for one being taken, which will
-     * then be at least clock + 1. */
-    uint64_t horizon = e->clock + 1;
-    for (const txn_t *a = e->active; a != NULL; a = a->next_active) {
+    uint64_t horizon = __atomic_load_n(&e->clock, __ATOMIC_SEQ_CST) + 1;
+    txn_t **link = &e->active;
+    while (*link != NULL) {
+        txn_t *a = *link;
+        if (LOAD(a->state) != ACTIVE) {
+            *link = a->next_active;
+            a->next_active = NULL;
+            continue;
+        }
         uint64_t snapshot = __atomic_load_n(&a->snapshot, __ATOMIC_SEQ_CST);
         if (snapshot != 0 && snapshot < horizon)
             horizon = snapshot;
+        link = &a->next_active;
     }
     STORE(e->horizon, horizon);
 }
 
+/* A transaction ended (its state set; txns_lock held): what it needed while running goes, and
+ * the horizon moves: at once in exclusive mode, else every HORIZON_EVERY ends, so that a commit
+ * on the fast path does not read every running transaction's snapshot. The caller wakes
+ * waiters. */
+static void ended(dl_txn_engine_t *e, txn_t *t, int exclusive)
+{
+    free_running(t);
+    if (exclusive || ++e->n_ended % HORIZON_EVERY == 0)
+        move_horizon(e);
+}
+
 void dl__txn_roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t error)
 {
-    for (size_t i = 0; i < t->n_written; i++) {
-        row_t *r = t->written[i];
+    for (size_t i = 0; i < t->run->n_written; i++) {
+        row_t *r = t->run->written[i];
         /* Nobody writes a row over an uncommitted version, so ours is the newest. */
         if (r->newest != NULL && r->newest->writer == id) {
             version_t *v = r->newest;
             r->newest = v->older;
+            r->n_versions--;
             free_version(e, r, v);
         }
     }
@@ -599,7 +617,7 @@ void dl__txn_roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t
         }
     t->abort_error = error;
     __atomic_store_n(&t->state, ABORTED, __ATOMIC_SEQ_CST);
-    ended(e, t);
+    ended(e, t, 1);
     wake_waiters(e, 1);
 }
 
@@ -641,16 +659,16 @@ static dl_txn_outcome_t start_statement(dl_txn_engine_t *e, uint64_t id, txn_t *
     txn_t *tx = *t;
     if (tx->doomed)
         return aborted(e, tx, id, DL_TXN_ERR_SSI);
-    int resuming = tx->stmt_blocked;
-    tx->stmt_blocked = 0;
-    tx->waits.n = 0;
+    int resuming = tx->run->stmt_blocked;
+    tx->run->stmt_blocked = 0;
+    tx->run->waits.n = 0;
     if (!resuming) {
-        tx->n_stmt_done = 0;
-        tx->stmt_plocked = 0;
+        tx->run->n_stmt_done = 0;
+        tx->run->stmt_plocked = 0;
     }
     if (tx->level == DL_TXN_SERIAL && e->serial_owner != id) {
         if (e->serial_owner != 0) {
-            if (dl__txn_ids_add(&tx->waits, e->serial_owner) != 0)
+            if (dl__txn_ids_add(&tx->run->waits, e->serial_owner) != 0)
                 return outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
             return dl__txn_wait_or_go(e, tx, id);
         }
@@ -715,11 +733,11 @@ static void take_snapshot(dl_txn_engine_t *e, txn_t *t)
  * then says why. */
 static int fast_start(dl_txn_engine_t *e, txn_t *t)
 {
-    if (LOAD(t->state) != ACTIVE || t->doomed || t->stmt_blocked)
+    if (LOAD(t->state) != ACTIVE || t->doomed || t->run->stmt_blocked)
         return 0;
-    t->waits.n = 0;
-    t->n_stmt_done = 0;
-    t->stmt_plocked = 0;
+    t->run->waits.n = 0;
+    t->run->n_stmt_done = 0;
+    t->run->stmt_plocked = 0;
     if (t->snapshot == 0 || fresh_snapshot_per_statement(t->level))
         take_snapshot(e, t);
     return 1;
@@ -825,7 +843,7 @@ static dl_txn_outcome_t predicate_read(dl_txn_engine_t *e, txn_t *t, uint64_t id
                                        const dl_txn_pred_t *pred)
 {
     dl_txn_outcome_t o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
-    if (t->stmt_plocked)
+    if (t->run->stmt_plocked)
         return o;
     if (t->level == DL_TXN_2PL) {
         if (dl__txn_scan_conflicts(e, t, id, pred) != 0)
@@ -837,7 +855,7 @@ static dl_txn_outcome_t predicate_read(dl_txn_engine_t *e, txn_t *t, uint64_t id
         o = dl__txn_ssi_scan(e, t, id, pred);
     }
     if (o.status == DL_TXN_OK)
-        t->stmt_plocked = 1;
+        t->run->stmt_plocked = 1;
     return o;
 }
 
@@ -893,39 +911,46 @@ static dl_txn_outcome_t may_write(dl_txn_engine_t *e, txn_t *t, uint64_t id, row
     return o;
 }
 
+/* How long a row's chain of versions may grow before a write prunes it. */
+#define PRUNE_AT 4
+
 /* Frees the versions of r that no transaction can read any more: those older than the newest
  * version committed before the horizon (the oldest snapshot still read as of). */
 static void prune_versions(dl_txn_engine_t *e, row_t *r)
 {
-    if (r->newest == NULL || r->newest->older == NULL || r->newest->older->older == NULL)
-        return; /* the newest version and the one before it: nothing to prune */
+    /* Not at every write: walking the chain reads versions that are likely out of the cache. */
+    if (r->n_versions < PRUNE_AT)
+        return;
     uint64_t horizon = LOAD(e->horizon);
+    uint32_t kept = 0;
     for (version_t *v = r->newest; v != NULL; v = v->older) {
+        kept++;
         uint64_t ts = LOAD(v->commit_ts);
         if (ts != 0 && ts < horizon) {
             free_versions(e, r, v->older);
             v->older = NULL;
+            r->n_versions = kept;
             return;
         }
     }
 }
 
-/* Adds r to the rows t wrote: in t->written_here while there is room, no malloc. */
+/* Adds r to the rows t wrote: in t->run->written_here while there is room, no malloc. */
 static int written_push(txn_t *t, row_t *r)
 {
-    if (t->written == NULL) {
-        t->written = t->written_here;
-        t->cap_written = sizeof(t->written_here) / sizeof(*t->written_here);
+    if (t->run->written == NULL) {
+        t->run->written = t->run->written_here;
+        t->run->cap_written = sizeof(t->run->written_here) / sizeof(*t->run->written_here);
     }
-    if (t->n_written == t->cap_written && t->written == t->written_here) {
-        row_t **l = malloc(2 * t->cap_written * sizeof(*l));
+    if (t->run->n_written == t->run->cap_written && t->run->written == t->run->written_here) {
+        row_t **l = malloc(2 * t->run->cap_written * sizeof(*l));
         if (l == NULL)
             return -ENOMEM;
-        memcpy(l, t->written_here, sizeof(t->written_here));
-        t->written = l;
-        t->cap_written *= 2;
+        memcpy(l, t->run->written_here, sizeof(t->run->written_here));
+        t->run->written = l;
+        t->run->cap_written *= 2;
     }
-    return dl__txn_rows_push(&t->written, &t->n_written, &t->cap_written, r);
+    return dl__txn_rows_push(&t->run->written, &t->run->n_written, &t->run->cap_written, r);
 }
 
 /* Writes a version of row r for transaction t (its stripe held): over its own, else new. */
@@ -946,6 +971,7 @@ static int write_version(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r, co
     }
     v->older = r->newest;
     r->newest = v;
+    r->n_versions++;
     prune_versions(e, r);
     return 0;
 }
@@ -1074,8 +1100,8 @@ dl_txn_outcome_t dl_txn_delete(dl_txn_engine_t *e, uint64_t id, const char *key,
 
 static int done_by_statement(const txn_t *t, const row_t *r)
 {
-    for (size_t i = 0; i < t->n_stmt_done; i++)
-        if (t->stmt_done[i] == r)
+    for (size_t i = 0; i < t->run->n_stmt_done; i++)
+        if (t->run->stmt_done[i] == r)
             return 1;
     return 0;
 }
@@ -1154,7 +1180,7 @@ static dl_txn_outcome_t write_where(dl_txn_engine_t *e, uint64_t id, const dl_tx
         /* Past any wait: re-read the row as it is now and check it still matches. */
         const version_t *now = r->newest;
         if (now == NULL || now->deleted || !dl_txn_pred_matches(pred, r->key, now->value)) {
-            if (dl__txn_rows_push(&t->stmt_done, &t->n_stmt_done, &t->cap_stmt_done, r) != 0)
+            if (dl__txn_rows_push(&t->run->stmt_done, &t->run->n_stmt_done, &t->run->cap_stmt_done, r) != 0)
                 o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
             if (o.status != DL_TXN_OK)
                 goto out;
@@ -1169,7 +1195,7 @@ static dl_txn_outcome_t write_where(dl_txn_engine_t *e, uint64_t id, const dl_tx
             snprintf(sum, sizeof(sum), "%lld", (long long)(v + set->delta));
         }
         if (write_version(e, t, id, r, new_value) != 0 ||
-            dl__txn_rows_push(&t->stmt_done, &t->n_stmt_done, &t->cap_stmt_done, r) != 0) {
+            dl__txn_rows_push(&t->run->stmt_done, &t->run->n_stmt_done, &t->run->cap_stmt_done, r) != 0) {
             o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
             goto out;
         }
@@ -1177,8 +1203,8 @@ static dl_txn_outcome_t write_where(dl_txn_engine_t *e, uint64_t id, const dl_tx
 out:
     if (o.status == DL_TXN_OK || o.status == DL_TXN_BLOCKED) {
         /* How many rows the statement changed so far (the done rows it wrote). */
-        for (size_t i = 0; i < t->n_stmt_done; i++)
-            if (t->stmt_done[i]->newest != NULL && t->stmt_done[i]->newest->writer == id)
+        for (size_t i = 0; i < t->run->n_stmt_done; i++)
+            if (t->run->stmt_done[i]->newest != NULL && t->run->stmt_done[i]->newest->writer == id)
                 (*n)++;
     }
     free(rows);
@@ -1203,8 +1229,8 @@ dl_txn_outcome_t dl_txn_delete_where(dl_txn_engine_t *e, uint64_t id, const dl_t
 static void commit_versions(dl_txn_engine_t *e, txn_t *t)
 {
     uint64_t ts = e->clock + 1;
-    for (size_t i = 0; i < t->n_written; i++)
-        STORE(t->written[i]->newest->commit_ts, ts);
+    for (size_t i = 0; i < t->run->n_written; i++)
+        STORE(t->run->written[i]->newest->commit_ts, ts);
     __atomic_store_n(&e->clock, ts, __ATOMIC_SEQ_CST); /* before ended reads snapshots */
     STORE(t->commit_ts, ts);
     __atomic_store_n(&t->state, COMMITTED, __ATOMIC_SEQ_CST);
@@ -1220,7 +1246,7 @@ static int fast_commit(dl_txn_engine_t *e, uint64_t id, dl_txn_outcome_t *o)
     if (t != NULL && t->state == ACTIVE && fast_level(t->level) &&
         !(t->level == DL_TXN_SSI && (t->doomed || t->in.n != 0))) {
         commit_versions(e, t);
-        ended(e, t);
+        ended(e, t, 0);
         *o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
         done = 1;
     }
@@ -1245,7 +1271,7 @@ dl_txn_outcome_t dl_txn_commit(dl_txn_engine_t *e, uint64_t id)
         goto out;
     commit_versions(e, t);
     dl__txn_release_locks(e, t, id);
-    ended(e, t);
+    ended(e, t, 1);
     wake_waiters(e, 1);
 out:
     dl__txn_unlock_all(e);

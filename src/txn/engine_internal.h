@@ -49,6 +49,7 @@ typedef struct row_s {
     ids_t shared;      /* 2pl: transactions holding a shared lock on the row */
     ids_t sireads;     /* ssi: transactions that read the row (kept past their commit) */
     uint32_t size_class; /* slab.c */
+    uint32_t n_versions; /* in the chain from newest */
     char key[];
 } row_t;
 
@@ -65,13 +66,10 @@ typedef struct plocks_s {
 
 typedef enum { ACTIVE = 0, COMMITTED, ABORTED } txn_state_t;
 
-typedef struct txn_s {
-    uint64_t id; /* 0 in a record no transaction has yet */
-    dl_txn_level_t level;
-    txn_state_t state;
-    uint64_t snapshot;  /* what statements read as of; 0 until the first statement */
-    uint64_t commit_ts; /* once committed */
-    row_t **written;    /* rows this transaction wrote, once each: first in written_here */
+/* What a transaction needs only while it runs: allocated at begin, freed when it ends, so that
+ * the record that stays (txn_t) is small. */
+typedef struct txn_run_s {
+    row_t **written; /* rows this transaction wrote, once each: first in written_here */
     size_t n_written, cap_written;
     row_t *written_here[4];
     row_t **locked; /* 2pl: rows it holds a shared lock on */
@@ -80,12 +78,21 @@ typedef struct txn_s {
     int stmt_blocked;  /* the last statement blocked: the next call resumes it */
     row_t **stmt_done; /* update/delete where: rows the blocked statement already did */
     size_t n_stmt_done, cap_stmt_done;
-    int stmt_plocked; /* the blocked statement already took its predicate lock */
-    int doomed;       /* ssi: chosen to fail at its next statement or commit */
-    ids_t in, out;    /* ssi: rw-antidependencies in (reader -> us) and out (us -> writer) */
+    int stmt_plocked;                        /* the blocked statement took its predicate lock */
+    uint64_t visit; /* deadlock search: the last search that reached it */
+} txn_run_t;
+
+typedef struct txn_s {
+    uint64_t id; /* 0 in a record no transaction has yet */
+    dl_txn_level_t level;
+    txn_state_t state;
+    uint64_t snapshot;          /* what statements read as of; 0 until the first statement */
+    uint64_t commit_ts;         /* once committed */
+    int doomed;                 /* ssi: chosen to fail at its next statement or commit */
     dl_txn_error_t abort_error; /* why it was rolled back */
-    uint64_t visit;             /* deadlock search: the search that last reached it */
-    struct txn_s *prev_active, *next_active; /* in the engine's list while it runs (mu) */
+    ids_t in, out; /* ssi: rw-antidependencies in (reader -> us) and out (us -> writer) */
+    txn_run_t *run; /* while it runs, else NULL */
+    struct txn_s *next_active; /* the engine's list of running ones (txns_lock) */
 } txn_t;
 
 /* Transactions live in chunks that never move: a fast path may look one up while begin adds. */
@@ -130,8 +137,8 @@ struct dl_txn_engine_s {
     uint64_t n_txns;
     uint64_t clock;        /* the last commit timestamp handed out */
     uint64_t horizon;      /* no running transaction reads as of a snapshot below this */
-    struct txn_s *active;  /* the running transactions, oldest first (txn_t.next_active) */
-    struct txn_s *newest_active;
+    struct txn_s *active; /* the running transactions, newest first, and some that ended */
+    uint64_t n_ended;     /* transactions ended: the horizon is recomputed every few */
     pthread_cond_t ended;  /* broadcast whenever a transaction commits or aborts */
 
     _Alignas(64) size_t n_rows;

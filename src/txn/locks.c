@@ -30,7 +30,7 @@ static int uncommitted_writer(const row_t *r, uint64_t id, uint64_t *writer)
 int dl__txn_read_conflicts(dl_txn_engine_t *e, txn_t *t, uint64_t id, const row_t *r)
 {
     uint64_t writer;
-    return uncommitted_writer(r, id, &writer) ? dl__txn_ids_add(&t->waits, writer) : 0;
+    return uncommitted_writer(r, id, &writer) ? dl__txn_ids_add(&t->run->waits, writer) : 0;
 }
 
 static int matches(const dl_txn_pred_t *pred, const char *key, const version_t *v)
@@ -45,7 +45,7 @@ int dl__txn_write_conflicts(dl_txn_engine_t *e, txn_t *t, uint64_t id, const row
         return -ENOMEM;
     for (uint32_t i = 0; i < r->shared.n; i++) {
         uint64_t holder = r->shared.ids[i];
-        if (holder != id && active(e, holder) && dl__txn_ids_add(&t->waits, holder) != 0)
+        if (holder != id && active(e, holder) && dl__txn_ids_add(&t->run->waits, holder) != 0)
             return -ENOMEM;
     }
     const plocks_t *locks = &e->predicate_locks;
@@ -58,7 +58,7 @@ int dl__txn_write_conflicts(dl_txn_engine_t *e, txn_t *t, uint64_t id, const row
             continue;
         if (matches(&l->pred, r->key, old) ||
             (new_value != NULL && dl_txn_pred_matches(&l->pred, r->key, new_value)))
-            if (dl__txn_ids_add(&t->waits, l->txn) != 0)
+            if (dl__txn_ids_add(&t->run->waits, l->txn) != 0)
                 return -ENOMEM;
     }
     return 0;
@@ -74,7 +74,7 @@ int dl__txn_scan_conflicts(dl_txn_engine_t *e, txn_t *t, uint64_t id, const dl_t
             /* The row matches before or after the uncommitted change: the predicate overlaps
              * the writer's exclusive lock. */
             if (matches(pred, r->key, r->newest) || matches(pred, r->key, dl__txn_committed(r)))
-                if (dl__txn_ids_add(&t->waits, writer) != 0)
+                if (dl__txn_ids_add(&t->run->waits, writer) != 0)
                     return -ENOMEM;
         }
     return 0;
@@ -89,18 +89,18 @@ static int closes_cycle(dl_txn_engine_t *e, txn_t *t, uint64_t id)
     uint64_t search = ++e->searches;
     ids_t *stack = &e->stack;
     stack->n = 0;
-    for (uint32_t i = 0; i < t->waits.n; i++)
-        if (dl__txn_ids_add(stack, t->waits.ids[i]) != 0)
+    for (uint32_t i = 0; i < t->run->waits.n; i++)
+        if (dl__txn_ids_add(stack, t->run->waits.ids[i]) != 0)
             return 0; /* out of memory: no cycle found; the statement waits */
     while (stack->n > 0) {
         uint64_t next = stack->ids[--stack->n];
         if (next == id)
             return 1;
         txn_t *n = dl__txn_of(e, next);
-        if (n == NULL || n->state != ACTIVE || !n->stmt_blocked || n->visit == search)
+        if (n == NULL || n->state != ACTIVE || !n->run->stmt_blocked || n->run->visit == search)
             continue;
-        n->visit = search;
-        for (uint32_t i = 0; i < n->waits.n; i++) {
+        n->run->visit = search;
+        for (uint32_t i = 0; i < n->run->waits.n; i++) {
             /* Not dl__txn_ids_add: the stack may hold an id twice. */
             if (stack->n == stack->cap) {
                 uint32_t cap = stack->cap ? stack->cap * 2 : 16;
@@ -110,7 +110,7 @@ static int closes_cycle(dl_txn_engine_t *e, txn_t *t, uint64_t id)
                 stack->ids = ids;
                 stack->cap = cap;
             }
-            stack->ids[stack->n++] = n->waits.ids[i];
+            stack->ids[stack->n++] = n->run->waits.ids[i];
         }
     }
     return 0;
@@ -119,7 +119,7 @@ static int closes_cycle(dl_txn_engine_t *e, txn_t *t, uint64_t id)
 dl_txn_outcome_t dl__txn_wait_or_go(dl_txn_engine_t *e, txn_t *t, uint64_t id)
 {
     dl_txn_outcome_t o = {.status = DL_TXN_OK, .error = DL_TXN_ERR_NONE, .waiting_for = 0};
-    if (t->waits.n == 0)
+    if (t->run->waits.n == 0)
         return o;
     if (closes_cycle(e, t, id)) {
         /* The transaction whose request closes the cycle is the victim, as in PostgreSQL when
@@ -129,9 +129,9 @@ dl_txn_outcome_t dl__txn_wait_or_go(dl_txn_engine_t *e, txn_t *t, uint64_t id)
         o.error = DL_TXN_ERR_DEADLOCK;
         return o;
     }
-    t->stmt_blocked = 1;
+    t->run->stmt_blocked = 1;
     o.status = DL_TXN_BLOCKED;
-    o.waiting_for = t->waits.ids[0];
+    o.waiting_for = t->run->waits.ids[0];
     return o;
 }
 
@@ -139,10 +139,10 @@ int dl__txn_lock_shared(txn_t *t, uint64_t id, row_t *r)
 {
     if (dl__txn_ids_has(&r->shared, id))
         return 0;
-    if (dl__txn_rows_push(&t->locked, &t->n_locked, &t->cap_locked, r) != 0)
+    if (dl__txn_rows_push(&t->run->locked, &t->run->n_locked, &t->run->cap_locked, r) != 0)
         return -ENOMEM;
     if (dl__txn_ids_add(&r->shared, id) != 0) {
-        t->n_locked--;
+        t->run->n_locked--;
         return -ENOMEM;
     }
     return 0;
@@ -150,15 +150,15 @@ int dl__txn_lock_shared(txn_t *t, uint64_t id, row_t *r)
 
 void dl__txn_release_locks(dl_txn_engine_t *e, txn_t *t, uint64_t id)
 {
-    for (size_t i = 0; i < t->n_locked; i++) {
-        ids_t *shared = &t->locked[i]->shared;
+    for (size_t i = 0; i < t->run->n_locked; i++) {
+        ids_t *shared = &t->run->locked[i]->shared;
         for (uint32_t j = 0; j < shared->n; j++)
             if (shared->ids[j] == id) {
                 shared->ids[j] = shared->ids[--shared->n];
                 break;
             }
     }
-    t->n_locked = 0;
+    t->run->n_locked = 0;
     plocks_t *locks = &e->predicate_locks;
     for (size_t i = 0; i < locks->n;)
         if (locks->locks[i].txn == id) {
