@@ -6,7 +6,7 @@
  *
  * Locking. The common statement (a get or a put at read uncommitted, read committed, snapshot
  * isolation or ssi that has nothing to wait for and no conflict to record) takes only the lock
- * of the stripe its row hashes to; begin and commit take the spin lock txns_lock. Everything else
+ * of the stripe its row hashes to; begin and commit take the spin lock txns_lock (engine.c). Everything else
  * (waits, deadlock detection, two-phase locking, serial execution, predicate reads, ssi edges,
  * rollbacks) runs in exclusive mode: mu, txns_lock and every stripe lock, so that nothing else
  * runs; mu alone guards the condition variable that waiting threads sleep on. The
@@ -132,7 +132,7 @@ struct dl_txn_engine_s {
     ids_t stack;              /* the deadlock search's stack */
 
     _Alignas(64) pthread_mutex_t mu; /* waiting (ended); first in exclusive mode */
-    pthread_mutex_t txns_lock;       /* begin and commit: the clock and the running list */
+    int txns_lock;                   /* begin and commit: the clock and the running list */
     uint32_t waiters;                /* threads in dl_txn_engine_wait */
     uint64_t n_txns;
     uint64_t clock;        /* the last commit timestamp handed out */
