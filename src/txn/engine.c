@@ -341,6 +341,7 @@ dl_txn_engine_t *dl_txn_engine_new(void)
         free(e);
         return NULL;
     }
+    e->oldest_active = e->prune_below = e->candidate_ids = 1;
     e->chunks = calloc(TXN_CHUNKS, sizeof(*e->chunks));
     if (e->chunks == NULL) {
         dl__txn_free_pages(e->buckets, e->n_buckets * sizeof(*e->buckets));
@@ -592,7 +593,8 @@ static void wake_waiters(dl_txn_engine_t *e, int mu_held)
  */
 static void move_horizon(dl_txn_engine_t *e)
 {
-    uint64_t horizon = __atomic_load_n(&e->clock, __ATOMIC_SEQ_CST) + 1;
+    uint64_t clock = __atomic_load_n(&e->clock, __ATOMIC_SEQ_CST);
+    uint64_t horizon = clock + 1, oldest = e->n_txns + 1;
     txn_t **link = &e->active;
     while (*link != NULL) {
         txn_t *a = *link;
@@ -604,9 +606,19 @@ static void move_horizon(dl_txn_engine_t *e)
         uint64_t snapshot = __atomic_load_n(&a->snapshot, __ATOMIC_SEQ_CST);
         if (snapshot != 0 && snapshot < horizon)
             horizon = snapshot;
+        if (a->id < oldest)
+            oldest = a->id;
         link = &a->next_active;
     }
     STORE(e->horizon, horizon);
+    STORE(e->oldest_active, oldest);
+    /* The transactions below the candidate had all ended when it was taken, at candidate_clock;
+     * once every running snapshot is past that clock, no one needs their read marks. */
+    if (horizon > e->candidate_clock) {
+        STORE(e->prune_below, e->candidate_ids);
+        e->candidate_ids = oldest;
+        e->candidate_clock = clock;
+    }
 }
 
 /* A transaction ended (its state set; txns_lock held): what it needed while running goes, and
@@ -703,7 +715,10 @@ static dl_txn_outcome_t start_statement(dl_txn_engine_t *e, uint64_t id, txn_t *
     }
     if (tx->snapshot == 0 || (fresh_snapshot_per_statement(tx->level) &&
                               !(resuming && tx->level == DL_TXN_READ_COMMITTED)))
+    {
+        tx->low_water = e->oldest_active; /* exclusive mode: nothing moves */
         __atomic_store_n(&tx->snapshot, LOAD(e->clock) + 1, __ATOMIC_RELAXED);
+    }
     return outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
 }
 
@@ -745,6 +760,8 @@ static int fast_level(dl_txn_level_t level)
  */
 static void take_snapshot(dl_txn_engine_t *e, txn_t *t)
 {
+    /* Before the clock: the transactions below it committed before the clock we read. */
+    t->low_water = LOAD(e->oldest_active);
     uint64_t clock = __atomic_load_n(&e->clock, __ATOMIC_SEQ_CST);
     for (;;) {
         __atomic_store_n(&t->snapshot, clock + 1, __ATOMIC_SEQ_CST);
@@ -791,10 +808,10 @@ static int fast_get(dl_txn_engine_t *e, uint64_t id, const char *key, char **val
         /* A read of a key that is not there is a read too: it leaves its mark on an empty row. */
         if (r == NULL && (!room_for_row(e) || (r = new_row(e, key, h)) == NULL))
             goto out;
-        if (visible(r, id, t) != r->newest || dl__txn_ssi_mark(e, r, id) != 0)
-            goto out;
     }
     const version_t *v = r != NULL ? visible(r, id, t) : NULL;
+    if (t->level == DL_TXN_SSI && (v != r->newest || dl__txn_ssi_mark(e, r, id) != 0))
+        goto out; /* a newer version it does not see: an antidependency to flag */
     if (v != NULL && !v->deleted) {
         if ((*value = strdup(v->value)) == NULL)
             goto out;

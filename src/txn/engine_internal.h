@@ -88,6 +88,7 @@ typedef struct txn_s {
     txn_state_t state;
     uint64_t snapshot;          /* what statements read as of; 0 until the first statement */
     uint64_t commit_ts;         /* once committed */
+    uint64_t low_water;         /* every transaction below this id ended before the snapshot */
     int doomed;                 /* ssi: chosen to fail at its next statement or commit */
     dl_txn_error_t abort_error; /* why it was rolled back */
     ids_t in, out; /* ssi: rw-antidependencies in (reader -> us) and out (us -> writer) */
@@ -139,6 +140,9 @@ struct dl_txn_engine_s {
     uint64_t horizon;      /* no running transaction reads as of a snapshot below this */
     struct txn_s *active; /* the running transactions, newest first, and some that ended */
     uint64_t n_ended;     /* transactions ended: the horizon is recomputed every few */
+    uint64_t oldest_active; /* every transaction below this id has ended */
+    uint64_t prune_below;   /* ... and committed before the horizon: their read marks can go */
+    uint64_t candidate_ids, candidate_clock; /* the next prune_below, once the horizon passes */
     pthread_cond_t ended;  /* broadcast whenever a transaction commits or aborts */
 
     _Alignas(64) size_t n_rows;

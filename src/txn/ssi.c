@@ -103,6 +103,8 @@ static int concurrent(const txn_t *reader, const txn_t *writer)
  * before every running transaction's snapshot. */
 static int mark_needed(dl_txn_engine_t *e, uint64_t id)
 {
+    if (id < LOAD(e->prune_below))
+        return 0; /* committed (or aborted) before every running snapshot: without a look */
     const txn_t *t = dl__txn_of(e, id);
     if (t == NULL)
         return 0;
@@ -175,6 +177,8 @@ dl_txn_outcome_t dl__txn_ssi_scan(dl_txn_engine_t *e, txn_t *t, uint64_t id,
 int dl__txn_ssi_no_readers(dl_txn_engine_t *e, const txn_t *t, uint64_t id, const row_t *r)
 {
     for (uint32_t i = 0; i < r->sireads.n; i++) {
+        if (r->sireads.ids[i] < t->low_water)
+            continue; /* ended before t's snapshot: not concurrent, and no record to read */
         const txn_t *reader = dl__txn_of(e, r->sireads.ids[i]);
         if (reader == NULL || r->sireads.ids[i] == id || reader->level != DL_TXN_SSI)
             continue;
