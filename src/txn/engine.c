@@ -430,7 +430,8 @@ void dl_txn_engine_free(dl_txn_engine_t *e)
                 if (v->size_class == SLAB_MALLOC)
                     free(v); /* the rest goes with the slab's blocks */
             dl__txn_ids_free(&r->shared);
-            dl__txn_ids_free(&r->sireads);
+            if (r->sireads.ids != r->marks_here)
+                dl__txn_ids_free(&r->sireads);
             if (r->size_class == SLAB_MALLOC)
                 free(r);
         }

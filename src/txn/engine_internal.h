@@ -45,11 +45,13 @@ typedef struct ids_s {
 typedef struct row_s {
     struct row_s *next; /* hash chain */
     uint64_t hash;
-    version_t *newest; /* NULL: never written (the row exists to carry locks) */
-    ids_t shared;      /* 2pl: transactions holding a shared lock on the row */
-    ids_t sireads;     /* ssi: transactions that read the row (kept past their commit) */
+    version_t *newest;   /* NULL: never written (the row exists to carry locks) */
     uint32_t size_class; /* slab.c */
     uint32_t n_versions; /* in the chain from newest */
+    ids_t sireads; /* ssi: transactions that read the row (kept past their commit): marks_here
+                    * first, so that most rows need no allocation and no second cache miss */
+    uint64_t marks_here[2];
+    ids_t shared; /* 2pl: transactions holding a shared lock on the row */
     char key[];
 } row_t;
 

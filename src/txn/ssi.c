@@ -115,6 +115,12 @@ static int mark_needed(dl_txn_engine_t *e, uint64_t id)
 int dl__txn_ssi_mark(dl_txn_engine_t *e, row_t *r, uint64_t id)
 {
     ids_t *marks = &r->sireads;
+    if (marks->ids == NULL) {
+        marks->ids = r->marks_here;
+        marks->cap = sizeof(r->marks_here) / sizeof(*r->marks_here);
+    }
+    if (dl__txn_ids_has(marks, id))
+        return 0;
     if (marks->n == marks->cap) {
         for (uint32_t i = 0; i < marks->n;) {
             if (!mark_needed(e, marks->ids[i]))
@@ -122,6 +128,14 @@ int dl__txn_ssi_mark(dl_txn_engine_t *e, row_t *r, uint64_t id)
             else
                 i++;
         }
+    }
+    if (marks->n == marks->cap && marks->ids == r->marks_here) {
+        uint64_t *ids = malloc(2 * marks->cap * sizeof(*ids));
+        if (ids == NULL)
+            return -ENOMEM;
+        memcpy(ids, r->marks_here, sizeof(r->marks_here));
+        marks->ids = ids;
+        marks->cap *= 2;
     }
     return dl__txn_ids_add(marks, id);
 }
