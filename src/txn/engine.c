@@ -320,13 +320,6 @@ const version_t *dl__txn_committed(const row_t *r)
     return v;
 }
 
-/* Transaction id's record; id is one begin handed out. */
-static txn_t *txn_at(dl_txn_engine_t *e, uint64_t id)
-{
-    uint64_t i = id - 1;
-    return &e->chunks[i >> TXN_CHUNK_BITS][i & ((1u << TXN_CHUNK_BITS) - 1)];
-}
-
 /* ---- Engine ------------------------------------------------------------------------------ */
 
 dl_txn_engine_t *dl_txn_engine_new(void)
@@ -435,10 +428,14 @@ void dl_txn_engine_free(dl_txn_engine_t *e)
             if (r->size_class == SLAB_MALLOC)
                 free(r);
         }
-    for (uint64_t id = 1; id <= e->n_txns; id++)
-        free_txn(txn_at(e, id));
-    for (size_t i = 0; i < TXN_CHUNKS && e->chunks[i] != NULL; i++)
-        dl__txn_free_pages(e->chunks[i], (1u << TXN_CHUNK_BITS) * sizeof(txn_t));
+    for (size_t c = e->recycled_below; c < TXN_CHUNKS && e->chunks[c] != NULL; c++) {
+        for (uint32_t i = 0; i < (1u << TXN_CHUNK_BITS); i++)
+            if (e->chunks[c][i].id != 0)
+                free_txn(&e->chunks[c][i]);
+        dl__txn_free_pages(e->chunks[c], TXN_CHUNK_BYTES);
+    }
+    for (uint32_t i = 0; i < e->n_pool; i++)
+        dl__txn_free_pages(e->pool[i], TXN_CHUNK_BYTES);
     free(e->chunks);
     dl__txn_free_pages(e->buckets, e->n_buckets * sizeof(*e->buckets));
     dl__txn_slab_release(e);
@@ -519,7 +516,9 @@ int dl_txn_begin(dl_txn_engine_t *e, dl_txn_level_t level, uint64_t *id)
         goto out;
     }
     if (e->chunks[chunk] == NULL) {
-        txn_t *c = dl__txn_zeroed_pages((1u << TXN_CHUNK_BITS) * sizeof(txn_t));
+        /* A recycled chunk (its records are rewritten whole at their begin) saves the kernel
+         * zeroing fresh pages, which costs more here than anything a transaction does. */
+        txn_t *c = e->n_pool > 0 ? e->pool[--e->n_pool] : dl__txn_zeroed_pages(TXN_CHUNK_BYTES);
         if (c == NULL) {
             rv = -ENOMEM;
             goto out;
@@ -527,6 +526,7 @@ int dl_txn_begin(dl_txn_engine_t *e, dl_txn_level_t level, uint64_t *id)
         STORE(e->chunks[chunk], c);
     }
     txn_t *t = &e->chunks[chunk][i & ((1u << TXN_CHUNK_BITS) - 1)];
+    memset(t, 0, sizeof(*t));
     t->level = level;
     t->run = run;
     run = NULL;
@@ -586,6 +586,34 @@ static void wake_waiters(dl_txn_engine_t *e, int mu_held)
 #define HORIZON_EVERY 64
 
 /*
+ * Recycles the chunks of records whose transactions all lie below prune_below (txns_lock held):
+ * they ended, and committed before every running snapshot, so no running transaction can
+ * conflict with them any more, and ssi skips their read marks without reading their records.
+ * A lookup of such an id finds no chunk and says "no such transaction": not running, no commit
+ * timestamp. Their ssi edge sets are freed; the chunk goes to the pool for new transactions.
+ */
+static void recycle_chunks(dl_txn_engine_t *e)
+{
+    uint64_t below = (e->prune_below - 1) >> TXN_CHUNK_BITS; /* chunks wholly below it */
+    while (e->recycled_below < below && e->recycled_below < TXN_CHUNKS) {
+        txn_t *chunk = e->chunks[e->recycled_below];
+        STORE(e->chunks[e->recycled_below], NULL);
+        e->recycled_below++;
+        if (chunk == NULL)
+            continue;
+        for (uint32_t i = 0; i < (1u << TXN_CHUNK_BITS); i++)
+            if (chunk[i].in.ids != NULL || chunk[i].out.ids != NULL) {
+                dl__txn_ids_free(&chunk[i].in);
+                dl__txn_ids_free(&chunk[i].out);
+            }
+        if (e->n_pool < TXN_POOL)
+            e->pool[e->n_pool++] = chunk;
+        else
+            dl__txn_free_pages(chunk, TXN_CHUNK_BYTES);
+    }
+}
+
+/*
  * Moves the horizon (the oldest snapshot still read as of) up to the oldest snapshot of a
  * running transaction, and drops ended ones from the list (txns_lock held). Fast paths take
  * snapshots without txns_lock (take_snapshot): this may read an older one (and compute a lower
@@ -619,6 +647,7 @@ static void move_horizon(dl_txn_engine_t *e)
         STORE(e->prune_below, e->candidate_ids);
         e->candidate_ids = oldest;
         e->candidate_clock = clock;
+        recycle_chunks(e);
     }
 }
 
@@ -628,7 +657,8 @@ static void move_horizon(dl_txn_engine_t *e)
  * waiters. */
 static void ended(dl_txn_engine_t *e, txn_t *t, int exclusive)
 {
-    free_running(t);
+    if (exclusive)
+        free_running(t); /* else the caller frees it after letting go of txns_lock */
     if (exclusive || ++e->n_ended % HORIZON_EVERY == 0)
         move_horizon(e);
 }
@@ -1296,8 +1326,10 @@ static int fast_commit(dl_txn_engine_t *e, uint64_t id, dl_txn_outcome_t *o)
         done = 1;
     }
     txns_unlock(e);
-    if (done)
+    if (done) {
+        free_running(t); /* its own: nobody else reads a running part once it ended */
         wake_waiters(e, 0);
+    }
     return done;
 }
 

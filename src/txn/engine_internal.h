@@ -84,8 +84,9 @@ typedef struct txn_run_s {
     uint64_t visit; /* deadlock search: the last search that reached it */
 } txn_run_t;
 
+/* Two cache lines each: consecutive transactions, often of different threads, share none. */
 typedef struct txn_s {
-    uint64_t id; /* 0 in a record no transaction has yet */
+    _Alignas(64) uint64_t id; /* 0 in a record no transaction has yet */
     dl_txn_level_t level;
     txn_state_t state;
     uint64_t snapshot;          /* what statements read as of; 0 until the first statement */
@@ -101,6 +102,8 @@ typedef struct txn_s {
 /* Transactions live in chunks that never move: a fast path may look one up while begin adds. */
 #define TXN_CHUNK_BITS 14
 #define TXN_CHUNKS (1u << 18)
+#define TXN_CHUNK_BYTES ((1u << TXN_CHUNK_BITS) * sizeof(txn_t))
+#define TXN_POOL 4 /* recycled chunks kept for reuse */
 
 /* The row table's lock stripes: a row's stripe is its hash modulo N_STRIPES (the bucket count is
  * a multiple of it, so a bucket's rows share one stripe). One cache line each. */
@@ -134,18 +137,27 @@ struct dl_txn_engine_s {
     uint64_t searches;        /* deadlock searches so far (txn_t.visit) */
     ids_t stack;              /* the deadlock search's stack */
 
-    _Alignas(64) pthread_mutex_t mu; /* waiting (ended); first in exclusive mode */
-    int txns_lock;                   /* begin and commit: the clock and the running list */
-    uint32_t waiters;                /* threads in dl_txn_engine_wait */
+    /* Written by every begin and commit, under txns_lock. */
+    _Alignas(64) int txns_lock; /* begin and commit: the clock and the running list (engine.c) */
     uint64_t n_txns;
-    uint64_t clock;        /* the last commit timestamp handed out */
-    uint64_t horizon;      /* no running transaction reads as of a snapshot below this */
     struct txn_s *active; /* the running transactions, newest first, and some that ended */
     uint64_t n_ended;     /* transactions ended: the horizon is recomputed every few */
-    uint64_t oldest_active; /* every transaction below this id has ended */
-    uint64_t prune_below;   /* ... and committed before the horizon: their read marks can go */
     uint64_t candidate_ids, candidate_clock; /* the next prune_below, once the horizon passes */
-    pthread_cond_t ended;  /* broadcast whenever a transaction commits or aborts */
+    uint64_t recycled_below;     /* chunks below this index were recycled */
+    txn_t *pool[TXN_POOL];       /* recycled chunks, ready for new transactions */
+    uint32_t n_pool;
+
+    /* Written by every commit, read by every snapshot. */
+    _Alignas(64) uint64_t clock; /* the last commit timestamp handed out */
+
+    /* Written every HORIZON_EVERY commits, read by statements. */
+    _Alignas(64) uint64_t horizon; /* no running transaction reads as of a snapshot below this */
+    uint64_t oldest_active;        /* every transaction below this id has ended */
+    uint64_t prune_below; /* ... and committed before the horizon: their read marks can go */
+
+    _Alignas(64) pthread_mutex_t mu; /* waiting (ended); first in exclusive mode */
+    uint32_t waiters;                /* threads in dl_txn_engine_wait */
+    pthread_cond_t ended;            /* broadcast whenever a transaction commits or aborts */
 
     _Alignas(64) size_t n_rows;
     pthread_mutex_t blocks_mu; /* slab.c's blocks */

@@ -191,7 +191,7 @@ dl_txn_outcome_t dl__txn_ssi_scan(dl_txn_engine_t *e, txn_t *t, uint64_t id,
 int dl__txn_ssi_no_readers(dl_txn_engine_t *e, const txn_t *t, uint64_t id, const row_t *r)
 {
     for (uint32_t i = 0; i < r->sireads.n; i++) {
-        if (r->sireads.ids[i] < t->low_water)
+        if (r->sireads.ids[i] < t->low_water || r->sireads.ids[i] < LOAD(e->prune_below))
             continue; /* ended before t's snapshot: not concurrent, and no record to read */
         const txn_t *reader = dl__txn_of(e, r->sireads.ids[i]);
         if (reader == NULL || r->sireads.ids[i] == id || reader->level != DL_TXN_SSI)
