@@ -262,7 +262,8 @@ static row_t *new_row(dl_txn_engine_t *e, const char *key, uint64_t h)
 {
     size_t len = strlen(key);
     uint32_t size_class;
-    row_t *r = dl__txn_slab_alloc(e, &stripe_of(e, h)->slab, sizeof(*r) + len + 1, &size_class);
+    size_t size = (sizeof(row_t) + len + 1 + 63) / 64 * 64; /* whole cache lines (slab.c) */
+    row_t *r = dl__txn_slab_alloc(e, &stripe_of(e, h)->slab, size, &size_class);
     if (r == NULL)
         return NULL;
     memset(r, 0, sizeof(*r));

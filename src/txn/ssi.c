@@ -129,7 +129,11 @@ int dl__txn_ssi_mark(dl_txn_engine_t *e, row_t *r, uint64_t id)
                 i++;
         }
     }
-    if (marks->n == marks->cap && marks->ids == r->marks_here) {
+    if (marks->n < marks->cap) {
+        marks->ids[marks->n++] = id; /* not dl__txn_ids_add: we know it is not there */
+        return 0;
+    }
+    if (marks->ids == r->marks_here) {
         uint64_t *ids = malloc(2 * marks->cap * sizeof(*ids));
         if (ids == NULL)
             return -ENOMEM;
@@ -190,11 +194,18 @@ dl_txn_outcome_t dl__txn_ssi_scan(dl_txn_engine_t *e, txn_t *t, uint64_t id,
 
 int dl__txn_ssi_no_readers(dl_txn_engine_t *e, const txn_t *t, uint64_t id, const row_t *r)
 {
+    uint64_t ended_before = t->low_water;
     for (uint32_t i = 0; i < r->sireads.n; i++) {
-        if (r->sireads.ids[i] < t->low_water || r->sireads.ids[i] < LOAD(e->prune_below))
+        uint64_t mark = r->sireads.ids[i];
+        if (mark == id)
+            continue;
+        if (mark < ended_before) {
             continue; /* ended before t's snapshot: not concurrent, and no record to read */
-        const txn_t *reader = dl__txn_of(e, r->sireads.ids[i]);
-        if (reader == NULL || r->sireads.ids[i] == id || reader->level != DL_TXN_SSI)
+        }
+        if (mark < LOAD(e->prune_below))
+            continue;
+        const txn_t *reader = dl__txn_of(e, mark);
+        if (reader == NULL || reader->level != DL_TXN_SSI)
             continue;
         txn_state_t state = LOAD(reader->state);
         if (state == ACTIVE || (state == COMMITTED && LOAD(reader->commit_ts) >= t->snapshot))
