@@ -199,9 +199,9 @@ int main(int argc, char **argv)
         return 2;
     }
     FILE *md = markdown ? fopen(markdown, "w") : NULL;
-    const char *header =
-        "| level | workload | threads | committed txn/s (median) | lowest - highest | abort rate |\n"
-        "|---|---|---:|---:|---:|---:|\n";
+    const char *header = "| level | workload | threads | committed txn/s (median) | lowest - "
+                         "highest | abort rate |\n"
+                         "|---|---|---:|---:|---:|---:|\n";
     printf("%s", header);
     if (md)
         fprintf(md, "%s", header);
@@ -222,8 +222,8 @@ int main(int argc, char **argv)
                     int l = (k + round) % DL_TXN_N_LEVELS;
                     if (one_level && l != (int)only)
                         continue;
-                    r[l][round] = run((dl_txn_level_t)l, hot ? HOT_KEYS : LOW_KEYS, threads,
-                                      seconds);
+                    r[l][round] =
+                        run((dl_txn_level_t)l, hot ? HOT_KEYS : LOW_KEYS, threads, seconds);
                 }
             }
             fprintf(stderr, "%60s\r", "");

@@ -420,9 +420,11 @@ void dl_txn_engine_free(dl_txn_engine_t *e)
     for (size_t i = 0; i < e->n_buckets; i++)
         for (row_t *r = e->buckets[i], *next; r != NULL; r = next) {
             next = r->next;
-            for (version_t *v = r->newest; v != NULL; v = v->older)
+            for (version_t *v = r->newest, *older; v != NULL; v = older) {
+                older = v->older;
                 if (v->size_class == SLAB_MALLOC)
                     free(v); /* the rest goes with the slab's blocks */
+            }
             dl__txn_ids_free(&r->shared);
             if (r->sireads.ids != r->marks_here)
                 dl__txn_ids_free(&r->sireads);
@@ -746,8 +748,7 @@ static dl_txn_outcome_t start_statement(dl_txn_engine_t *e, uint64_t id, txn_t *
         e->serial_owner = id;
     }
     if (tx->snapshot == 0 || (fresh_snapshot_per_statement(tx->level) &&
-                              !(resuming && tx->level == DL_TXN_READ_COMMITTED)))
-    {
+                              !(resuming && tx->level == DL_TXN_READ_COMMITTED))) {
         tx->low_water = e->oldest_active; /* exclusive mode: nothing moves */
         __atomic_store_n(&tx->snapshot, LOAD(e->clock) + 1, __ATOMIC_RELAXED);
     }
@@ -1256,7 +1257,8 @@ static dl_txn_outcome_t write_where(dl_txn_engine_t *e, uint64_t id, const dl_tx
         /* Past any wait: re-read the row as it is now and check it still matches. */
         const version_t *now = r->newest;
         if (now == NULL || now->deleted || !dl_txn_pred_matches(pred, r->key, now->value)) {
-            if (dl__txn_rows_push(&t->run->stmt_done, &t->run->n_stmt_done, &t->run->cap_stmt_done, r) != 0)
+            if (dl__txn_rows_push(&t->run->stmt_done, &t->run->n_stmt_done, &t->run->cap_stmt_done,
+                                  r) != 0)
                 o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
             if (o.status != DL_TXN_OK)
                 goto out;
@@ -1271,7 +1273,8 @@ static dl_txn_outcome_t write_where(dl_txn_engine_t *e, uint64_t id, const dl_tx
             snprintf(sum, sizeof(sum), "%lld", (long long)(v + set->delta));
         }
         if (write_version(e, t, id, r, new_value) != 0 ||
-            dl__txn_rows_push(&t->run->stmt_done, &t->run->n_stmt_done, &t->run->cap_stmt_done, r) != 0) {
+            dl__txn_rows_push(&t->run->stmt_done, &t->run->n_stmt_done, &t->run->cap_stmt_done,
+                              r) != 0) {
             o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
             goto out;
         }
@@ -1300,8 +1303,8 @@ dl_txn_outcome_t dl_txn_delete_where(dl_txn_engine_t *e, uint64_t id, const dl_t
     return write_where(e, id, pred, NULL, n);
 }
 
-/* Commits t (txns_lock held): stamps its versions with the next timestamp, then publishes the clock, so
- * that a snapshot taken from the clock sees all of t's writes or none of them. */
+/* Commits t (txns_lock held): stamps its versions with the next timestamp, then publishes the
+ * clock, so that a snapshot taken from the clock sees all of t's writes or none of them. */
 static void commit_versions(dl_txn_engine_t *e, txn_t *t)
 {
     uint64_t ts = e->clock + 1;
@@ -1324,6 +1327,7 @@ static int fast_commit(dl_txn_engine_t *e, uint64_t id, dl_txn_outcome_t *o)
         commit_versions(e, t);
         ended(e, t, 0);
         *o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
+        o->commit_ts = t->commit_ts;
         done = 1;
     }
     txns_unlock(e);
@@ -1348,6 +1352,7 @@ dl_txn_outcome_t dl_txn_commit(dl_txn_engine_t *e, uint64_t id)
     if (t->level == DL_TXN_SSI && (o = dl__txn_ssi_commit(e, t, id)).status != DL_TXN_OK)
         goto out;
     commit_versions(e, t);
+    o.commit_ts = t->commit_ts;
     dl__txn_release_locks(e, t, id);
     ended(e, t, 1);
     wake_waiters(e, 1);

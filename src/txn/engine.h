@@ -66,6 +66,7 @@ typedef struct dl_txn_outcome_s {
     dl_txn_status_t status;
     dl_txn_error_t error;
     uint64_t waiting_for; /* DL_TXN_BLOCKED: the transaction that holds the row */
+    uint64_t commit_ts;   /* dl_txn_commit, DL_TXN_OK: the transaction's commit timestamp */
 } dl_txn_outcome_t;
 
 /* A predicate over a row: `key` or `value` compared with an operand, optionally `value % mod`.
@@ -150,7 +151,9 @@ dl_txn_outcome_t dl_txn_delete_where(dl_txn_engine_t *e, uint64_t id, const dl_t
                                      size_t *n);
 dl_txn_outcome_t dl_txn_commit(dl_txn_engine_t *e, uint64_t id);
 /* The commit timestamp of a committed transaction (its place in the order of commits, which is
- * the version order of every key), else 0. */
+ * the version order of every key), else 0. The engine forgets a transaction once no running one
+ * can conflict with it (its record is recycled), and then this is 0 too: a caller that needs the
+ * timestamp takes it from dl_txn_commit's outcome. */
 uint64_t dl_txn_commit_ts(dl_txn_engine_t *e, uint64_t id);
 dl_txn_outcome_t dl_txn_abort(dl_txn_engine_t *e, uint64_t id);
 

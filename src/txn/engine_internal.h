@@ -6,10 +6,10 @@
  *
  * Locking. The common statement (a get or a put at read uncommitted, read committed, snapshot
  * isolation or ssi that has nothing to wait for and no conflict to record) takes only the lock
- * of the stripe its row hashes to; begin and commit take the spin lock txns_lock (engine.c). Everything else
- * (waits, deadlock detection, two-phase locking, serial execution, predicate reads, ssi edges,
- * rollbacks) runs in exclusive mode: mu, txns_lock and every stripe lock, so that nothing else
- * runs; mu alone guards the condition variable that waiting threads sleep on. The
+ * of the stripe its row hashes to; begin and commit take the spin lock txns_lock (engine.c).
+ * Everything else (waits, deadlock detection, two-phase locking, serial execution, predicate reads,
+ * ssi edges, rollbacks) runs in exclusive mode: mu, txns_lock and every stripe lock, so that
+ * nothing else runs; mu alone guards the condition variable that waiting threads sleep on. The
  * functions declared here run in exclusive mode unless they say otherwise. Fields that a fast
  * path reads while another thread may write them are read and written with the atomics below:
  * a version's commit timestamp, a transaction's state and commit timestamp, the clock, the
@@ -24,13 +24,13 @@
 
 #include "txn/engine.h"
 
-#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define LOAD(x)     __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
 
 typedef struct version_s {
     struct version_s *older;
-    uint64_t writer;    /* transaction id, 0 for data loaded by setup */
-    uint64_t commit_ts; /* 0 while the writer runs (a version of an aborted writer is unlinked) */
+    uint64_t writer;     /* transaction id, 0 for data loaded by setup */
+    uint64_t commit_ts;  /* 0 while the writer runs (a version of an aborted writer is unlinked) */
     uint32_t deleted;    /* a tombstone: the row does not exist in this version */
     uint32_t size_class; /* slab.c */
     char value[];        /* "" in a tombstone */
@@ -48,8 +48,8 @@ typedef struct row_s {
     version_t *newest;   /* NULL: never written (the row exists to carry locks) */
     uint32_t size_class; /* slab.c */
     uint32_t n_versions; /* in the chain from newest */
-    ids_t sireads; /* ssi: transactions that read the row (kept past their commit): marks_here
-                    * first, so that most rows need no allocation and no second cache miss */
+    ids_t sireads;       /* ssi: transactions that read the row (kept past their commit): marks_here
+                          * first, so that most rows need no allocation and no second cache miss */
     uint64_t marks_here[2];
     ids_t shared; /* 2pl: transactions holding a shared lock on the row */
     char key[];
@@ -80,8 +80,8 @@ typedef struct txn_run_s {
     int stmt_blocked;  /* the last statement blocked: the next call resumes it */
     row_t **stmt_done; /* update/delete where: rows the blocked statement already did */
     size_t n_stmt_done, cap_stmt_done;
-    int stmt_plocked;                        /* the blocked statement took its predicate lock */
-    uint64_t visit; /* deadlock search: the last search that reached it */
+    int stmt_plocked; /* the blocked statement took its predicate lock */
+    uint64_t visit;   /* deadlock search: the last search that reached it */
 } txn_run_t;
 
 /* Two cache lines each: consecutive transactions, often of different threads, share none. */
@@ -94,24 +94,24 @@ typedef struct txn_s {
     uint64_t low_water;         /* every transaction below this id ended before the snapshot */
     int doomed;                 /* ssi: chosen to fail at its next statement or commit */
     dl_txn_error_t abort_error; /* why it was rolled back */
-    ids_t in, out; /* ssi: rw-antidependencies in (reader -> us) and out (us -> writer) */
+    ids_t in, out;  /* ssi: rw-antidependencies in (reader -> us) and out (us -> writer) */
     txn_run_t *run; /* while it runs, else NULL */
     struct txn_s *next_active; /* the engine's list of running ones (txns_lock) */
 } txn_t;
 
 /* Transactions live in chunks that never move: a fast path may look one up while begin adds. */
-#define TXN_CHUNK_BITS 14
-#define TXN_CHUNKS (1u << 18)
+#define TXN_CHUNK_BITS  14
+#define TXN_CHUNKS      (1u << 18)
 #define TXN_CHUNK_BYTES ((1u << TXN_CHUNK_BITS) * sizeof(txn_t))
-#define TXN_POOL 4 /* recycled chunks kept for reuse */
+#define TXN_POOL        4 /* recycled chunks kept for reuse */
 
 /* The row table's lock stripes: a row's stripe is its hash modulo N_STRIPES (the bucket count is
  * a multiple of it, so a bucket's rows share one stripe). One cache line each. */
 #define N_STRIPES 64
 
 /* Memory for the rows and versions of one stripe (slab.c), used under the stripe's lock. */
-#define SLAB_STEP 16
-#define SLAB_MAX 512
+#define SLAB_STEP   16
+#define SLAB_MAX    512
 #define SLAB_MALLOC UINT32_MAX /* the size class of a piece from malloc */
 
 typedef struct slab_s {
@@ -143,8 +143,8 @@ struct dl_txn_engine_s {
     struct txn_s *active; /* the running transactions, newest first, and some that ended */
     uint64_t n_ended;     /* transactions ended: the horizon is recomputed every few */
     uint64_t candidate_ids, candidate_clock; /* the next prune_below, once the horizon passes */
-    uint64_t recycled_below;     /* chunks below this index were recycled */
-    txn_t *pool[TXN_POOL];       /* recycled chunks, ready for new transactions */
+    uint64_t recycled_below;                 /* chunks below this index were recycled */
+    txn_t *pool[TXN_POOL];                   /* recycled chunks, ready for new transactions */
     uint32_t n_pool;
 
     /* Written by every commit, read by every snapshot. */

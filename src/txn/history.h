@@ -96,9 +96,9 @@ int dl_txn_hist_write(dl_txn_hist_txn_t *t, const char *key, const char *value);
  * 0 or -ENOMEM. */
 int dl_txn_hist_scan(dl_txn_hist_txn_t *t, const dl_txn_pred_t *pred, const dl_txn_rows_t *rows);
 
-/* Ends the record: committed with the engine's commit timestamp (dl_txn_commit_ts), or aborted.
- * t is the history's afterwards. 0, or -ENOMEM when a recording call had failed (the history
- * then counts as incomplete and dl_txn_hist_check refuses it). */
+/* Ends the record: committed with the engine's commit timestamp (dl_txn_commit's outcome), or
+ * aborted. t is the history's afterwards. 0, or -ENOMEM when a recording call had failed (the
+ * history then counts as incomplete and dl_txn_hist_check refuses it). */
 int dl_txn_hist_commit(dl_txn_hist_txn_t *t, uint64_t commit_ts);
 int dl_txn_hist_abort(dl_txn_hist_txn_t *t);
 

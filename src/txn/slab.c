@@ -14,7 +14,7 @@
 
 #include "txn/engine_internal.h"
 
-#define BLOCK (2u << 20) /* a huge page */
+#define BLOCK (2u << 20)  /* a huge page */
 #define PIECE (64u << 10) /* what a stripe takes from the shared block at a time */
 
 /* A fresh piece of memory for a stripe's slab; NULL when out of memory. */
@@ -63,7 +63,7 @@ void *dl__txn_slab_alloc(dl_txn_engine_t *e, slab_t *s, size_t size, uint32_t *s
      * then costs as few misses as its size allows). */
     if (bytes % 64 == 0 && s->cur != NULL)
         s->cur = (char *)(((uintptr_t)s->cur + 63) & ~(uintptr_t)63);
-    if (s->cur == NULL || (size_t)(s->end - s->cur) < bytes) {
+    if (s->cur == NULL || s->cur > s->end || (size_t)(s->end - s->cur) < bytes) {
         char *piece = take_piece(e);
         if (piece == NULL)
             return NULL;

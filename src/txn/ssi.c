@@ -54,6 +54,9 @@ static int edge_completes_danger(dl_txn_engine_t *e, const txn_t *reader, const 
     /* reader -rw-> writer -rw-> t2, t2 committed first (before writer, and before reader if it
      * committed). */
     for (uint32_t i = 0; i < writer->out.n; i++) {
+        if (dl__txn_of(e, writer->out.ids[i]) == NULL)
+            return 1; /* forgotten (recycled): it committed before every running snapshot, so
+                       * before both; as PostgreSQL's summarized transactions, it counts */
         const txn_t *t2 = ssi_txn(e, writer->out.ids[i]);
         if (t2 == NULL || !committed(t2))
             continue;

@@ -197,7 +197,7 @@ static int commit(dl_txn_worker_t *w)
     if (o.status != DL_TXN_OK)
         return gone(w, o);
     if (w->record != NULL) {
-        dl_txn_hist_commit(w->record, dl_txn_commit_ts(w->engine, w->id));
+        dl_txn_hist_commit(w->record, o.commit_ts); /* not dl_txn_commit_ts: may be forgotten */
         w->record = NULL;
     }
     atomic_fetch_add(&w->stats.committed, 1);

@@ -177,6 +177,49 @@ static void test_scans_filter_and_sort_numerically(void **state)
     dl_txn_rows_free(&rows);
 }
 
+static void test_keys_and_values_of_every_size_are_kept_whole(void **state)
+{
+    dl_txn_engine_t *e = *state;
+    /* Sizes around the engine's allocation classes: small pieces, whole cache lines, malloc. */
+    size_t sizes[] = {0, 1, 15, 16, 47, 48, 63, 64, 200, 511, 512, 513, 4000};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(*sizes); i++) {
+        char *key = malloc(sizes[i] + 2), *value = malloc(sizes[i] + 1);
+        memset(key, 'k', sizes[i] + 1);
+        key[sizes[i] + 1] = '\0';
+        memset(value, 'a' + (int)(i % 26), sizes[i]);
+        value[sizes[i]] = '\0';
+        for (int round = 0; round < 6; round++) { /* overwritten: old versions pruned */
+            uint64_t t = begin(e, DL_TXN_SNAPSHOT);
+            ok(dl_txn_put(e, t, key, value));
+            ok(round == 5 ? dl_txn_abort(e, t) : dl_txn_commit(e, t));
+        }
+        uint64_t t = begin(e, DL_TXN_READ_COMMITTED);
+        assert_reads(e, t, key, value);
+        ok(dl_txn_commit(e, t));
+        free(key);
+        free(value);
+    }
+}
+
+static void test_a_snapshot_reads_its_versions_after_thousands_of_later_commits(void **state)
+{
+    dl_txn_engine_t *e = *state;
+    uint64_t old = begin(e, DL_TXN_SNAPSHOT);
+    assert_reads(e, old, "1", "10");
+    char value[32] = "";
+    for (int i = 0; i < 40000; i++) {
+        snprintf(value, sizeof(value), "%d", i);
+        uint64_t t = begin(e, i % 2 ? DL_TXN_SNAPSHOT : DL_TXN_READ_COMMITTED);
+        ok(dl_txn_put(e, t, "1", value));
+        ok(dl_txn_commit(e, t));
+    }
+    assert_reads(e, old, "1", "10"); /* versions pruned around it, not the one it reads */
+    ok(dl_txn_commit(e, old));
+    uint64_t now = begin(e, DL_TXN_SNAPSHOT);
+    assert_reads(e, now, "1", value);
+    ok(dl_txn_commit(e, now));
+}
+
 static void test_old_versions_stay_readable_while_a_snapshot_needs_them(void **state)
 {
     dl_txn_engine_t *e = *state;
@@ -237,6 +280,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_read_committed_delete_after_a_concurrent_delete_finds_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scans_filter_and_sort_numerically, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys_and_values_of_every_size_are_kept_whole, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_snapshot_reads_its_versions_after_thousands_of_later_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_versions_stay_readable_while_a_snapshot_needs_them,
                                         setup, teardown),
         cmocka_unit_test(test_values_compare_as_integers_when_both_are),

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,6 +183,69 @@ static void test_ssi_write_skew_fails_the_second_commit_when_both_wrote(void **s
     aborted_with(dl_txn_commit(e, t2), DL_TXN_ERR_SSI);
 }
 
+/* Commits n ssi transactions, each reading one key of its own and writing another. */
+static void commit_unrelated(dl_txn_engine_t *e, int from, int n)
+{
+    for (int i = from; i < from + n; i++) {
+        char x[32], y[32];
+        snprintf(x, sizeof(x), "x%d", i);
+        snprintf(y, sizeof(y), "y%d", i);
+        uint64_t t = begin(e, DL_TXN_SSI);
+        reads(e, t, x, NULL);
+        ok(dl_txn_put(e, t, y, "1"));
+        ok(dl_txn_commit(e, t));
+    }
+}
+
+static void
+test_ssi_catches_write_skew_across_many_transactions_whose_records_were_recycled(void **state)
+{
+    dl_txn_engine_t *e = *state;
+    uint64_t first = begin(e, DL_TXN_SSI);
+    ok(dl_txn_commit(e, first));
+    commit_unrelated(e, 0, 40000);
+    /* Records of transactions no running one can conflict with are recycled: an old id is no
+     * longer known (this is what keeps a long run's memory bounded). */
+    assert_int_equal(dl_txn_commit_ts(e, first), 0);
+    uint64_t t1 = begin(e, DL_TXN_SSI), t2 = begin(e, DL_TXN_SSI);
+    write_skew(e, t1, t2);
+    commit_unrelated(e, 40000, 40000); /* while the two run: their records must stay */
+    ok(dl_txn_put(e, t2, "2", "0"));
+    dl_txn_outcome_t committed = dl_txn_commit(e, t1);
+    ok(committed);
+    assert_int_not_equal(committed.commit_ts, 0);
+    assert_int_equal(dl_txn_commit_ts(e, t1), committed.commit_ts);
+    aborted_with(dl_txn_commit(e, t2), DL_TXN_ERR_SSI);
+    committed_is(e, "2", "20");
+}
+
+/* The read-only transaction anomaly (Fekete, O'Neil and O'Neil) where the transaction that
+ * committed first is long forgotten by the time the read closes the dangerous structure. */
+static void
+test_ssi_read_only_anomaly_is_caught_after_the_first_committer_was_forgotten(void **state)
+{
+    dl_txn_engine_t *e = *state;
+    uint64_t t1 = begin(e, DL_TXN_SSI);
+    commit_unrelated(e, 0, 20000); /* t1's chunk of records: every other one ends */
+    uint64_t t2 = begin(e, DL_TXN_SSI);
+    reads(e, t2, "1", "10");
+    reads(e, t2, "2", "20");
+    ok(dl_txn_put(e, t1, "1", "11")); /* t2 -rw-> t1 */
+    dl_txn_outcome_t first = dl_txn_commit(e, t1);
+    ok(first);
+    commit_unrelated(e, 20000, 200);
+    uint64_t t3 = begin(e, DL_TXN_SSI);
+    reads(e, t3, "1", "11"); /* sees t1 */
+    ok(dl_txn_put(e, t2, "2", "21"));
+    ok(dl_txn_commit(e, t2)); /* no dangerous structure yet */
+    commit_unrelated(e, 20200, 1000);
+    assert_int_equal(dl_txn_commit_ts(e, t1), 0); /* forgotten: its record was recycled */
+    /* t3 -rw-> t2 -rw-> t1, t1 committed first: t3 must not see 2 as t2 left it unseen. */
+    char *value = NULL;
+    aborted_with(dl_txn_get(e, t3, "2", &value), DL_TXN_ERR_SSI);
+    free(value);
+}
+
 static void test_snapshot_isolation_allows_the_write_skew_that_ssi_prevents(void **state)
 {
     dl_txn_engine_t *e = *state;
@@ -316,6 +380,8 @@ int main(void)
         T(test_ssi_write_skew_fails_the_pivot_at_its_write_once_the_other_committed),
         T(test_ssi_write_skew_fails_the_second_commit_when_both_wrote),
         T(test_snapshot_isolation_allows_the_write_skew_that_ssi_prevents),
+        T(test_ssi_catches_write_skew_across_many_transactions_whose_records_were_recycled),
+        T(test_ssi_read_only_anomaly_is_caught_after_the_first_committer_was_forgotten),
         T(test_ssi_predicate_reads_catch_a_phantom),
         T(test_ssi_disjoint_reads_and_writes_commit),
         T(test_ssi_one_antidependency_alone_is_not_a_failure),
