@@ -28,7 +28,8 @@ static const char usage[] =
     "  counter     read-then-write increments; lost updates counted\n"
     "  write-skew  doctors go off call if both of their shift are on; nobody on call is a bug\n"
     "  phantom     book a slot if a predicate read finds it free; a double booking is a bug\n"
-    "Exit status: 0; 1 with --expect-none when a violation or anomaly was found; 2 bad usage";
+    "Exit status: 0; 1 with --expect-none when a violation or anomaly was found, and always when\n"
+    "the run failed (out of memory, threads still blocked after the end); 2 bad usage";
 
 /* After the duration, how long threads may take to finish the transactions they are in. */
 #define DRAIN_SECONDS 10

@@ -127,17 +127,24 @@ static int get(dl_txn_worker_t *w, const char *key, char **value)
     return done(w);
 }
 
-static int put(dl_txn_worker_t *w, const char *key, const char *value)
+/* A put, or an insert (refused when the key exists). */
+static int write_key(dl_txn_worker_t *w, const char *key, const char *value, int insert)
 {
     dl_txn_outcome_t o;
     do
-        o = dl_txn_put(w->engine, w->id, key, value);
+        o = insert ? dl_txn_insert(w->engine, w->id, key, value)
+                   : dl_txn_put(w->engine, w->id, key, value);
     while (waited(w, o));
     if (o.status != DL_TXN_OK)
         return gone(w, o);
     if (w->record != NULL)
         dl_txn_hist_write(w->record, key, value);
     return done(w);
+}
+
+static int put(dl_txn_worker_t *w, const char *key, const char *value)
+{
+    return write_key(w, key, value, 0);
 }
 
 static int put_integer(dl_txn_worker_t *w, const char *key, int64_t value)
@@ -149,15 +156,7 @@ static int put_integer(dl_txn_worker_t *w, const char *key, int64_t value)
 
 static int insert(dl_txn_worker_t *w, const char *key, const char *value)
 {
-    dl_txn_outcome_t o;
-    do
-        o = dl_txn_insert(w->engine, w->id, key, value);
-    while (waited(w, o));
-    if (o.status != DL_TXN_OK)
-        return gone(w, o);
-    if (w->record != NULL)
-        dl_txn_hist_write(w->record, key, value);
-    return done(w);
+    return write_key(w, key, value, 1);
 }
 
 static int delete (dl_txn_worker_t *w, const char *key)
