@@ -54,7 +54,7 @@ bench:
 # The txn engine at every level: committed txn/s and abort rate (docs/txn.md, Benchmark).
 .PHONY: bench-txn
 bench-txn: build
-	./$(BUILD)/txn_bench --seconds 2 --markdown bench/results/txn-$$(date -u +%Y%m%dT%H%M%SZ).md
+	./$(BUILD)/txn_bench --markdown bench/results/txn-$$(date -u +%Y%m%dT%H%M%SZ).md
 
 # The deterministic Raft simulation (docs/sim.md) over many seeds, with progress lines.
 # `make sim SEEDS=100000`; SIM_FLAGS adds options (e.g. --mode elections --nodes 5).

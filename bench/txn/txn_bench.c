@@ -3,9 +3,13 @@
  * on a low-contention workload (keys uniform over 1M) and a high-contention one (10 hot keys),
  * 4 operations per transaction (read two keys, write both: a transfer), 1 and 2 threads.
  * Aborted transactions are retried with new keys, as an application would; a blocked statement
- * waits for the transaction it waits for and runs again.
+ * waits for the transaction it waits for and runs again. Keys are formatted per transaction.
+ * Each configuration runs every level once per round (1 s each, the order rotating), and the
+ * median of 5 rounds is reported with the lowest and highest: a shared machine is noisy, and a
+ * noisy moment then hits every level alike.
  *
- *   txn_bench [--seconds S] [--threads 1,2] [--levels all|LEVEL,...] [--markdown FILE]
+ *   txn_bench [--seconds S] [--rounds N] [--level LEVEL] [--threads 1|2]
+ *             [--contention low|high] [--markdown FILE]
  */
 #include <errno.h>
 #include <inttypes.h>
