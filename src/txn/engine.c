@@ -136,6 +136,15 @@ int dl__txn_ids_add(ids_t *set, uint64_t id)
     return 0;
 }
 
+void dl__txn_ids_remove(ids_t *set, uint64_t id)
+{
+    for (uint32_t i = 0; i < set->n; i++)
+        if (set->ids[i] == id) {
+            set->ids[i] = set->ids[--set->n];
+            return;
+        }
+}
+
 void dl__txn_ids_free(ids_t *set)
 {
     free(set->ids);
@@ -392,9 +401,8 @@ static void free_versions(dl_txn_engine_t *e, const row_t *r, version_t *v)
 }
 
 /* Frees what a transaction needs only while it runs (ended), or at the engine's end. */
-static void free_running(txn_t *t)
+static void free_run(txn_run_t *run)
 {
-    txn_run_t *run = t->run;
     if (run == NULL)
         return;
     if (run->written != run->written_here)
@@ -403,6 +411,11 @@ static void free_running(txn_t *t)
     free(run->locked);
     dl__txn_ids_free(&run->waits);
     free(run);
+}
+
+static void free_running(txn_t *t)
+{
+    free_run(t->run);
     t->run = NULL;
 }
 
@@ -488,7 +501,11 @@ int dl_txn_engine_load(dl_txn_engine_t *e, const char *key, const char *value)
     row_t *r = find_row_hashed(e, key, h);
     if (r == NULL)
         r = new_row(e, key, h);
-    version_t *v = r ? new_version(e, r, 0, value) : NULL;
+    version_t *v = NULL;
+    if (r != NULL && r->newest != NULL && r->newest->commit_ts == 0)
+        rv = -EBUSY; /* a running transaction wrote it: only the newest may be uncommitted */
+    else if (r != NULL)
+        v = new_version(e, r, 0, value);
     if (v != NULL) {
         uint64_t ts = e->clock + 1;
         v->commit_ts = ts;
@@ -544,10 +561,19 @@ out:
     return rv;
 }
 
-int dl_txn_active(dl_txn_engine_t *e, uint64_t id)
+/* Whether id runs (txns_lock held: its record cannot be recycled meanwhile). */
+static int running(dl_txn_engine_t *e, uint64_t id)
 {
     txn_t *t = dl__txn_of(e, id);
     return t != NULL && LOAD(t->state) == ACTIVE;
+}
+
+int dl_txn_active(dl_txn_engine_t *e, uint64_t id)
+{
+    txns_lock(e);
+    int active = running(e, id);
+    txns_unlock(e);
+    return active;
 }
 
 void dl_txn_engine_wait(dl_txn_engine_t *e, uint64_t id)
@@ -557,8 +583,10 @@ void dl_txn_engine_wait(dl_txn_engine_t *e, uint64_t id)
     pthread_mutex_lock(&e->mu);
     __atomic_add_fetch(&e->waiters, 1, __ATOMIC_SEQ_CST);
     for (;;) {
-        txn_t *t = dl__txn_of(e, id);
-        if (t == NULL || __atomic_load_n(&t->state, __ATOMIC_SEQ_CST) != ACTIVE)
+        txns_lock(e); /* a full barrier, after the count and before the state */
+        int active = running(e, id);
+        txns_unlock(e);
+        if (!active)
             break;
         pthread_cond_wait(&e->ended, &e->mu);
     }
@@ -568,8 +596,11 @@ void dl_txn_engine_wait(dl_txn_engine_t *e, uint64_t id)
 
 uint64_t dl_txn_commit_ts(dl_txn_engine_t *e, uint64_t id)
 {
+    txns_lock(e);
     txn_t *t = dl__txn_of(e, id);
-    return t != NULL && LOAD(t->state) == COMMITTED ? LOAD(t->commit_ts) : 0;
+    uint64_t ts = t != NULL && LOAD(t->state) == COMMITTED ? LOAD(t->commit_ts) : 0;
+    txns_unlock(e);
+    return ts;
 }
 
 /* Wakes the threads in dl_txn_engine_wait after a transaction ended, if there are any; mu is
@@ -595,24 +626,40 @@ static void wake_waiters(dl_txn_engine_t *e, int mu_held)
  * A lookup of such an id finds no chunk and says "no such transaction": not running, no commit
  * timestamp. Their ssi edge sets are freed; the chunk goes to the pool for new transactions.
  */
-static void recycle_chunks(dl_txn_engine_t *e)
+static void recycle_chunks(dl_txn_engine_t *e, int exclusive)
 {
     uint64_t below = (e->prune_below - 1) >> TXN_CHUNK_BITS; /* chunks wholly below it */
-    while (e->recycled_below < below && e->recycled_below < TXN_CHUNKS) {
-        txn_t *chunk = e->chunks[e->recycled_below];
-        STORE(e->chunks[e->recycled_below], NULL);
-        e->recycled_below++;
-        if (chunk == NULL)
-            continue;
-        for (uint32_t i = 0; i < (1u << TXN_CHUNK_BITS); i++)
-            if (chunk[i].in.ids != NULL || chunk[i].out.ids != NULL) {
-                dl__txn_ids_free(&chunk[i].in);
-                dl__txn_ids_free(&chunk[i].out);
-            }
-        if (e->n_pool < TXN_POOL)
-            e->pool[e->n_pool++] = chunk;
-        else
-            dl__txn_free_pages(chunk, TXN_CHUNK_BYTES);
+    if (below > TXN_CHUNKS)
+        below = TXN_CHUNKS;
+    while (e->recycled_below < below) {
+        txn_t *gone[64];
+        size_t n = 0;
+        for (; n < 64 && e->recycled_below < below; e->recycled_below++) {
+            gone[n++] = e->chunks[e->recycled_below];
+            STORE(e->chunks[e->recycled_below], NULL);
+        }
+        /* A statement on the fast path looks records up (the readers of a row's marks) under
+         * its stripe's lock, without txns_lock; every other lookup holds txns_lock or is in
+         * exclusive mode. Taking each stripe once waits out any statement that loaded a chunk
+         * pointer before it went. */
+        for (int i = 0; i < N_STRIPES && !exclusive; i++) {
+            pthread_mutex_lock(&e->stripes[i].mu);
+            pthread_mutex_unlock(&e->stripes[i].mu);
+        }
+        for (size_t k = 0; k < n; k++) {
+            txn_t *chunk = gone[k];
+            if (chunk == NULL)
+                continue;
+            for (uint32_t i = 0; i < (1u << TXN_CHUNK_BITS); i++)
+                if (chunk[i].in.ids != NULL || chunk[i].out.ids != NULL) {
+                    dl__txn_ids_free(&chunk[i].in);
+                    dl__txn_ids_free(&chunk[i].out);
+                }
+            if (e->n_pool < TXN_POOL)
+                e->pool[e->n_pool++] = chunk;
+            else
+                dl__txn_free_pages(chunk, TXN_CHUNK_BYTES);
+        }
     }
 }
 
@@ -623,7 +670,7 @@ static void recycle_chunks(dl_txn_engine_t *e)
  * horizon, which only prunes less), or 0 for one being taken, which will be at least the clock
  * read here + 1. A horizon computed a few commits ago is lower than need be, never too high.
  */
-static void move_horizon(dl_txn_engine_t *e)
+static void move_horizon(dl_txn_engine_t *e, int exclusive)
 {
     uint64_t clock = __atomic_load_n(&e->clock, __ATOMIC_SEQ_CST);
     uint64_t horizon = clock + 1, oldest = e->n_txns + 1;
@@ -650,7 +697,7 @@ static void move_horizon(dl_txn_engine_t *e)
         STORE(e->prune_below, e->candidate_ids);
         e->candidate_ids = oldest;
         e->candidate_clock = clock;
-        recycle_chunks(e);
+        recycle_chunks(e, exclusive);
     }
 }
 
@@ -661,9 +708,9 @@ static void move_horizon(dl_txn_engine_t *e)
 static void ended(dl_txn_engine_t *e, txn_t *t, int exclusive)
 {
     if (exclusive)
-        free_running(t); /* else the caller frees it after letting go of txns_lock */
+        free_running(t); /* else the caller takes it and frees it after txns_lock */
     if (exclusive || ++e->n_ended % HORIZON_EVERY == 0)
-        move_horizon(e);
+        move_horizon(e, exclusive);
 }
 
 void dl__txn_roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t error)
@@ -679,7 +726,21 @@ void dl__txn_roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t
         }
     }
     dl__txn_release_locks(e, t, id);
-    /* An aborted ssi transaction's reads and antidependencies no longer count. */
+    /* An aborted ssi transaction's reads and antidependencies no longer count: its edges go
+     * from its neighbours too, so that a transaction later forgotten (recycled) was one that
+     * committed (ssi.c counts a forgotten neighbour as committed first). */
+    for (uint32_t i = 0; i < t->out.n; i++) {
+        txn_t *n = dl__txn_of(e, t->out.ids[i]);
+        if (n != NULL)
+            dl__txn_ids_remove(&n->in, id);
+    }
+    for (uint32_t i = 0; i < t->in.n; i++) {
+        txn_t *n = dl__txn_of(e, t->in.ids[i]);
+        if (n != NULL)
+            dl__txn_ids_remove(&n->out, id);
+    }
+    dl__txn_ids_free(&t->in);
+    dl__txn_ids_free(&t->out);
     plocks_t *reads = &e->predicate_reads;
     for (size_t i = 0; i < reads->n;)
         if (reads->locks[i].txn == id) {
@@ -1320,19 +1381,22 @@ static void commit_versions(dl_txn_engine_t *e, txn_t *t)
 static int fast_commit(dl_txn_engine_t *e, uint64_t id, dl_txn_outcome_t *o)
 {
     int done = 0;
+    txn_run_t *run = NULL;
     txns_lock(e);
     txn_t *t = dl__txn_of(e, id);
     if (t != NULL && t->state == ACTIVE && fast_level(t->level) &&
         !(t->level == DL_TXN_SSI && (t->doomed || t->in.n != 0))) {
         commit_versions(e, t);
         ended(e, t, 0);
+        run = t->run; /* freed below, without the lock (the record may be recycled by then) */
+        t->run = NULL;
         *o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
         o->commit_ts = t->commit_ts;
         done = 1;
     }
     txns_unlock(e);
     if (done) {
-        free_running(t); /* its own: nobody else reads a running part once it ended */
+        free_run(run);
         wake_waiters(e, 0);
     }
     return done;

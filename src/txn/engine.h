@@ -117,7 +117,8 @@ typedef struct dl_txn_engine_s dl_txn_engine_t;
 dl_txn_engine_t *dl_txn_engine_new(void);
 void dl_txn_engine_free(dl_txn_engine_t *e);
 
-/* Sets key to value as committed data outside any transaction (the scenario's `setup`). */
+/* Sets key to value as committed data outside any transaction (the scenario's `setup`): 0,
+ * -ENOMEM, or -EBUSY when a running transaction has written key. */
 int dl_txn_engine_load(dl_txn_engine_t *e, const char *key, const char *value);
 
 /* Starts a transaction; *id is its id (1, 2, ...). Its snapshot, at levels that keep one, is

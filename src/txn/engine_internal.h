@@ -186,6 +186,7 @@ void dl__txn_unlock_all(dl_txn_engine_t *e);
 txn_t *dl__txn_of(dl_txn_engine_t *e, uint64_t id);
 int dl__txn_ids_add(ids_t *set, uint64_t id); /* 0 (also when present) or -ENOMEM */
 int dl__txn_ids_has(const ids_t *set, uint64_t id);
+void dl__txn_ids_remove(ids_t *set, uint64_t id);
 void dl__txn_ids_free(ids_t *set);
 /* Adds r to a row list (growing it); 0 or -ENOMEM. */
 int dl__txn_rows_push(row_t ***list, size_t *n, size_t *cap, row_t *r);

@@ -2,6 +2,7 @@
  * The txn engine at read-uncommitted, read-committed and snapshot isolation: what each level lets
  * a transaction see and which concurrent writes wait, go on or abort.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -177,6 +178,20 @@ static void test_scans_filter_and_sort_numerically(void **state)
     dl_txn_rows_free(&rows);
 }
 
+static void test_load_refuses_a_key_a_running_transaction_wrote(void **state)
+{
+    dl_txn_engine_t *e = *state;
+    uint64_t t = begin(e, DL_TXN_SNAPSHOT);
+    ok(dl_txn_put(e, t, "1", "11"));
+    assert_int_equal(dl_txn_engine_load(e, "1", "99"), -EBUSY);
+    assert_int_equal(dl_txn_engine_load(e, "2", "22"), 0);
+    ok(dl_txn_commit(e, t));
+    uint64_t r = begin(e, DL_TXN_READ_COMMITTED);
+    assert_reads(e, r, "1", "11");
+    assert_reads(e, r, "2", "22");
+    ok(dl_txn_commit(e, r));
+}
+
 static void test_keys_and_values_of_every_size_are_kept_whole(void **state)
 {
     dl_txn_engine_t *e = *state;
@@ -280,6 +295,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_read_committed_delete_after_a_concurrent_delete_finds_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scans_filter_and_sort_numerically, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_refuses_a_key_a_running_transaction_wrote, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_keys_and_values_of_every_size_are_kept_whole, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
