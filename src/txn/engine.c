@@ -193,143 +193,6 @@ void dl__txn_plocks_free(plocks_t *set)
     memset(set, 0, sizeof(*set));
 }
 
-/* ---- The row table ----------------------------------------------------------------------- */
-
-static uint64_t hash_key(const char *key)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return h;
-}
-
-static stripe_t *stripe_of(dl_txn_engine_t *e, uint64_t hash)
-{
-    return &e->stripes[hash & (N_STRIPES - 1)];
-}
-
-/*
- * txns_lock: held for well under a microsecond by begin and commit, and taken by both threads
- * for every transaction. A mutex that sleeps when it finds it held costs two system calls
- * (futex wait and wake) where the holder would have let go after a few hundred cycles; so this
- * spins, and yields the processor only after long enough that the holder may have been
- * preempted.
- */
-static void txns_lock(dl_txn_engine_t *e)
-{
-    for (unsigned i = 0;; i++) {
-        if (!__atomic_load_n(&e->txns_lock, __ATOMIC_RELAXED) &&
-            !__atomic_exchange_n(&e->txns_lock, 1, __ATOMIC_ACQUIRE))
-            return;
-        if (i < 2000) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        } else {
-            sched_yield();
-        }
-    }
-}
-
-static void txns_unlock(dl_txn_engine_t *e)
-{
-    __atomic_store_n(&e->txns_lock, 0, __ATOMIC_RELEASE);
-}
-
-void dl__txn_lock_all(dl_txn_engine_t *e)
-{
-    pthread_mutex_lock(&e->mu);
-    txns_lock(e);
-    for (int i = 0; i < N_STRIPES; i++)
-        pthread_mutex_lock(&e->stripes[i].mu);
-}
-
-void dl__txn_unlock_all(dl_txn_engine_t *e)
-{
-    for (int i = N_STRIPES - 1; i >= 0; i--)
-        pthread_mutex_unlock(&e->stripes[i].mu);
-    txns_unlock(e);
-    pthread_mutex_unlock(&e->mu);
-}
-
-/* The row for key (hash h), or NULL; key's stripe held. */
-static row_t *find_row_hashed(dl_txn_engine_t *e, const char *key, uint64_t h)
-{
-    for (row_t *r = e->buckets[h & (e->n_buckets - 1)]; r != NULL; r = r->next)
-        if (r->hash == h && strcmp(r->key, key) == 0)
-            return r;
-    return NULL;
-}
-
-static row_t *find_row(dl_txn_engine_t *e, const char *key)
-{
-    return find_row_hashed(e, key, hash_key(key));
-}
-
-/* Adds an empty row for key (hash h) to its bucket; key's stripe held, the table not full. */
-static row_t *new_row(dl_txn_engine_t *e, const char *key, uint64_t h)
-{
-    size_t len = strlen(key);
-    uint32_t size_class;
-    size_t size = (sizeof(row_t) + len + 1 + 63) / 64 * 64; /* whole cache lines (slab.c) */
-    row_t *r = dl__txn_slab_alloc(e, &stripe_of(e, h)->slab, size, &size_class);
-    if (r == NULL)
-        return NULL;
-    memset(r, 0, sizeof(*r));
-    r->size_class = size_class;
-    memcpy(r->key, key, len + 1);
-    r->hash = h;
-    r->next = e->buckets[h & (e->n_buckets - 1)];
-    e->buckets[h & (e->n_buckets - 1)] = r;
-    __atomic_add_fetch(&e->n_rows, 1, __ATOMIC_RELAXED);
-    return r;
-}
-
-/* Whether a row can be added without growing the table (which takes exclusive mode). */
-static int room_for_row(dl_txn_engine_t *e)
-{
-    return __atomic_load_n(&e->n_rows, __ATOMIC_RELAXED) < e->n_buckets;
-}
-
-static int grow_buckets(dl_txn_engine_t *e)
-{
-    size_t n = e->n_buckets * 2;
-    row_t **b = dl__txn_zeroed_pages(n * sizeof(*b));
-    if (b == NULL)
-        return -ENOMEM;
-    for (size_t i = 0; i < e->n_buckets; i++)
-        for (row_t *r = e->buckets[i], *next; r != NULL; r = next) {
-            next = r->next;
-            r->next = b[r->hash & (n - 1)];
-            b[r->hash & (n - 1)] = r;
-        }
-    dl__txn_free_pages(e->buckets, e->n_buckets * sizeof(*b));
-    e->buckets = b;
-    e->n_buckets = n;
-    return 0;
-}
-
-/* The row for key, created empty (no versions) if it does not exist; NULL when out of memory.
- * An empty row carries the locks of readers that found nothing there. */
-static row_t *get_row(dl_txn_engine_t *e, const char *key)
-{
-    uint64_t h = hash_key(key);
-    row_t *r = find_row_hashed(e, key, h);
-    if (r != NULL)
-        return r;
-    if (!room_for_row(e) && grow_buckets(e) != 0)
-        return NULL;
-    return new_row(e, key, h);
-}
-
-const version_t *dl__txn_committed(const row_t *r)
-{
-    const version_t *v = r->newest;
-    if (v != NULL && LOAD(v->commit_ts) == 0)
-        v = v->older; /* only the newest version can be uncommitted */
-    return v;
-}
-
 /* ---- Engine ------------------------------------------------------------------------------ */
 
 dl_txn_engine_t *dl_txn_engine_new(void)
@@ -366,66 +229,6 @@ dl_txn_engine_t *dl_txn_engine_new(void)
     return e;
 }
 
-/* A version by writer of value (NULL: a tombstone), not linked yet; NULL when out of memory. */
-static version_t *new_version(dl_txn_engine_t *e, const row_t *r, uint64_t writer,
-                              const char *value)
-{
-    size_t len = value != NULL ? strlen(value) : 0;
-    uint32_t size_class;
-    version_t *v =
-        dl__txn_slab_alloc(e, &stripe_of(e, r->hash)->slab, sizeof(*v) + len + 1, &size_class);
-    if (v == NULL)
-        return NULL;
-    v->size_class = size_class;
-    v->older = NULL;
-    v->writer = writer;
-    v->commit_ts = 0;
-    v->deleted = value == NULL;
-    memcpy(v->value, value != NULL ? value : "", len);
-    v->value[len] = '\0';
-    return v;
-}
-
-static void free_version(dl_txn_engine_t *e, const row_t *r, version_t *v)
-{
-    dl__txn_slab_free(&stripe_of(e, r->hash)->slab, v, v->size_class);
-}
-
-static void free_versions(dl_txn_engine_t *e, const row_t *r, version_t *v)
-{
-    while (v != NULL) {
-        version_t *older = v->older;
-        free_version(e, r, v);
-        v = older;
-    }
-}
-
-/* Frees what a transaction needs only while it runs (ended), or at the engine's end. */
-static void free_run(txn_run_t *run)
-{
-    if (run == NULL)
-        return;
-    if (run->written != run->written_here)
-        free(run->written);
-    free(run->stmt_done);
-    free(run->locked);
-    dl__txn_ids_free(&run->waits);
-    free(run);
-}
-
-static void free_running(txn_t *t)
-{
-    free_run(t->run);
-    t->run = NULL;
-}
-
-static void free_txn(txn_t *t)
-{
-    free_running(t);
-    dl__txn_ids_free(&t->in);
-    dl__txn_ids_free(&t->out);
-}
-
 void dl_txn_engine_free(dl_txn_engine_t *e)
 {
     if (e == NULL)
@@ -447,7 +250,7 @@ void dl_txn_engine_free(dl_txn_engine_t *e)
     for (size_t c = e->recycled_below; c < TXN_CHUNKS && e->chunks[c] != NULL; c++) {
         for (uint32_t i = 0; i < (1u << TXN_CHUNK_BITS); i++)
             if (e->chunks[c][i].id != 0)
-                free_txn(&e->chunks[c][i]);
+                dl__txn_free_txn(&e->chunks[c][i]);
         dl__txn_free_pages(e->chunks[c], TXN_CHUNK_BYTES);
     }
     for (uint32_t i = 0; i < e->n_pool; i++)
@@ -466,253 +269,6 @@ void dl_txn_engine_free(dl_txn_engine_t *e)
     free(e);
 }
 
-txn_t *dl__txn_of(dl_txn_engine_t *e, uint64_t id)
-{
-    /* Not from n_txns, which every begin writes: a record is valid when it says it is id's. */
-    if (id < 1 || ((id - 1) >> TXN_CHUNK_BITS) >= TXN_CHUNKS)
-        return NULL;
-    txn_t *chunk = LOAD(e->chunks[(id - 1) >> TXN_CHUNK_BITS]);
-    if (chunk == NULL)
-        return NULL;
-    txn_t *t = &chunk[(id - 1) & ((1u << TXN_CHUNK_BITS) - 1)];
-    return LOAD(t->id) == id ? t : NULL;
-}
-
-int dl_txn_engine_load(dl_txn_engine_t *e, const char *key, const char *value)
-{
-    int rv = -ENOMEM;
-    pthread_mutex_lock(&e->mu);
-    txns_lock(e);
-    if (!room_for_row(e)) {
-        for (int i = 0; i < N_STRIPES; i++)
-            pthread_mutex_lock(&e->stripes[i].mu);
-        int grown = grow_buckets(e);
-        for (int i = N_STRIPES - 1; i >= 0; i--)
-            pthread_mutex_unlock(&e->stripes[i].mu);
-        if (grown != 0) {
-            txns_unlock(e);
-            pthread_mutex_unlock(&e->mu);
-            return -ENOMEM;
-        }
-    }
-    uint64_t h = hash_key(key);
-    stripe_t *s = stripe_of(e, h);
-    pthread_mutex_lock(&s->mu);
-    row_t *r = find_row_hashed(e, key, h);
-    if (r == NULL)
-        r = new_row(e, key, h);
-    version_t *v = NULL;
-    if (r != NULL && r->newest != NULL && r->newest->commit_ts == 0)
-        rv = -EBUSY; /* a running transaction wrote it: only the newest may be uncommitted */
-    else if (r != NULL)
-        v = new_version(e, r, 0, value);
-    if (v != NULL) {
-        uint64_t ts = e->clock + 1;
-        v->commit_ts = ts;
-        v->older = r->newest;
-        r->newest = v;
-        r->n_versions++;
-        STORE(e->clock, ts);
-        rv = 0;
-    }
-    pthread_mutex_unlock(&s->mu);
-    txns_unlock(e);
-    pthread_mutex_unlock(&e->mu);
-    return rv;
-}
-
-int dl_txn_begin(dl_txn_engine_t *e, dl_txn_level_t level, uint64_t *id)
-{
-    if (level >= DL_TXN_N_LEVELS)
-        return -EINVAL;
-    int rv = 0;
-    txn_run_t *run = calloc(1, sizeof(*run));
-    if (run == NULL)
-        return -ENOMEM;
-    txns_lock(e);
-    uint64_t i = e->n_txns, chunk = i >> TXN_CHUNK_BITS;
-    if (chunk >= TXN_CHUNKS) {
-        rv = -ENOMEM;
-        goto out;
-    }
-    if (e->chunks[chunk] == NULL) {
-        /* A recycled chunk (its records are rewritten whole at their begin) saves the kernel
-         * zeroing fresh pages, which costs more here than anything a transaction does. */
-        txn_t *c = e->n_pool > 0 ? e->pool[--e->n_pool] : dl__txn_zeroed_pages(TXN_CHUNK_BYTES);
-        if (c == NULL) {
-            rv = -ENOMEM;
-            goto out;
-        }
-        STORE(e->chunks[chunk], c);
-    }
-    txn_t *t = &e->chunks[chunk][i & ((1u << TXN_CHUNK_BITS) - 1)];
-    memset(t, 0, sizeof(*t));
-    t->level = level;
-    t->run = run;
-    run = NULL;
-    t->next_active = e->active;
-    e->active = t;
-    STORE(t->id, i + 1);
-    e->n_txns = i + 1;
-    *id = i + 1;
-out:
-    txns_unlock(e);
-    free(run); /* when it failed */
-    return rv;
-}
-
-/* Whether id runs (txns_lock held: its record cannot be recycled meanwhile). */
-static int running(dl_txn_engine_t *e, uint64_t id)
-{
-    txn_t *t = dl__txn_of(e, id);
-    return t != NULL && LOAD(t->state) == ACTIVE;
-}
-
-int dl_txn_active(dl_txn_engine_t *e, uint64_t id)
-{
-    txns_lock(e);
-    int active = running(e, id);
-    txns_unlock(e);
-    return active;
-}
-
-void dl_txn_engine_wait(dl_txn_engine_t *e, uint64_t id)
-{
-    /* A commit sets the state, then wakes sleepers if it sees any (wake_waiters); counting
-     * ourselves before reading the state, either it sees us or we see its state. */
-    pthread_mutex_lock(&e->mu);
-    __atomic_add_fetch(&e->waiters, 1, __ATOMIC_SEQ_CST);
-    for (;;) {
-        txns_lock(e); /* a full barrier, after the count and before the state */
-        int active = running(e, id);
-        txns_unlock(e);
-        if (!active)
-            break;
-        pthread_cond_wait(&e->ended, &e->mu);
-    }
-    __atomic_sub_fetch(&e->waiters, 1, __ATOMIC_SEQ_CST);
-    pthread_mutex_unlock(&e->mu);
-}
-
-uint64_t dl_txn_commit_ts(dl_txn_engine_t *e, uint64_t id)
-{
-    txns_lock(e);
-    txn_t *t = dl__txn_of(e, id);
-    uint64_t ts = t != NULL && LOAD(t->state) == COMMITTED ? LOAD(t->commit_ts) : 0;
-    txns_unlock(e);
-    return ts;
-}
-
-/* Wakes the threads in dl_txn_engine_wait after a transaction ended, if there are any; mu is
- * held when mu_held (exclusive mode), else taken. */
-static void wake_waiters(dl_txn_engine_t *e, int mu_held)
-{
-    if (__atomic_load_n(&e->waiters, __ATOMIC_SEQ_CST) == 0)
-        return;
-    if (!mu_held)
-        pthread_mutex_lock(&e->mu);
-    pthread_cond_broadcast(&e->ended);
-    if (!mu_held)
-        pthread_mutex_unlock(&e->mu);
-}
-
-/* How many transactions end between two computations of the horizon on the fast path. */
-#define HORIZON_EVERY 64
-
-/*
- * Recycles the chunks of records whose transactions all lie below prune_below (txns_lock held):
- * they ended, and committed before every running snapshot, so no running transaction can
- * conflict with them any more, and ssi skips their read marks without reading their records.
- * A lookup of such an id finds no chunk and says "no such transaction": not running, no commit
- * timestamp. Their ssi edge sets are freed; the chunk goes to the pool for new transactions.
- */
-static void recycle_chunks(dl_txn_engine_t *e, int exclusive)
-{
-    uint64_t below = (e->prune_below - 1) >> TXN_CHUNK_BITS; /* chunks wholly below it */
-    if (below > TXN_CHUNKS)
-        below = TXN_CHUNKS;
-    while (e->recycled_below < below) {
-        txn_t *gone[64];
-        size_t n = 0;
-        for (; n < 64 && e->recycled_below < below; e->recycled_below++) {
-            gone[n++] = e->chunks[e->recycled_below];
-            STORE(e->chunks[e->recycled_below], NULL);
-        }
-        /* A statement on the fast path looks records up (the readers of a row's marks) under
-         * its stripe's lock, without txns_lock; every other lookup holds txns_lock or is in
-         * exclusive mode. Taking each stripe once waits out any statement that loaded a chunk
-         * pointer before it went. */
-        for (int i = 0; i < N_STRIPES && !exclusive; i++) {
-            pthread_mutex_lock(&e->stripes[i].mu);
-            pthread_mutex_unlock(&e->stripes[i].mu);
-        }
-        for (size_t k = 0; k < n; k++) {
-            txn_t *chunk = gone[k];
-            if (chunk == NULL)
-                continue;
-            for (uint32_t i = 0; i < (1u << TXN_CHUNK_BITS); i++)
-                if (chunk[i].in.ids != NULL || chunk[i].out.ids != NULL) {
-                    dl__txn_ids_free(&chunk[i].in);
-                    dl__txn_ids_free(&chunk[i].out);
-                }
-            if (e->n_pool < TXN_POOL)
-                e->pool[e->n_pool++] = chunk;
-            else
-                dl__txn_free_pages(chunk, TXN_CHUNK_BYTES);
-        }
-    }
-}
-
-/*
- * Moves the horizon (the oldest snapshot still read as of) up to the oldest snapshot of a
- * running transaction, and drops ended ones from the list (txns_lock held). Fast paths take
- * snapshots without txns_lock (take_snapshot): this may read an older one (and compute a lower
- * horizon, which only prunes less), or 0 for one being taken, which will be at least the clock
- * read here + 1. A horizon computed a few commits ago is lower than need be, never too high.
- */
-static void move_horizon(dl_txn_engine_t *e, int exclusive)
-{
-    uint64_t clock = __atomic_load_n(&e->clock, __ATOMIC_SEQ_CST);
-    uint64_t horizon = clock + 1, oldest = e->n_txns + 1;
-    txn_t **link = &e->active;
-    while (*link != NULL) {
-        txn_t *a = *link;
-        if (LOAD(a->state) != ACTIVE) {
-            *link = a->next_active;
-            a->next_active = NULL;
-            continue;
-        }
-        uint64_t snapshot = __atomic_load_n(&a->snapshot, __ATOMIC_SEQ_CST);
-        if (snapshot != 0 && snapshot < horizon)
-            horizon = snapshot;
-        if (a->id < oldest)
-            oldest = a->id;
-        link = &a->next_active;
-    }
-    STORE(e->horizon, horizon);
-    STORE(e->oldest_active, oldest);
-    /* The transactions below the candidate had all ended when it was taken, at candidate_clock;
-     * once every running snapshot is past that clock, no one needs their read marks. */
-    if (horizon > e->candidate_clock) {
-        STORE(e->prune_below, e->candidate_ids);
-        e->candidate_ids = oldest;
-        e->candidate_clock = clock;
-        recycle_chunks(e, exclusive);
-    }
-}
-
-/* A transaction ended (its state set; txns_lock held): what it needed while running goes, and
- * the horizon moves: at once in exclusive mode, else every HORIZON_EVERY ends, so that a commit
- * on the fast path does not read every running transaction's snapshot. The caller wakes
- * waiters. */
-static void ended(dl_txn_engine_t *e, txn_t *t, int exclusive)
-{
-    if (exclusive)
-        free_running(t); /* else the caller takes it and frees it after txns_lock */
-    if (exclusive || ++e->n_ended % HORIZON_EVERY == 0)
-        move_horizon(e, exclusive);
-}
-
 void dl__txn_roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t error)
 {
     for (size_t i = 0; i < t->run->n_written; i++) {
@@ -722,7 +278,7 @@ void dl__txn_roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t
             version_t *v = r->newest;
             r->newest = v->older;
             r->n_versions--;
-            free_version(e, r, v);
+            dl__txn_free_version(e, r, v);
         }
     }
     dl__txn_release_locks(e, t, id);
@@ -751,8 +307,8 @@ void dl__txn_roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t
         }
     t->abort_error = error;
     __atomic_store_n(&t->state, ABORTED, __ATOMIC_SEQ_CST);
-    ended(e, t, 1);
-    wake_waiters(e, 1);
+    dl__txn_ended(e, t, 1);
+    dl__txn_wake_waiters(e, 1);
 }
 
 /* ---- Statements -------------------------------------------------------------------------- */
@@ -846,26 +402,6 @@ static int fast_level(dl_txn_level_t level)
            level == DL_TXN_SNAPSHOT || level == DL_TXN_SSI;
 }
 
-/*
- * Takes a snapshot for t without txns_lock, so that no commit's horizon (ended) passes it: publish
- * clock + 1 as t's snapshot, then check that the clock did not move meanwhile; else again. A
- * commit publishes its clock before it reads the snapshots (both sequentially consistent), so
- * either it sees ours or we see its clock.
- */
-static void take_snapshot(dl_txn_engine_t *e, txn_t *t)
-{
-    /* Before the clock: the transactions below it committed before the clock we read. */
-    t->low_water = LOAD(e->oldest_active);
-    uint64_t clock = __atomic_load_n(&e->clock, __ATOMIC_SEQ_CST);
-    for (;;) {
-        __atomic_store_n(&t->snapshot, clock + 1, __ATOMIC_SEQ_CST);
-        uint64_t now = __atomic_load_n(&e->clock, __ATOMIC_SEQ_CST);
-        if (now == clock)
-            return;
-        clock = now;
-    }
-}
-
 /* Starts a statement of t on a fast path (a stripe held) as start_statement does; 0 when it must
  * take the slow path instead (t ended or was doomed, or resumes a blocked statement), which
  * then says why. */
@@ -877,7 +413,7 @@ static int fast_start(dl_txn_engine_t *e, txn_t *t)
     t->run->n_stmt_done = 0;
     t->run->stmt_plocked = 0;
     if (t->snapshot == 0 || fresh_snapshot_per_statement(t->level))
-        take_snapshot(e, t);
+        dl__txn_take_snapshot(e, t);
     return 1;
 }
 
@@ -891,16 +427,16 @@ static int fast_get(dl_txn_engine_t *e, uint64_t id, const char *key, char **val
     txn_t *t = dl__txn_of(e, id);
     if (t == NULL || !fast_level(t->level))
         return 0;
-    uint64_t h = hash_key(key);
-    stripe_t *s = stripe_of(e, h);
+    uint64_t h = dl__txn_hash_key(key);
+    stripe_t *s = dl__txn_stripe_of(e, h);
     int done = 0;
     pthread_mutex_lock(&s->mu);
     if (!fast_start(e, t))
         goto out;
-    row_t *r = find_row_hashed(e, key, h);
+    row_t *r = dl__txn_find_row_hashed(e, key, h);
     if (t->level == DL_TXN_SSI) {
         /* A read of a key that is not there is a read too: it leaves its mark on an empty row. */
-        if (r == NULL && (!room_for_row(e) || (r = new_row(e, key, h)) == NULL))
+        if (r == NULL && (!dl__txn_room_for_row(e) || (r = dl__txn_new_row(e, key, h)) == NULL))
             goto out;
     }
     const version_t *v = r != NULL ? visible(r, id, t) : NULL;
@@ -951,14 +487,14 @@ dl_txn_outcome_t dl_txn_get_version(dl_txn_engine_t *e, uint64_t id, const char 
     row_t *r;
     if (t->level == DL_TXN_2PL || t->level == DL_TXN_SSI) {
         /* A read of a key that is not there is a read too: a later insert conflicts with it. */
-        if ((r = get_row(e, key)) == NULL) {
+        if ((r = dl__txn_get_row(e, key)) == NULL) {
             o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
             goto out;
         }
         o = t->level == DL_TXN_2PL ? lock_for_read(e, t, id, r) : dl__txn_ssi_read(e, t, id, r);
         if (o.status != DL_TXN_OK)
             goto out;
-    } else if ((r = find_row(e, key)) == NULL) {
+    } else if ((r = dl__txn_find_row(e, key)) == NULL) {
         goto out;
     }
     const version_t *v = visible(r, id, t);
@@ -1049,30 +585,6 @@ static dl_txn_outcome_t may_write(dl_txn_engine_t *e, txn_t *t, uint64_t id, row
     return o;
 }
 
-/* How long a row's chain of versions may grow before a write prunes it. */
-#define PRUNE_AT 4
-
-/* Frees the versions of r that no transaction can read any more: those older than the newest
- * version committed before the horizon (the oldest snapshot still read as of). */
-static void prune_versions(dl_txn_engine_t *e, row_t *r)
-{
-    /* Not at every write: walking the chain reads versions that are likely out of the cache. */
-    if (r->n_versions < PRUNE_AT)
-        return;
-    uint64_t horizon = LOAD(e->horizon);
-    uint32_t kept = 0;
-    for (version_t *v = r->newest; v != NULL; v = v->older) {
-        kept++;
-        uint64_t ts = LOAD(v->commit_ts);
-        if (ts != 0 && ts < horizon) {
-            free_versions(e, r, v->older);
-            v->older = NULL;
-            r->n_versions = kept;
-            return;
-        }
-    }
-}
-
 /* Adds r to the rows t wrote: in t->run->written_here while there is room, no malloc. */
 static int written_push(txn_t *t, row_t *r)
 {
@@ -1094,23 +606,23 @@ static int written_push(txn_t *t, row_t *r)
 /* Writes a version of row r for transaction t (its stripe held): over its own, else new. */
 static int write_version(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r, const char *value)
 {
-    version_t *v = new_version(e, r, id, value);
+    version_t *v = dl__txn_new_version(e, r, id, value);
     if (v == NULL)
         return -ENOMEM;
     if (r->newest != NULL && r->newest->writer == id) {
         v->older = r->newest->older; /* replaces its own uncommitted version */
-        free_version(e, r, r->newest);
+        dl__txn_free_version(e, r, r->newest);
         r->newest = v;
         return 0;
     }
     if (written_push(t, r) != 0) {
-        free_version(e, r, v);
+        dl__txn_free_version(e, r, v);
         return -ENOMEM;
     }
     v->older = r->newest;
     r->newest = v;
     r->n_versions++;
-    prune_versions(e, r);
+    dl__txn_prune_versions(e, r);
     return 0;
 }
 
@@ -1128,20 +640,20 @@ static int fast_write(dl_txn_engine_t *e, uint64_t id, write_kind_t kind, const 
     txn_t *t = dl__txn_of(e, id);
     if (t == NULL || !fast_level(t->level) || (kind == WRITE_DELETE && t->level == DL_TXN_SSI))
         return 0;
-    uint64_t h = hash_key(key);
-    stripe_t *s = stripe_of(e, h);
+    uint64_t h = dl__txn_hash_key(key);
+    stripe_t *s = dl__txn_stripe_of(e, h);
     int done = 0;
     pthread_mutex_lock(&s->mu);
     if (e->predicate_locks.n != 0 || (t->level == DL_TXN_SSI && e->predicate_reads.n != 0) ||
         !fast_start(e, t))
         goto out;
     *o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
-    row_t *r = find_row_hashed(e, key, h);
+    row_t *r = dl__txn_find_row_hashed(e, key, h);
     if (r == NULL && kind == WRITE_DELETE) {
         done = 1; /* nothing to delete */
         goto out;
     }
-    if (r == NULL && (!room_for_row(e) || (r = new_row(e, key, h)) == NULL))
+    if (r == NULL && (!dl__txn_room_for_row(e) || (r = dl__txn_new_row(e, key, h)) == NULL))
         goto out;
     const version_t *head = r->newest;
     if (r->shared.n != 0)
@@ -1186,7 +698,7 @@ static dl_txn_outcome_t write_key(dl_txn_engine_t *e, uint64_t id, write_kind_t 
     o = start_statement(e, id, &t);
     if (o.status != DL_TXN_OK)
         goto out;
-    row_t *r = get_row(e, key);
+    row_t *r = dl__txn_get_row(e, key);
     if (r == NULL) {
         o = outcome(DL_TXN_REFUSED, DL_TXN_ERR_NO_MEMORY);
         goto out;
@@ -1363,41 +875,28 @@ dl_txn_outcome_t dl_txn_delete_where(dl_txn_engine_t *e, uint64_t id, const dl_t
 {
     return write_where(e, id, pred, NULL, n);
 }
-
-/* Commits t (txns_lock held): stamps its versions with the next timestamp, then publishes the
- * clock, so that a snapshot taken from the clock sees all of t's writes or none of them. */
-static void commit_versions(dl_txn_engine_t *e, txn_t *t)
-{
-    uint64_t ts = e->clock + 1;
-    for (size_t i = 0; i < t->run->n_written; i++)
-        STORE(t->run->written[i]->newest->commit_ts, ts);
-    __atomic_store_n(&e->clock, ts, __ATOMIC_SEQ_CST); /* before ended reads snapshots */
-    STORE(t->commit_ts, ts);
-    __atomic_store_n(&t->state, COMMITTED, __ATOMIC_SEQ_CST);
-}
-
 /* The commit of a transaction that holds no locks and, at ssi, has no rw-antidependency in and
  * was not doomed: only txns_lock is held. 1 with *o set, or 0 for the slow path. */
 static int fast_commit(dl_txn_engine_t *e, uint64_t id, dl_txn_outcome_t *o)
 {
     int done = 0;
     txn_run_t *run = NULL;
-    txns_lock(e);
+    dl__txn_txns_lock(e);
     txn_t *t = dl__txn_of(e, id);
     if (t != NULL && t->state == ACTIVE && fast_level(t->level) &&
         !(t->level == DL_TXN_SSI && (t->doomed || t->in.n != 0))) {
-        commit_versions(e, t);
-        ended(e, t, 0);
+        dl__txn_commit_versions(e, t);
+        dl__txn_ended(e, t, 0);
         run = t->run; /* freed below, without the lock (the record may be recycled by then) */
         t->run = NULL;
         *o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
         o->commit_ts = t->commit_ts;
         done = 1;
     }
-    txns_unlock(e);
+    dl__txn_txns_unlock(e);
     if (done) {
-        free_run(run);
-        wake_waiters(e, 0);
+        dl__txn_free_run(run);
+        dl__txn_wake_waiters(e, 0);
     }
     return done;
 }
@@ -1415,11 +914,11 @@ dl_txn_outcome_t dl_txn_commit(dl_txn_engine_t *e, uint64_t id)
     }
     if (t->level == DL_TXN_SSI && (o = dl__txn_ssi_commit(e, t, id)).status != DL_TXN_OK)
         goto out;
-    commit_versions(e, t);
+    dl__txn_commit_versions(e, t);
     o.commit_ts = t->commit_ts;
     dl__txn_release_locks(e, t, id);
-    ended(e, t, 1);
-    wake_waiters(e, 1);
+    dl__txn_ended(e, t, 1);
+    dl__txn_wake_waiters(e, 1);
 out:
     dl__txn_unlock_all(e);
     return o;

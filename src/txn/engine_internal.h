@@ -1,8 +1,10 @@
 /*
- * The txn engine's insides, shared by its files: engine.c (rows, versions, transactions and the
- * statements), locks.c (what a write or a locking read must wait for: row writers, two-phase
- * locking's shared and predicate locks, serial execution, and deadlock detection) and ssi.c
- * (serializable snapshot isolation's read-write antidependencies).
+ * The txn engine's insides, shared by its files: engine.c (the statements, their fast paths,
+ * commit and rollback), rows.c (the row table and its versions), txns.c (transaction records,
+ * begin, snapshots, the horizon, waiting), slab.c (memory for rows and versions), locks.c (what
+ * a write or a locking read must wait for: row writers, two-phase locking's shared and
+ * predicate locks, serial execution, and deadlock detection) and ssi.c (serializable snapshot
+ * isolation's read-write antidependencies).
  *
  * Locking. The common statement (a get or a put at read uncommitted, read committed, snapshot
  * isolation or ssi that has nothing to wait for and no conflict to record) takes only the lock
@@ -196,6 +198,44 @@ void dl__txn_plocks_free(plocks_t *set);
 void dl__txn_roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t error);
 /* The newest committed version of r (skipping an uncommitted head), or NULL. */
 const version_t *dl__txn_committed(const row_t *r);
+
+/* ---- rows.c ---- */
+
+uint64_t dl__txn_hash_key(const char *key);
+stripe_t *dl__txn_stripe_of(dl_txn_engine_t *e, uint64_t hash);
+/* The row for key (hash h), or NULL; key's stripe held. */
+row_t *dl__txn_find_row_hashed(dl_txn_engine_t *e, const char *key, uint64_t h);
+row_t *dl__txn_find_row(dl_txn_engine_t *e, const char *key);
+/* Adds an empty row for key (hash h); key's stripe held and dl__txn_room_for_row. */
+row_t *dl__txn_new_row(dl_txn_engine_t *e, const char *key, uint64_t h);
+/* Whether a row can be added without growing the table (which takes exclusive mode). */
+int dl__txn_room_for_row(dl_txn_engine_t *e);
+/* The row for key, created empty if need be, the table grown (exclusive mode); NULL: no memory. */
+row_t *dl__txn_get_row(dl_txn_engine_t *e, const char *key);
+/* A version of r by writer of value (NULL: a tombstone), not linked yet; r's stripe held. */
+version_t *dl__txn_new_version(dl_txn_engine_t *e, const row_t *r, uint64_t writer,
+                               const char *value);
+void dl__txn_free_version(dl_txn_engine_t *e, const row_t *r, version_t *v);
+/* Frees the versions of r no snapshot can read any more, once its chain is long enough. */
+void dl__txn_prune_versions(dl_txn_engine_t *e, row_t *r);
+
+/* ---- txns.c ---- */
+
+/* txns_lock (any mode that does not hold it: it is not recursive). */
+void dl__txn_txns_lock(dl_txn_engine_t *e);
+void dl__txn_txns_unlock(dl_txn_engine_t *e);
+/* Takes t's snapshot without txns_lock, so that no horizon passes it (a stripe held). */
+void dl__txn_take_snapshot(dl_txn_engine_t *e, txn_t *t);
+/* Commits t (txns_lock held): stamps its versions, then publishes the clock. */
+void dl__txn_commit_versions(dl_txn_engine_t *e, txn_t *t);
+/* t ended, its state set (txns_lock held): the horizon moves; in exclusive mode its running part
+ * is freed here, else the caller takes t->run and frees it (dl__txn_free_run) after the lock. */
+void dl__txn_ended(dl_txn_engine_t *e, txn_t *t, int exclusive);
+void dl__txn_free_run(txn_run_t *run);
+/* Frees a record's running part and ssi edges (dl_txn_engine_free). */
+void dl__txn_free_txn(txn_t *t);
+/* Wakes threads in dl_txn_engine_wait, if any; mu held when mu_held, else taken. */
+void dl__txn_wake_waiters(dl_txn_engine_t *e, int mu_held);
 
 /* ---- locks.c ---- */
 
