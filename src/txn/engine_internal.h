@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "txn/engine.h"
 
@@ -201,10 +202,28 @@ const version_t *dl__txn_committed(const row_t *r);
 
 /* ---- rows.c ---- */
 
-uint64_t dl__txn_hash_key(const char *key);
-stripe_t *dl__txn_stripe_of(dl_txn_engine_t *e, uint64_t hash);
+/* Inline: every statement on the fast path runs these three. */
+static inline uint64_t dl__txn_hash_key(const char *key)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h;
+}
+
+static inline stripe_t *dl__txn_stripe_of(dl_txn_engine_t *e, uint64_t hash)
+{
+    return &e->stripes[hash & (N_STRIPES - 1)];
+}
+
 /* The row for key (hash h), or NULL; key's stripe held. */
-row_t *dl__txn_find_row_hashed(dl_txn_engine_t *e, const char *key, uint64_t h);
+static inline row_t *dl__txn_find_row_hashed(dl_txn_engine_t *e, const char *key, uint64_t h)
+{
+    for (row_t *r = e->buckets[h & (e->n_buckets - 1)]; r != NULL; r = r->next)
+        if (r->hash == h && strcmp(r->key, key) == 0)
+            return r;
+    return NULL;
+}
 row_t *dl__txn_find_row(dl_txn_engine_t *e, const char *key);
 /* Adds an empty row for key (hash h); key's stripe held and dl__txn_room_for_row. */
 row_t *dl__txn_new_row(dl_txn_engine_t *e, const char *key, uint64_t h);

@@ -12,28 +12,6 @@
 
 /* ---- The row table ----------------------------------------------------------------------- */
 
-uint64_t dl__txn_hash_key(const char *key)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return h;
-}
-
-stripe_t *dl__txn_stripe_of(dl_txn_engine_t *e, uint64_t hash)
-{
-    return &e->stripes[hash & (N_STRIPES - 1)];
-}
-
-/* The row for key (hash h), or NULL; key's stripe held. */
-row_t *dl__txn_find_row_hashed(dl_txn_engine_t *e, const char *key, uint64_t h)
-{
-    for (row_t *r = e->buckets[h & (e->n_buckets - 1)]; r != NULL; r = r->next)
-        if (r->hash == h && strcmp(r->key, key) == 0)
-            return r;
-    return NULL;
-}
-
 row_t *dl__txn_find_row(dl_txn_engine_t *e, const char *key)
 {
     return dl__txn_find_row_hashed(e, key, dl__txn_hash_key(key));
