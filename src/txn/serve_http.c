@@ -101,11 +101,17 @@ static int text_param(dl_http_req_t *req, json_t *body, const char *name, size_t
     return 0;
 }
 
-/* An isolation level from the query or the body; *level is left alone when none is named. */
-static int level_param(dl_http_req_t *req, json_t *body, dl_txn_level_t *level)
+/* An isolation level from the query or the body; *level is left alone when none is named. 0, or
+ * -1 with the error answered. */
+static int level_param(dl_http_req_t *req, dl_txn_level_t *level)
 {
+    json_t *body;
+    if (body_object(req, &body) != 0)
+        return -1;
     char *name;
-    if (text_param(req, body, "isolation", 64, &name) != 0)
+    int rv = text_param(req, body, "isolation", 64, &name);
+    json_decref(body);
+    if (rv != 0)
         return -1;
     if (name == NULL)
         return 0;
@@ -171,13 +177,8 @@ static int value_param(dl_http_req_t *req, const char **out)
 static void handle_sessions_post(void *ctx, dl_http_req_t *req)
 {
     dl_txn_server_t *s = ctx;
-    json_t *body;
     dl_txn_level_t level = s->isolation;
-    if (body_object(req, &body) != 0)
-        return;
-    int rv = level_param(req, body, &level);
-    json_decref(body);
-    if (rv != 0)
+    if (level_param(req, &level) != 0)
         return;
     if (s->n_sessions >= DL_TXN_SERVE_MAX_SESSIONS)
         return dl_http_reply_error(req, DL_EBUSY, "there are %d sessions already; delete some",
@@ -232,13 +233,8 @@ static void reply_failed_block(dl_http_req_t *req, const dl_txn_session_t *sessi
 
 static void handle_begin(dl_txn_server_t *s, dl_http_req_t *req, dl_txn_session_t *session)
 {
-    json_t *body;
     dl_txn_level_t level = session->level;
-    if (body_object(req, &body) != 0)
-        return;
-    int rv = level_param(req, body, &level);
-    json_decref(body);
-    if (rv != 0)
+    if (level_param(req, &level) != 0)
         return;
     if (session->failed)
         return reply_failed_block(req, session);
