@@ -248,7 +248,8 @@ static void handle_begin(dl_txn_server_t *s, dl_http_req_t *req, dl_txn_session_
         return;
     }
     uint64_t id;
-    if ((rv = dl_txn_begin(s->engine, level, &id)) != 0)
+    int rv = dl_txn_begin(s->engine, level, &id);
+    if (rv != 0)
         return dl_http_reply_error(req, rv, "cannot begin: %s", dl_strerror(rv));
     session->txn = id;
     session->txn_level = level;
