@@ -82,7 +82,8 @@ typedef struct key_s {
 } keyrec_t;
 
 typedef struct installed_s {
-    uint32_t key, op, version; /* a committed transaction's last write of key */
+    uint32_t key, op, version; /* a committed transaction's last write of key (key first: */
+                               /* history_model.c's find_by_key) */
 } installed_t;
 
 typedef struct txn_s {
@@ -94,7 +95,7 @@ typedef struct txn_s {
 
 /* Per predicate and key that ever matches it: match flag and run bounds of every version. */
 typedef struct pred_key_s {
-    uint32_t key;
+    uint32_t key; /* first: history_model.c's find_by_key */
     uint8_t *match;
     uint32_t *run_start, *run_end;
 } pred_key_t;

@@ -181,17 +181,29 @@ static int apply_order(checker_t *c, keyrec_t *key, const order_t *o)
     return 0;
 }
 
-static const installed_t *find_installed(const txn_t *t, uint32_t key)
+/* The element with this key in an array of n structs of size bytes, sorted by their first
+ * member, a uint32_t key; NULL when none. (installed_t and pred_key_t.) */
+static const void *find_by_key(const void *base, uint32_t n, size_t size, uint32_t key)
 {
-    uint32_t lo = 0, hi = t->n_inst;
+    uint32_t lo = 0, hi = n;
     while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (t->inst[mid].key < key)
+        uint32_t mid = lo + (hi - lo) / 2, at;
+        memcpy(&at, (const char *)base + (size_t)mid * size, sizeof(at));
+        if (at < key)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < t->n_inst && t->inst[lo].key == key ? &t->inst[lo] : NULL;
+    uint32_t found;
+    if (lo == n)
+        return NULL;
+    memcpy(&found, (const char *)base + (size_t)lo * size, sizeof(found));
+    return found == key ? (const char *)base + (size_t)lo * size : NULL;
+}
+
+static const installed_t *find_installed(const txn_t *t, uint32_t key)
+{
+    return find_by_key(t->inst, t->n_inst, sizeof(*t->inst), key);
 }
 
 static int add_version(keyrec_t *k, uint32_t txn, uint32_t op, uint64_t ts)
@@ -361,15 +373,7 @@ static int build_pred(checker_t *c, pred_t *p)
 
 static const pred_key_t *find_pred_key(const pred_t *p, uint32_t key)
 {
-    uint32_t lo = 0, hi = p->n_keys;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (p->keys[mid].key < key)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < p->n_keys && p->keys[lo].key == key ? &p->keys[lo] : NULL;
+    return find_by_key(p->keys, p->n_keys, sizeof(*p->keys), key);
 }
 
 /* The first version of key committed after ts (key->n if none). */
