@@ -165,6 +165,31 @@ int dl__txn_rows_push(row_t ***list, size_t *n, size_t *cap, row_t *r)
     return 0;
 }
 
+int dl__txn_rowlist_push(rowlist_t *l, row_t *r)
+{
+    if (l->rows == NULL) {
+        l->rows = l->here;
+        l->cap = sizeof(l->here) / sizeof(*l->here);
+    }
+    if (l->n == l->cap && l->rows == l->here) {
+        row_t **rows = malloc(2 * l->cap * sizeof(*rows));
+        if (rows == NULL)
+            return -ENOMEM;
+        memcpy(rows, l->here, sizeof(l->here));
+        l->rows = rows;
+        l->cap *= 2;
+    }
+    return dl__txn_rows_push(&l->rows, &l->n, &l->cap, r);
+}
+
+void dl__txn_rowlist_free(rowlist_t *l)
+{
+    if (l->rows != l->here)
+        free(l->rows);
+    l->rows = NULL;
+    l->n = l->cap = 0;
+}
+
 int dl__txn_plocks_add(plocks_t *set, uint64_t txn, const dl_txn_pred_t *pred)
 {
     if (set->n == set->cap) {
@@ -271,8 +296,8 @@ void dl_txn_engine_free(dl_txn_engine_t *e)
 
 void dl__txn_roll_back(dl_txn_engine_t *e, txn_t *t, uint64_t id, dl_txn_error_t error)
 {
-    for (size_t i = 0; i < t->run->n_written; i++) {
-        row_t *r = t->run->written[i];
+    for (size_t i = 0; i < t->run->written.n; i++) {
+        row_t *r = t->run->written.rows[i];
         /* Nobody writes a row over an uncommitted version, so ours is the newest. */
         if (r->newest != NULL && r->newest->writer == id) {
             version_t *v = r->newest;
@@ -347,7 +372,7 @@ static dl_txn_outcome_t start_statement(dl_txn_engine_t *e, uint64_t id, txn_t *
     if (*t == NULL || (*t)->state != ACTIVE)
         return outcome(DL_TXN_REFUSED, DL_TXN_ERR_NOT_ACTIVE);
     txn_t *tx = *t;
-    if (tx->doomed)
+    if (tx->doomed || (tx->level == DL_TXN_SSI && dl__txn_ssi_settle(e, tx, id)))
         return aborted(e, tx, id, DL_TXN_ERR_SSI);
     int resuming = tx->run->stmt_blocked;
     tx->run->stmt_blocked = 0;
@@ -440,8 +465,12 @@ static int fast_get(dl_txn_engine_t *e, uint64_t id, const char *key, char **val
             goto out;
     }
     const version_t *v = r != NULL ? visible(r, id, t) : NULL;
-    if (t->level == DL_TXN_SSI && (v != r->newest || dl__txn_ssi_mark(e, r, id) != 0))
-        goto out; /* a newer version it does not see: an antidependency to flag */
+    /* A newer version it does not see is an antidependency to flag: the slow path. Else the
+     * read is marked at commit (ssi.c, dl__txn_ssi_settle_fast), not here, so that a read
+     * writes nothing to the row; most rows read are then written and need no mark at all. */
+    if (t->level == DL_TXN_SSI &&
+        (v != r->newest || dl__txn_rowlist_push(&t->run->ssi_reads, r) != 0))
+        goto out;
     if (v != NULL && !v->deleted) {
         if ((*value = strdup(v->value)) == NULL)
             goto out;
@@ -585,24 +614,6 @@ static dl_txn_outcome_t may_write(dl_txn_engine_t *e, txn_t *t, uint64_t id, row
     return o;
 }
 
-/* Adds r to the rows t wrote: in t->run->written_here while there is room, no malloc. */
-static int written_push(txn_t *t, row_t *r)
-{
-    if (t->run->written == NULL) {
-        t->run->written = t->run->written_here;
-        t->run->cap_written = sizeof(t->run->written_here) / sizeof(*t->run->written_here);
-    }
-    if (t->run->n_written == t->run->cap_written && t->run->written == t->run->written_here) {
-        row_t **l = malloc(2 * t->run->cap_written * sizeof(*l));
-        if (l == NULL)
-            return -ENOMEM;
-        memcpy(l, t->run->written_here, sizeof(t->run->written_here));
-        t->run->written = l;
-        t->run->cap_written *= 2;
-    }
-    return dl__txn_rows_push(&t->run->written, &t->run->n_written, &t->run->cap_written, r);
-}
-
 /* Writes a version of row r for transaction t (its stripe held): over its own, else new. */
 static int write_version(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r, const char *value)
 {
@@ -615,7 +626,7 @@ static int write_version(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r, co
         r->newest = v;
         return 0;
     }
-    if (written_push(t, r) != 0) {
+    if (dl__txn_rowlist_push(&t->run->written, r) != 0) {
         dl__txn_free_version(e, r, v);
         return -ENOMEM;
     }
@@ -884,7 +895,7 @@ static int fast_commit(dl_txn_engine_t *e, uint64_t id, dl_txn_outcome_t *o)
     dl__txn_txns_lock(e);
     txn_t *t = dl__txn_of(e, id);
     if (t != NULL && t->state == ACTIVE && fast_level(t->level) &&
-        !(t->level == DL_TXN_SSI && (t->doomed || t->in.n != 0))) {
+        !(t->level == DL_TXN_SSI && (t->doomed || t->in.n != 0 || t->run->ssi_reads.n != 0))) {
         dl__txn_commit_versions(e, t);
         dl__txn_ended(e, t, 0);
         run = t->run; /* freed below, without the lock (the record may be recycled by then) */
@@ -904,7 +915,7 @@ static int fast_commit(dl_txn_engine_t *e, uint64_t id, dl_txn_outcome_t *o)
 dl_txn_outcome_t dl_txn_commit(dl_txn_engine_t *e, uint64_t id)
 {
     dl_txn_outcome_t o = outcome(DL_TXN_OK, DL_TXN_ERR_NONE);
-    if (fast_commit(e, id, &o))
+    if (dl__txn_ssi_settle_fast(e, id) && fast_commit(e, id, &o))
         return o;
     dl__txn_lock_all(e);
     txn_t *t = dl__txn_of(e, id);

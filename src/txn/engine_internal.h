@@ -71,13 +71,19 @@ typedef struct plocks_s {
 
 typedef enum { ACTIVE = 0, COMMITTED, ABORTED } txn_state_t;
 
+/* A list of rows, in `here` while it fits: most transactions need no malloc for it. */
+typedef struct rowlist_s {
+    row_t **rows; /* here, or from malloc once it outgrew it */
+    size_t n, cap;
+    row_t *here[4];
+} rowlist_t;
+
 /* What a transaction needs only while it runs: allocated at begin, freed when it ends, so that
  * the record that stays (txn_t) is small. */
 typedef struct txn_run_s {
-    row_t **written; /* rows this transaction wrote, once each: first in written_here */
-    size_t n_written, cap_written;
-    row_t *written_here[4];
-    row_t **locked; /* 2pl: rows it holds a shared lock on */
+    rowlist_t written;   /* rows this transaction wrote, once each */
+    rowlist_t ssi_reads; /* ssi: rows read on the fast path, marked at commit (ssi.c) */
+    row_t **locked;      /* 2pl: rows it holds a shared lock on */
     size_t n_locked, cap_locked;
     ids_t waits;       /* its blocked statement waits for these transactions */
     int stmt_blocked;  /* the last statement blocked: the next call resumes it */
@@ -193,6 +199,9 @@ void dl__txn_ids_remove(ids_t *set, uint64_t id);
 void dl__txn_ids_free(ids_t *set);
 /* Adds r to a row list (growing it); 0 or -ENOMEM. */
 int dl__txn_rows_push(row_t ***list, size_t *n, size_t *cap, row_t *r);
+/* Adds r to l (in l->here while there is room); 0 or -ENOMEM. */
+int dl__txn_rowlist_push(rowlist_t *l, row_t *r);
+void dl__txn_rowlist_free(rowlist_t *l);
 int dl__txn_plocks_add(plocks_t *set, uint64_t txn, const dl_txn_pred_t *pred);
 void dl__txn_plocks_free(plocks_t *set);
 /* Rolls back transaction t (id) for error: its versions leave the rows it wrote, its locks go. */
@@ -287,6 +296,15 @@ dl_txn_outcome_t dl__txn_ssi_scan(dl_txn_engine_t *e, txn_t *t, uint64_t id,
 /* Records that transaction id read row r (its read mark), dropping marks no longer needed; may run
  * on a fast path with r's stripe held. 0 or -ENOMEM. */
 int dl__txn_ssi_mark(dl_txn_engine_t *e, row_t *r, uint64_t id);
+/* Before ssi transaction id commits (no lock held): marks the rows it read on the fast path that
+ * it did not write, each under its stripe, emptying t->run->ssi_reads. 1 when done (or when id is
+ * no running ssi transaction); 0 when a read row has a version id does not see, which the slow
+ * commit then flags (dl__txn_ssi_commit settles what is left). */
+int dl__txn_ssi_settle_fast(dl_txn_engine_t *e, uint64_t id);
+/* The same in exclusive mode, for every statement on the slow path and the slow commit: each
+ * pending read flags the writers of the versions t did not see, then gets its mark, so that
+ * whatever the statement finds is judged with every read t made so far. 1 when t must fail. */
+int dl__txn_ssi_settle(dl_txn_engine_t *e, txn_t *t, uint64_t id);
 /* Whether a write of r by ssi transaction t finds no concurrent reader to flag: the fast path
  * (r's stripe held) may write without ssi.c's checks when it does and no predicate read exists. */
 int dl__txn_ssi_no_readers(dl_txn_engine_t *e, const txn_t *t, uint64_t id, const row_t *r);
@@ -294,8 +312,9 @@ int dl__txn_ssi_no_readers(dl_txn_engine_t *e, const txn_t *t, uint64_t id, cons
  * transaction t, which writes new_value (NULL: deletes) over it. ABORTED when t must fail. */
 dl_txn_outcome_t dl__txn_ssi_write(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r,
                                    const char *new_value);
-/* Before t commits: ABORTED when t was doomed; else dooms the pivots for which t is the
- * transaction that commits first. */
+/* Before t commits: settles the reads settle_fast left (their flags and marks); ABORTED when t
+ * was doomed or one of them completes a dangerous structure; else dooms the pivots for which t
+ * is the transaction that commits first. */
 dl_txn_outcome_t dl__txn_ssi_commit(dl_txn_engine_t *e, txn_t *t, uint64_t id);
 
 #endif

@@ -4,13 +4,15 @@
  * R -rw-> W when R read a version of a row and W wrote a newer one that R's snapshot did not
  * see: R read the row (or a predicate the row matches) before W wrote it (found at W's write
  * through R's read marks, which outlive R's commit), or after (found at R's read from the
- * versions it skipped). Every non-serializable execution under snapshot isolation has a
- * "dangerous structure" T_in -rw-> T_pivot -rw-> T_out in which T_out commits first; the
- * checks below are PostgreSQL's (predicate.c): when a new edge or a commit completes one, the
- * pivot is doomed to fail at its next statement or commit if it is still running, else the
- * transaction at hand fails. Like PostgreSQL we may abort where no cycle follows (a false
- * positive), never the other way round. Unlike PostgreSQL, whose read locks cover tuples, pages
- * or whole tables, ours cover exactly the rows read and the predicates evaluated.
+ * versions it skipped). A read on the fast path is marked late, at R's commit or its next
+ * slow-path statement (settle): versions written since the read are found then, and a row R
+ * wrote needs no mark at all (docs/txn.md, "Read marks at commit"). Every non-serializable
+ * execution under snapshot isolation has a "dangerous structure" T_in -rw-> T_pivot -rw-> T_out in
+ * which T_out commits first; the checks below are PostgreSQL's (predicate.c): when a new edge or a
+ * commit completes one, the pivot is doomed to fail at its next statement or commit if it is still
+ * running, else the transaction at hand fails. Like PostgreSQL we may abort where no cycle follows
+ * (a false positive), never the other way round. Unlike PostgreSQL, whose read locks cover tuples,
+ * pages or whole tables, ours cover exactly the rows read and the predicates evaluated.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -168,6 +170,69 @@ static int flag_unseen_writers(dl_txn_engine_t *e, txn_t *t, uint64_t id, const 
     return 0;
 }
 
+/* Whether t sees r's newest version (its own, or one committed before t's snapshot): then no
+ * writer of r has a version t skipped, so t's read of r flags nothing. */
+static int sees_newest(const row_t *r, const txn_t *t, uint64_t id)
+{
+    const version_t *v = r->newest;
+    if (v == NULL || v->writer == id)
+        return 1;
+    uint64_t ts = LOAD(v->commit_ts);
+    return ts != 0 && ts < t->snapshot;
+}
+
+/* Whether t wrote r (r's stripe held): nobody writes over an uncommitted version, so t's is the
+ * newest. Then t's read of r needs no mark and flags nothing: a writer of r concurrent with t
+ * cannot commit beside it (first updater wins, whichever writes first), so the edge could never
+ * join a cycle of committed transactions. PostgreSQL drops a SIREAD lock its write covers too. */
+static int wrote(const row_t *r, uint64_t id)
+{
+    return r->newest != NULL && r->newest->writer == id;
+}
+
+/* The same, from t's own list of written rows (its first few), without r's stripe. */
+static int listed_as_written(const txn_t *t, const row_t *r)
+{
+    const rowlist_t *w = &t->run->written;
+    for (size_t i = 0; i < w->n && i < 8; i++)
+        if (w->rows[i] == r)
+            return 1;
+    return 0;
+}
+
+int dl__txn_ssi_settle_fast(dl_txn_engine_t *e, uint64_t id)
+{
+    txn_t *t = dl__txn_of(e, id);
+    if (t == NULL || t->level != DL_TXN_SSI || t->run == NULL)
+        return 1; /* nothing to settle; the commit says what is wrong */
+    rowlist_t *reads = &t->run->ssi_reads;
+    for (; reads->n > 0; reads->n--) {
+        row_t *r = reads->rows[reads->n - 1];
+        if (listed_as_written(t, r))
+            continue;
+        stripe_t *s = dl__txn_stripe_of(e, r->hash);
+        pthread_mutex_lock(&s->mu);
+        int settled = wrote(r, id) || (sees_newest(r, t, id) && dl__txn_ssi_mark(e, r, id) == 0);
+        pthread_mutex_unlock(&s->mu);
+        if (!settled)
+            return 0;
+    }
+    return 1;
+}
+
+int dl__txn_ssi_settle(dl_txn_engine_t *e, txn_t *t, uint64_t id)
+{
+    rowlist_t *reads = &t->run->ssi_reads;
+    for (; reads->n > 0; reads->n--) {
+        row_t *r = reads->rows[reads->n - 1];
+        if (wrote(r, id))
+            continue;
+        if (flag_unseen_writers(e, t, id, r, NULL) || dl__txn_ssi_mark(e, r, id) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 dl_txn_outcome_t dl__txn_ssi_read(dl_txn_engine_t *e, txn_t *t, uint64_t id, row_t *r)
 {
     if (dl__txn_ssi_mark(e, r, id) != 0 || flag_unseen_writers(e, t, id, r, NULL))
@@ -244,7 +309,7 @@ dl_txn_outcome_t dl__txn_ssi_write(dl_txn_engine_t *e, txn_t *t, uint64_t id, ro
 
 dl_txn_outcome_t dl__txn_ssi_commit(dl_txn_engine_t *e, txn_t *t, uint64_t id)
 {
-    if (t->doomed)
+    if (t->doomed || dl__txn_ssi_settle(e, t, id))
         return fail(e, t, id, DL_TXN_ERR_SSI);
     /* t commits first: near -rw-> t where near still runs and someone running (or t itself)
      * -rw-> near makes near a pivot. Doom it rather than fail t, which makes progress. */

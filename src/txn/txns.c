@@ -61,8 +61,8 @@ void dl__txn_free_run(txn_run_t *run)
 {
     if (run == NULL)
         return;
-    if (run->written != run->written_here)
-        free(run->written);
+    dl__txn_rowlist_free(&run->written);
+    dl__txn_rowlist_free(&run->ssi_reads);
     free(run->stmt_done);
     free(run->locked);
     dl__txn_ids_free(&run->waits);
@@ -311,8 +311,8 @@ void dl__txn_take_snapshot(dl_txn_engine_t *e, txn_t *t)
 void dl__txn_commit_versions(dl_txn_engine_t *e, txn_t *t)
 {
     uint64_t ts = e->clock + 1;
-    for (size_t i = 0; i < t->run->n_written; i++)
-        STORE(t->run->written[i]->newest->commit_ts, ts);
+    for (size_t i = 0; i < t->run->written.n; i++)
+        STORE(t->run->written.rows[i]->newest->commit_ts, ts);
     __atomic_store_n(&e->clock, ts, __ATOMIC_SEQ_CST); /* before ended reads snapshots */
     STORE(t->commit_ts, ts);
     __atomic_store_n(&t->state, COMMITTED, __ATOMIC_SEQ_CST);

@@ -183,6 +183,40 @@ static void test_ssi_write_skew_fails_the_second_commit_when_both_wrote(void **s
     aborted_with(dl_txn_commit(e, t2), DL_TXN_ERR_SSI);
 }
 
+/* A get on the fast path marks its row only at commit (docs/txn.md, "Read marks at commit"): a
+ * write of that row in between leaves no edge at once, and the commit must find it. Here
+ * t0 -rw-> t1 -rw-> t2 with t2 committed first: t1 must fail, though its own statements all
+ * took the fast path. */
+static void test_ssi_a_write_after_a_fast_read_is_found_at_the_readers_commit(void **state)
+{
+    dl_txn_engine_t *e = *state;
+    uint64_t t1 = begin(e, DL_TXN_SSI), t2 = begin(e, DL_TXN_SSI), t0 = begin(e, DL_TXN_SSI);
+    reads(e, t1, "1", "10");
+    ok(dl_txn_put(e, t2, "1", "11"));
+    ok(dl_txn_commit(e, t2));
+    ok(dl_txn_put(e, t1, "2", "21"));
+    reads(e, t0, "2", "20");
+    aborted_with(dl_txn_commit(e, t1), DL_TXN_ERR_SSI);
+    ok(dl_txn_commit(e, t0));
+    committed_is(e, "1", "11");
+    committed_is(e, "2", "20");
+}
+
+/* A row the reader then wrote needs no mark: a concurrent writer of it fails by first updater
+ * wins, so the reader's later commit stays fast and nothing is flagged. */
+static void
+test_ssi_read_then_write_of_a_row_commits_and_excludes_the_concurrent_writer(void **state)
+{
+    dl_txn_engine_t *e = *state;
+    uint64_t t1 = begin(e, DL_TXN_SSI), t2 = begin(e, DL_TXN_SSI);
+    reads(e, t1, "1", "10");
+    reads(e, t2, "2", "20");
+    ok(dl_txn_put(e, t1, "1", "11"));
+    ok(dl_txn_commit(e, t1));
+    aborted_with(dl_txn_put(e, t2, "1", "12"), DL_TXN_ERR_SERIALIZATION);
+    committed_is(e, "1", "11");
+}
+
 /* Commits n ssi transactions, each reading one key of its own and writing another. */
 static void commit_unrelated(dl_txn_engine_t *e, int from, int n)
 {
@@ -379,6 +413,8 @@ int main(void)
         T(test_crossed_updates_deadlock_and_the_closing_request_is_the_victim),
         T(test_ssi_write_skew_fails_the_pivot_at_its_write_once_the_other_committed),
         T(test_ssi_write_skew_fails_the_second_commit_when_both_wrote),
+        T(test_ssi_a_write_after_a_fast_read_is_found_at_the_readers_commit),
+        T(test_ssi_read_then_write_of_a_row_commits_and_excludes_the_concurrent_writer),
         T(test_snapshot_isolation_allows_the_write_skew_that_ssi_prevents),
         T(test_ssi_catches_write_skew_across_many_transactions_whose_records_were_recycled),
         T(test_ssi_read_only_anomaly_is_caught_after_the_first_committer_was_forgotten),
