@@ -4,9 +4,11 @@
  * 4 operations per transaction (read two keys, write both: a transfer), 1 and 2 threads.
  * Aborted transactions are retried with new keys, as an application would; a blocked statement
  * waits for the transaction it waits for and runs again. Keys are formatted per transaction.
- * Each configuration runs every level once per round (1 s each, the order rotating), and the
- * median of 5 rounds is reported with the lowest and highest: a shared machine is noisy, and a
- * noisy moment then hits every level alike.
+ * Each configuration runs every level once per round (1 s each, each run in a fresh child
+ * process, the order rotating with snapshot and ssi next to each other), and the median of 7
+ * rounds is reported with the lowest and highest: a shared machine is noisy, and a noisy moment
+ * then hits every level alike. The ssi overhead is the median over rounds of each round's
+ * ssi / snapshot ratio, from runs a second apart.
  *
  *   txn_bench [--seconds S] [--rounds N] [--level LEVEL] [--threads 1|2]
  *             [--contention low|high] [--markdown FILE]
@@ -18,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "txn/engine.h"
 
@@ -118,13 +122,19 @@ typedef struct result_s {
 
 #define MAX_ROUNDS 15
 
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static int by_throughput(const void *a, const void *b)
 {
     double x = ((const result_t *)a)->committed_per_s, y = ((const result_t *)b)->committed_per_s;
     return (x > y) - (x < y);
 }
 
-static result_t run(dl_txn_level_t level, size_t n_keys, int threads, double seconds)
+static result_t run_here(dl_txn_level_t level, size_t n_keys, int threads, double seconds)
 {
     shared_t s = {.level = level, .n_keys = n_keys};
     s.e = dl_txn_engine_new();
@@ -158,10 +168,47 @@ static result_t run(dl_txn_level_t level, size_t n_keys, int threads, double sec
     return r;
 }
 
+/*
+ * One measurement in a child process of its own, so that each starts from the same state: a
+ * run inherits nothing from the one before it (a heap fragmented by two-phase locking's lock
+ * sets, memory the kernel is still reclaiming). Measured in one process, the level that ran
+ * after 2pl lost 5-10% for it.
+ */
+static result_t run(dl_txn_level_t level, size_t n_keys, int threads, double seconds)
+{
+    int fds[2];
+    if (pipe(fds) != 0) {
+        perror("txn_bench: pipe");
+        exit(1);
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("txn_bench: fork");
+        exit(1);
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        result_t r = run_here(level, n_keys, threads, seconds);
+        _exit(write(fds[1], &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 1);
+    }
+    close(fds[1]);
+    result_t r;
+    ssize_t got = read(fds[0], &r, sizeof(r));
+    close(fds[0]);
+    int status;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+        got != (ssize_t)sizeof(r)) {
+        fprintf(stderr, "txn_bench: the %s run failed\n", dl_txn_level_name(level));
+        exit(1);
+    }
+    return r;
+}
+
 int main(int argc, char **argv)
 {
     double seconds = 1;
-    int rounds = 5;
+    int rounds = 7;
     int thread_counts[2] = {1, 2};
     const char *markdown = NULL;
     dl_txn_level_t only = DL_TXN_SNAPSHOT;
@@ -209,7 +256,11 @@ int main(int argc, char **argv)
     printf("%s", header);
     if (md)
         fprintf(md, "%s", header);
-    double si_low_2 = 0, ssi_low[3] = {0}, si_low[3] = {0};
+    /* Snapshot and ssi side by side, so that their ratio in a round compares like moments. */
+    static const int order[DL_TXN_N_LEVELS] = {DL_TXN_READ_UNCOMMITTED, DL_TXN_READ_COMMITTED,
+                                               DL_TXN_SNAPSHOT,         DL_TXN_SSI,
+                                               DL_TXN_SERIAL,           DL_TXN_2PL};
+    double si_low_2 = 0, ssi_ratio[3] = {0};
     for (int hot = 0; hot <= 1; hot++)
         for (int ti = 0; ti < 2; ti++) {
             int threads = thread_counts[ti];
@@ -223,7 +274,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "  %s contention, %d thread%s: round %d of %d\r",
                         hot ? "high" : "low", threads, threads > 1 ? "s" : "", round + 1, rounds);
                 for (int k = 0; k < DL_TXN_N_LEVELS; k++) {
-                    int l = (k + round) % DL_TXN_N_LEVELS;
+                    int l = order[(k + round) % DL_TXN_N_LEVELS];
                     if (one_level && l != (int)only)
                         continue;
                     r[l][round] =
@@ -231,6 +282,14 @@ int main(int argc, char **argv)
                 }
             }
             fprintf(stderr, "%60s\r", "");
+            if (!hot && !one_level) {
+                double ratios[MAX_ROUNDS];
+                for (int round = 0; round < rounds; round++)
+                    ratios[round] = r[DL_TXN_SSI][round].committed_per_s /
+                                    r[DL_TXN_SNAPSHOT][round].committed_per_s;
+                qsort(ratios, (size_t)rounds, sizeof(*ratios), by_value);
+                ssi_ratio[threads] = ratios[rounds / 2];
+            }
             for (int l = 0; l < DL_TXN_N_LEVELS; l++) {
                 if (one_level && l != (int)only)
                     continue;
@@ -246,22 +305,22 @@ int main(int argc, char **argv)
                 fflush(stdout);
                 if (md)
                     fprintf(md, "%s", line);
-                if (!hot && l == DL_TXN_SNAPSHOT)
-                    si_low[threads] = m.committed_per_s;
-                if (!hot && l == DL_TXN_SSI)
-                    ssi_low[threads] = m.committed_per_s;
                 if (!hot && l == DL_TXN_SNAPSHOT && threads == 2)
                     si_low_2 = m.committed_per_s;
             }
         }
     char summary[512];
-    snprintf(
-        summary, sizeof(summary),
-        "\nsnapshot, 2 threads, low contention: %.0f committed txn/s (target >= 1,000,000): %s\n"
-        "ssi / snapshot, low contention: %.2fx with 1 thread, %.2fx with 2 (target >= 0.93x): "
-        "%s\n",
-        si_low_2, si_low_2 >= 1e6 ? "PASS" : "FAIL", ssi_low[1] / si_low[1], ssi_low[2] / si_low[2],
-        ssi_low[1] / si_low[1] >= 0.93 && ssi_low[2] / si_low[2] >= 0.93 ? "PASS" : "FAIL");
+    int n = snprintf(summary, sizeof(summary),
+                     "\nsnapshot, 2 threads, low contention: %.0f committed txn/s (target >= "
+                     "1,000,000): %s\n",
+                     si_low_2, si_low_2 >= 1e6 ? "PASS" : "FAIL");
+    for (int threads = 1; threads <= 2; threads++)
+        if (ssi_ratio[threads] > 0 && n > 0 && (size_t)n < sizeof(summary))
+            n += snprintf(summary + n, sizeof(summary) - (size_t)n,
+                          "ssi / snapshot, low contention, %d thread%s (median of the rounds' "
+                          "ratios): %.2fx (target >= 0.93x): %s\n",
+                          threads, threads > 1 ? "s" : "", ssi_ratio[threads],
+                          ssi_ratio[threads] >= 0.93 ? "PASS" : "FAIL");
     printf("%s", summary);
     if (md) {
         fprintf(md, "%s", summary);
