@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ddialab/events.h"
 #include "ddialab/kv.h"
 #include "ddialab/txn.h"
 
@@ -12,6 +13,7 @@ static void usage(FILE *out)
             "usage: ddialab <lab> [args]   (ddialab <lab> --help for each)\n\n"
             "labs:\n"
             "  kv        replicated key-value store node, local cluster and client\n"
+            "  events    a Kafka-protocol event log broker (kcat, librdkafka, kafkajs)\n"
             "  txn       isolation levels: anomalies shown, prevented, and three serializables\n"
             "  version   print the version\n",
             DDIALAB_VERSION);
@@ -26,6 +28,8 @@ int main(int argc, char **argv)
     const char *lab = argv[1];
     if (strcmp(lab, "kv") == 0)
         return dl_kv_main(argc - 1, argv + 1);
+    if (strcmp(lab, "events") == 0)
+        return dl_events_main(argc - 1, argv + 1);
     if (strcmp(lab, "txn") == 0)
         return dl_txn_main(argc - 1, argv + 1);
     if (strcmp(lab, "version") == 0 || strcmp(lab, "--version") == 0) {

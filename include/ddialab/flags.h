@@ -43,6 +43,9 @@ int dl_flags_load_file(const dl_flag_t *flags, const char *path, char *err, size
 int dl_parse_int64(const char *text, int64_t *out);
 int dl_parse_duration_ms(const char *text, int64_t *out);
 int dl_parse_bytes(const char *text, int64_t *out);
+/* "HOST:PORT" (an IPv6 host in brackets) into host (hostlen bytes; left as it was when the
+ * text's host is empty, ":9092") and *port (0 .. 65535). 0 or -EINVAL. */
+int dl_parse_host_port(const char *text, char *host, size_t hostlen, int *port);
 
 /* Prints the usage line and the flag table (name, default, help) to stdout. */
 void dl_flags_print_help(const char *usage, const dl_flag_t *flags);

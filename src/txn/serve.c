@@ -86,7 +86,7 @@ static int configure(dl_txn_server_t *s, const char *listen, const char *isolati
                      const char *log_level, char *host, size_t hostlen, int *port, char *err,
                      size_t errlen)
 {
-    if (dl__txn_serve_parse_listen(listen, host, hostlen, port) != 0) {
+    if (dl_parse_host_port(listen, host, hostlen, port) != 0) {
         snprintf(err, errlen, "--listen must be HOST:PORT, not '%s'", listen);
         return -EINVAL;
     }

@@ -198,7 +198,4 @@ int dl__txn_serve_parse_set(char *text, dl_txn_set_t *set, char *err, size_t err
  */
 int dl__txn_serve_load_setup(dl_txn_engine_t *e, const char *text, char *err, size_t errlen);
 
-/* Splits "HOST:PORT" ("[::1]:7070" for IPv6; ":7070" keeps host). 0, or -EINVAL. */
-int dl__txn_serve_parse_listen(const char *text, char *host, size_t hostlen, int *port);
-
 #endif

@@ -174,28 +174,3 @@ int dl__txn_serve_load_setup(dl_txn_engine_t *e, const char *text, char *err, si
         p += len;
     }
 }
-
-/* Splits "HOST:PORT" into its parts. */
-int dl__txn_serve_parse_listen(const char *text, char *host, size_t hostlen, int *port)
-{
-    const char *colon = strrchr(text, ':');
-    if (colon == NULL)
-        return -EINVAL;
-    const char *h = text;
-    size_t len = (size_t)(colon - text);
-    if (len >= 2 && h[0] == '[' && h[len - 1] == ']') {
-        h++;
-        len -= 2;
-    }
-    char *end;
-    errno = 0;
-    long p = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || errno != 0 || p < 0 || p > 65535 || len >= hostlen)
-        return -EINVAL;
-    if (len > 0) {
-        memcpy(host, h, len);
-        host[len] = '\0';
-    }
-    *port = (int)p;
-    return 0;
-}

@@ -1,0 +1,540 @@
+/* The Kafka-protocol listener: connections, frames, group commit, waiting fetches (broker.h). */
+#include "events/broker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ddialab/logging.h"
+#include "events/protocol.h"
+
+#define READ_CHUNK       (64u << 10)
+#define MAX_FETCH_WAIT   30000 /* ms; clients ask for 500 (librdkafka) or 5000 (kafkajs) */
+#define DEFAULT_MAX_CONN 1024
+
+typedef struct conn_s {
+    uv_tcp_t tcp; /* first: handle callbacks cast back */
+    uv_timer_t timer;
+    dl_broker_t *b;
+    struct conn_s *next, *prev;
+    char peer[64];
+    dl_buf_t in; /* received, not yet served from in_start on */
+    size_t in_start;
+    int busy; /* a request is being served: the next one waits */
+    int closing;
+    int handles; /* open handles (tcp, timer) */
+    /* A fetch waiting for data: its frame (owned), served again on new data or at the timer. */
+    uint8_t *fetch;
+    size_t fetch_len;
+    /* A response waiting for an fsync round. */
+    dl_buf_t held;
+    int holding, held_respond;
+    uint64_t sync_round;
+} conn_t;
+
+struct dl_broker_s {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    uv_timer_t interval;
+    dl_broker_options_t opts;
+    char host[256];
+    dl_events_ctx_t ctx;
+    conn_t *conns;
+    size_t n_conns;
+    int handles; /* listener, interval timer, connections' handles */
+    /* Group commit: partitions written since the last round began, and the round in flight. */
+    dl_partition_set_t dirty;
+    int syncing;
+    uv_work_t work;
+    dl_seglog_sync_t *jobs;
+    dl_partition_t **job_parts;
+    size_t n_jobs;
+    uint64_t started_round, done_round;
+    int waking, wake_again; /* wake_fetches is running; asked to run again */
+    int stopping;
+    void (*done)(void *ctx);
+    void *done_ctx;
+};
+
+static void serve_frames(conn_t *c);
+static void maybe_finish_stop(dl_broker_t *b);
+
+/* ---- Connections ----------------------------------------------------------------------- */
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    if (--c->handles > 0)
+        return;
+    dl_broker_t *b = c->b;
+    free(c->in.data);
+    free(c->held.data);
+    free(c->fetch);
+    free(c);
+    b->handles--;
+    maybe_finish_stop(b);
+}
+
+static void close_conn(conn_t *c, const char *why)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    if (why != NULL)
+        DL_INFO("closing connection from %s: %s", c->peer, why);
+    dl_broker_t *b = c->b;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        b->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    b->n_conns--;
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+}
+
+typedef struct write_s {
+    uv_write_t req;
+    dl_buf_t buf;
+} write_t;
+
+static void on_written(uv_write_t *req, int status)
+{
+    write_t *w = (write_t *)req;
+    conn_t *c = req->handle->data;
+    free(w->buf.data);
+    free(w);
+    if (status < 0 && status != UV_ECANCELED)
+        close_conn(c, uv_strerror(status));
+}
+
+/* Sends a whole response frame (taking out's memory). */
+static void send_response(conn_t *c, dl_buf_t *out)
+{
+    write_t *w = malloc(sizeof(*w));
+    if (w == NULL) {
+        free(out->data);
+        close_conn(c, "out of memory");
+        return;
+    }
+    w->buf = *out;
+    *out = (dl_buf_t){0};
+    uv_buf_t buf = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
+    int rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
+    if (rv != 0) {
+        free(w->buf.data);
+        free(w);
+        close_conn(c, uv_strerror(rv));
+    }
+}
+
+/* The request in hand is answered (or needs no answer): the next one may be read. */
+static void request_done(conn_t *c, int resume)
+{
+    c->busy = 0;
+    if (resume && !c->closing)
+        serve_frames(c);
+}
+
+/* ---- Group commit ---------------------------------------------------------------------- */
+
+static void run_jobs(uv_work_t *work)
+{
+    dl_broker_t *b = work->data;
+    for (size_t i = 0; i < b->n_jobs; i++)
+        dl_seglog_sync_run(&b->jobs[i]);
+}
+
+static void maybe_start_sync(dl_broker_t *b);
+
+/* A round's fsyncs are done: the responses that waited for it go (or their connections close
+ * when an fsync failed), and the next round starts if there is more to sync. */
+static void after_jobs(uv_work_t *work, int status)
+{
+    dl_broker_t *b = work->data;
+    int failed = status != 0;
+    for (size_t i = 0; i < b->n_jobs; i++)
+        if (dl_seglog_sync_finish(dl_partition_log(b->job_parts[i]), &b->jobs[i]) != 0) {
+            DL_WARN("fsync failed: %s", dl_seglog_errmsg(dl_partition_log(b->job_parts[i])));
+            failed = 1;
+        }
+    b->n_jobs = 0;
+    b->syncing = 0;
+    b->done_round = b->started_round;
+    for (conn_t *c = b->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (!c->holding || c->sync_round > b->done_round)
+            continue;
+        c->holding = 0;
+        if (failed) {
+            close_conn(c, "an fsync failed: the produce is not acknowledged");
+            continue;
+        }
+        if (c->held_respond)
+            send_response(c, &c->held);
+        request_done(c, 1);
+    }
+    maybe_start_sync(b);
+    maybe_finish_stop(b);
+}
+
+/* Starts an fsync round for every partition written since the last one began, unless one is in
+ * flight (its end starts the next). */
+static void maybe_start_sync(dl_broker_t *b)
+{
+    if (b->syncing || b->dirty.n == 0)
+        return;
+    dl_seglog_sync_t *jobs = realloc(b->jobs, b->dirty.n * sizeof(*jobs));
+    dl_partition_t **parts = jobs ? realloc(b->job_parts, b->dirty.n * sizeof(*parts)) : NULL;
+    if (jobs != NULL)
+        b->jobs = jobs;
+    if (parts == NULL) {
+        DL_WARN("out of memory for an fsync round; retrying at the next write");
+        return;
+    }
+    b->job_parts = parts;
+    b->n_jobs = 0;
+    for (size_t i = 0; i < b->dirty.n; i++) {
+        int rv = dl_seglog_sync_prepare(dl_partition_log(b->dirty.items[i]), uv_now(b->loop),
+                                        &b->jobs[b->n_jobs]);
+        if (rv == 0)
+            b->job_parts[b->n_jobs++] = b->dirty.items[i];
+        else if (rv < 0)
+            DL_WARN("cannot fsync a partition: %s",
+                    dl_seglog_errmsg(dl_partition_log(b->dirty.items[i])));
+    }
+    b->dirty.n = 0;
+    b->started_round++;
+    b->syncing = 1;
+    b->work.data = b;
+    if (uv_queue_work(b->loop, &b->work, run_jobs, after_jobs) != 0) {
+        run_jobs(&b->work); /* cannot happen with a live loop; stay correct anyway */
+        after_jobs(&b->work, 0);
+    }
+}
+
+static void on_interval(uv_timer_t *t)
+{
+    maybe_start_sync(t->data);
+}
+
+/* ---- Requests -------------------------------------------------------------------------- */
+
+static void wake_fetches(dl_broker_t *b);
+static void on_fetch_timeout(uv_timer_t *t);
+
+/*
+ * Serves one request frame (len bytes after the size). final: a waiting fetch's time is up.
+ * Returns with c->busy set when the answer waits (an fsync, or data for a fetch).
+ */
+static void serve(conn_t *c, uint8_t *frame, size_t len, int final)
+{
+    dl_broker_t *b = c->b;
+    dl_kheader_t h;
+    dl_kreader_t body;
+    dl_buf_t out = {0};
+    switch (dl_kheader_parse(frame, len, &h, &body)) {
+    case DL_KHEADER_CLOSE:
+        close_conn(c, "unknown API, unsupported version or unreadable request header");
+        return;
+    case DL_KHEADER_UNSUPPORTED_VERSION:
+        if (dl_kapi_versions_respond(&out, &h) != 0)
+            close_conn(c, "out of memory");
+        else
+            send_response(c, &out);
+        return;
+    case DL_KHEADER_OK:
+        break;
+    }
+    b->ctx.touched.n = 0;
+    int32_t wait_ms = 0;
+    dl_handled_t handled = dl_events_handle(&b->ctx, &h, body, &out, final, &wait_ms);
+    if (handled == DL_HANDLED_CLOSE) {
+        free(out.data);
+        close_conn(c, "malformed request body");
+        return;
+    }
+    if (handled == DL_HANDLED_WAIT_DATA) {
+        free(out.data);
+        if (c->fetch == NULL) {
+            if ((c->fetch = malloc(len)) == NULL) {
+                close_conn(c, "out of memory");
+                return;
+            }
+            memcpy(c->fetch, frame, len);
+            c->fetch_len = len;
+            uv_timer_start(&c->timer, on_fetch_timeout,
+                           (uint64_t)(wait_ms < MAX_FETCH_WAIT ? wait_ms : MAX_FETCH_WAIT), 0);
+        }
+        c->busy = 1;
+        return;
+    }
+    size_t touched = b->ctx.touched.n;
+    for (size_t i = 0; i < touched; i++)
+        if (dl_partition_set_add(&b->dirty, b->ctx.touched.items[i]) != 0) {
+            free(out.data);
+            close_conn(c, "out of memory");
+            return;
+        }
+    if (touched > 0 && b->opts.sync_policy == DL_SYNC_BATCH && handled == DL_HANDLED_RESPOND) {
+        c->held = out;
+        c->held_respond = 1;
+        c->holding = 1;
+        c->busy = 1;
+        c->sync_round = b->started_round + 1;
+    } else if (handled == DL_HANDLED_RESPOND) {
+        send_response(c, &out);
+    } else {
+        free(out.data);
+    }
+    if (touched > 0) {
+        if (b->opts.sync_policy == DL_SYNC_BATCH)
+            maybe_start_sync(b);
+        wake_fetches(b);
+    }
+}
+
+/* The waiting fetch of c runs again: answered if there is enough data now or final. */
+static void retry_fetch(conn_t *c, int final)
+{
+    uint8_t *frame = c->fetch;
+    size_t len = c->fetch_len;
+    c->busy = 0;
+    serve(c, frame, len, final);
+    if (c->closing || !c->busy) {
+        uv_timer_stop(&c->timer);
+        free(frame);
+        if (c->fetch == frame)
+            c->fetch = NULL;
+        request_done(c, 1);
+    }
+}
+
+static void on_fetch_timeout(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->fetch != NULL && !c->closing)
+        retry_fetch(c, 1);
+}
+
+/* New records arrived: every waiting fetch looks again. An answered fetch lets its connection
+ * serve its next requests, which may produce and call this again: that call only asks the
+ * running one to go round once more. */
+static void wake_fetches(dl_broker_t *b)
+{
+    if (b->waking) {
+        b->wake_again = 1;
+        return;
+    }
+    b->waking = 1;
+    do {
+        b->wake_again = 0;
+        for (conn_t *c = b->conns, *next; c != NULL; c = next) {
+            next = c->next;
+            if (c->fetch != NULL && !c->closing && !c->holding)
+                retry_fetch(c, 0);
+        }
+    } while (b->wake_again);
+    b->waking = 0;
+}
+
+/* Serves the complete frames received, in order, until one has to wait. */
+static void serve_frames(conn_t *c)
+{
+    while (!c->busy && !c->closing) {
+        size_t avail = c->in.len - c->in_start;
+        if (avail < 4)
+            break;
+        uint32_t size = dl_kbe32(c->in.data + c->in_start);
+        if (size > DL_KAFKA_MAX_FRAME) {
+            close_conn(c, "request larger than the frame limit");
+            return;
+        }
+        if (avail < 4 + (size_t)size)
+            break;
+        uint8_t *frame = c->in.data + c->in_start + 4;
+        c->in_start += 4 + (size_t)size;
+        serve(c, frame, size, 0);
+    }
+    if (c->in_start == c->in.len) {
+        c->in.len = c->in_start = 0;
+    } else if (c->in_start > 0 && !c->busy) {
+        memmove(c->in.data, c->in.data + c->in_start, c->in.len - c->in_start);
+        c->in.len -= c->in_start;
+        c->in_start = 0;
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    conn_t *c = h->data;
+    if (dl_buf_reserve(&c->in, READ_CHUNK) != 0) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = uv_buf_init((char *)c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = s->data;
+    if (nread < 0) {
+        close_conn(c, nread == UV_EOF ? NULL : uv_strerror((int)nread));
+        return;
+    }
+    if (nread == 0 && buf->base == NULL) {
+        close_conn(c, "out of memory");
+        return;
+    }
+    c->in.len += (size_t)nread;
+    if (c->busy && c->in.len - c->in_start > DL_KAFKA_MAX_FRAME + 4) {
+        close_conn(c, "too many requests sent ahead of their answers");
+        return;
+    }
+    serve_frames(c);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    dl_broker_t *b = server->data;
+    if (status < 0 || b->stopping)
+        return;
+    conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    c->b = b;
+    uv_tcp_init(b->loop, &c->tcp);
+    uv_timer_init(b->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    b->handles++;
+    c->next = b->conns;
+    if (b->conns)
+        b->conns->prev = c;
+    b->conns = c;
+    b->n_conns++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        close_conn(c, "accept failed");
+        return;
+    }
+    struct sockaddr_storage addr;
+    int len = sizeof(addr);
+    snprintf(c->peer, sizeof(c->peer), "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len) == 0) {
+        char ip[48] = "";
+        if (addr.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&addr, ip, sizeof(ip));
+        else
+            uv_ip4_name((struct sockaddr_in *)&addr, ip, sizeof(ip));
+        snprintf(c->peer, sizeof(c->peer), "%s", ip);
+    }
+    if (b->n_conns > b->opts.max_connections) {
+        close_conn(c, "too many connections");
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        close_conn(c, "cannot read");
+}
+
+/* ---- Start and stop -------------------------------------------------------------------- */
+
+static void on_broker_handle_closed(uv_handle_t *h)
+{
+    dl_broker_t *b = h->data;
+    b->handles--;
+    maybe_finish_stop(b);
+}
+
+static void maybe_finish_stop(dl_broker_t *b)
+{
+    if (!b->stopping || b->handles > 0 || b->syncing)
+        return;
+    /* The last writes, fsynced here: nothing else runs on the loop any more. */
+    for (size_t i = 0; i < b->dirty.n; i++)
+        if (dl_seglog_sync(dl_partition_log(b->dirty.items[i])) != 0)
+            DL_WARN("fsync at stop failed: %s",
+                    dl_seglog_errmsg(dl_partition_log(b->dirty.items[i])));
+    void (*done)(void *) = b->done;
+    void *ctx = b->done_ctx;
+    free(b->dirty.items);
+    free(b->jobs);
+    free(b->job_parts);
+    free(b->ctx.touched.items);
+    free(b);
+    if (done)
+        done(ctx);
+}
+
+int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_t *topics,
+                    dl_broker_t **out, char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    dl_broker_t *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        snprintf(errmsg, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    b->loop = loop;
+    b->opts = *opts;
+    if (b->opts.max_connections == 0)
+        b->opts.max_connections = DEFAULT_MAX_CONN;
+    snprintf(b->host, sizeof(b->host), "%s", opts->host ? opts->host : "127.0.0.1");
+    b->ctx.topics = topics;
+    b->ctx.node_id = opts->node_id;
+    b->ctx.advertised_host = b->host;
+    b->ctx.auto_create = opts->auto_create;
+
+    struct sockaddr_storage addr;
+    int rv = uv_ip4_addr(b->host, opts->port, (struct sockaddr_in *)&addr);
+    if (rv != 0)
+        rv = uv_ip6_addr(b->host, opts->port, (struct sockaddr_in6 *)&addr);
+    if (rv != 0) {
+        snprintf(errmsg, errlen, "--listen: '%s' is not an IPv4 or IPv6 address", b->host);
+        free(b);
+        return -EINVAL;
+    }
+    uv_tcp_init(loop, &b->listener);
+    b->listener.data = b;
+    b->handles = 1;
+    if ((rv = uv_tcp_bind(&b->listener, (struct sockaddr *)&addr, 0)) != 0 ||
+        (rv = uv_listen((uv_stream_t *)&b->listener, 511, on_connection)) != 0) {
+        snprintf(errmsg, errlen, "cannot listen on %s:%d: %s", b->host, opts->port,
+                 uv_strerror(rv));
+        b->stopping = 1;
+        uv_close((uv_handle_t *)&b->listener, on_broker_handle_closed);
+        return rv;
+    }
+    b->ctx.advertised_port = dl_broker_port(b);
+    uv_timer_init(loop, &b->interval);
+    b->interval.data = b;
+    b->handles++;
+    if (opts->sync_policy == DL_SYNC_INTERVAL && opts->sync_interval_ms > 0)
+        uv_timer_start(&b->interval, on_interval, (uint64_t)opts->sync_interval_ms,
+                       (uint64_t)opts->sync_interval_ms);
+    *out = b;
+    return 0;
+}
+
+int dl_broker_port(const dl_broker_t *b)
+{
+    struct sockaddr_storage addr;
+    int len = sizeof(addr);
+    if (uv_tcp_getsockname(&b->listener, (struct sockaddr *)&addr, &len) != 0)
+        return -1;
+    return addr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&addr)->sin6_port)
+                                      : ntohs(((struct sockaddr_in *)&addr)->sin_port);
+}
+
+void dl_broker_stop(dl_broker_t *b, void (*done)(void *ctx), void *ctx)
+{
+    b->stopping = 1;
+    b->done = done;
+    b->done_ctx = ctx;
+    while (b->conns != NULL)
+        close_conn(b->conns, NULL);
+    uv_close((uv_handle_t *)&b->listener, on_broker_handle_closed);
+    uv_close((uv_handle_t *)&b->interval, on_broker_handle_closed);
+}

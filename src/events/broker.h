@@ -1,0 +1,44 @@
+/*
+ * The Kafka-protocol listener of `ddialab events broker`: TCP connections on the process's libuv
+ * loop, request frames, responses in request order per connection (a connection's next request
+ * is read only once the one before it is answered, as a Kafka broker does), durability before
+ * acknowledgement, and fetches that wait for data.
+ *
+ * Durability. With the flush policy "every batch" (DL_SYNC_BATCH), a produce with acks 1 or -1
+ * is answered only once every partition it wrote is fsynced; fsyncs run on libuv's thread pool,
+ * one round at a time for all partitions written since the last round (group commit), so many
+ * producers share each fsync. With an interval policy, the answer goes at once and a timer
+ * fsyncs what was written every interval. If an fsync fails, the waiting connections are closed
+ * without an answer (the client retries; nothing unsynced was acknowledged) and the partition's
+ * log refuses further writes until the broker restarts (seglog.h, failed state).
+ */
+#ifndef DDIALAB_EVENTS_BROKER_H
+#define DDIALAB_EVENTS_BROKER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "events/handlers.h"
+#include "events/topics.h"
+
+typedef struct dl_broker_s dl_broker_t;
+
+typedef struct dl_broker_options_s {
+    const char *host; /* listen address; the advertised one too */
+    int port;         /* 0: any free port (dl_broker_port says which) */
+    int32_t node_id;
+    int auto_create;
+    dl_sync_policy_t sync_policy;
+    int64_t sync_interval_ms;
+    size_t max_connections; /* 0: 1024 */
+} dl_broker_options_t;
+
+/* Starts listening on loop, serving topics (which stay the caller's). errmsg on failure. */
+int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_t *topics,
+                    dl_broker_t **out, char *errmsg, size_t errlen);
+int dl_broker_port(const dl_broker_t *b);
+/* Stops accepting, closes every connection, waits for the fsync in flight, fsyncs every
+ * partition written since, then calls done(ctx) and frees b (never from inside this call). */
+void dl_broker_stop(dl_broker_t *b, void (*done)(void *ctx), void *ctx);
+
+#endif

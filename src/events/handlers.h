@@ -1,0 +1,46 @@
+/*
+ * The broker's request handlers: one request in (header and body reader), its response out,
+ * against the topics. No sockets and no timers: broker.c owns those, and decides from what a
+ * handler returns whether to answer now, after an fsync, later (a fetch that waits for data),
+ * or never (acks=0). Every version each API advertises in protocol.c is decoded here, field by
+ * field as Apache Kafka's message JSON lays them out; a body that does not decode closes the
+ * connection, as a Kafka broker does.
+ */
+#ifndef DDIALAB_EVENTS_HANDLERS_H
+#define DDIALAB_EVENTS_HANDLERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ddialab/buf.h"
+#include "events/protocol.h"
+#include "events/topics.h"
+
+typedef struct dl_events_ctx_s {
+    dl_topics_t *topics;
+    int32_t node_id;
+    const char *advertised_host; /* what Metadata tells clients to connect to */
+    int32_t advertised_port;
+    int auto_create; /* Metadata creates unknown topics (as auto.create.topics.enable) */
+    /* Set by a Produce that appended: the partitions it wrote, so that the broker can make
+     * them durable before it answers. Reset by the broker before each request. */
+    dl_partition_set_t touched;
+} dl_events_ctx_t;
+
+typedef enum {
+    DL_HANDLED_RESPOND,     /* the response is in out */
+    DL_HANDLED_NO_RESPONSE, /* a Produce with acks=0 */
+    DL_HANDLED_WAIT_DATA,   /* a Fetch short of min_bytes with time left: run it again later
+                             * with final set (out is unchanged) */
+    DL_HANDLED_CLOSE,       /* malformed or unserviceable: close the connection */
+} dl_handled_t;
+
+/*
+ * Handles request h with body, appending the response frame to out. final: for a Fetch, the
+ * wait is over, answer with whatever there is. *wait_ms receives a Fetch's max wait when it
+ * returns DL_HANDLED_WAIT_DATA.
+ */
+dl_handled_t dl_events_handle(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreader_t body,
+                              dl_buf_t *out, int final, int32_t *wait_ms);
+
+#endif

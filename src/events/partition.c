@@ -1,0 +1,291 @@
+/*
+ * One partition of a topic: record batches on a seglog, one batch per seglog record, and an
+ * in-memory offset index rebuilt from the batch headers at open. The contract is in
+ * events/partition.h.
+ */
+#include "events/partition.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ddialab/error.h"
+#include "events/batch.h"
+
+#define DEFAULT_MAX_BATCH_BYTES (16u << 20)
+
+/*
+ * One stored batch. index[i] is seglog record first_index + i, and the batches follow on from
+ * each other (index[i + 1].base_offset == index[i].last_offset + 1), so a binary search on
+ * base_offset finds the batch that holds an offset.
+ */
+typedef struct entry_s {
+    int64_t base_offset;
+    int64_t last_offset;
+    /* The largest max timestamp of this batch and every batch before it. Producers may send
+       timestamps out of order; a running maximum never decreases, so offset_for_time can
+       binary-search it, and where it first reaches a value it is that batch's own. */
+    int64_t max_timestamp;
+    uint32_t size;
+} entry_t;
+
+struct dl_partition_s {
+    dl_seglog_t *log;
+    uint64_t first_index; /* seglog index of index[0] */
+    entry_t *index;
+    size_t count, cap;
+    int64_t high_watermark;
+    uint64_t size_bytes;
+    uint32_t max_batch_bytes;
+};
+
+/* Makes room for one more index entry, so that a batch already written always gets its entry. */
+static int reserve(dl_partition_t *p)
+{
+    if (p->count < p->cap)
+        return 0;
+    size_t cap = p->cap ? p->cap * 2 : 64;
+    entry_t *index = realloc(p->index, cap * sizeof(*index));
+    if (index == NULL)
+        return -ENOMEM;
+    p->index = index;
+    p->cap = cap;
+    return 0;
+}
+
+/* Records a stored batch of size bytes in the index (room reserved) and advances the offsets. */
+static void push(dl_partition_t *p, const dl_kbatch_t *b, uint32_t size)
+{
+    int64_t max_ts = b->max_timestamp;
+    if (p->count > 0 && p->index[p->count - 1].max_timestamp > max_ts)
+        max_ts = p->index[p->count - 1].max_timestamp;
+    int64_t last = b->base_offset + b->last_offset_delta;
+    p->index[p->count++] = (entry_t){b->base_offset, last, max_ts, size};
+    p->high_watermark = last + 1;
+    p->size_bytes += size;
+}
+
+/*
+ * Checks that the stored record at seglog index idx (len bytes at data) is one whole valid batch
+ * that follows on from the batch before, and fills *b. Otherwise DL_ECORRUPT, with errmsg naming
+ * dir, idx and the offset.
+ */
+static int check_stored(const dl_partition_t *p, const char *dir, uint64_t idx, const uint8_t *data,
+                        size_t len, dl_kbatch_t *b, char *errmsg, size_t errlen)
+{
+    dl_kbatch_status_t st = dl_kbatch_parse(data, len, 1, b);
+    const char *why = NULL;
+    if (st != DL_KBATCH_OK)
+        why = dl_kbatch_status_text(st);
+    else if (b->total_len != len)
+        why = "the record holds bytes after the end of the batch";
+    else if (b->base_offset < 0 || b->base_offset > INT64_MAX - b->records_count)
+        why = "the base offset is out of range";
+    else if (p->count > 0 && b->base_offset != p->high_watermark)
+        why = "the base offset does not follow on from the batch before";
+    if (why == NULL)
+        return 0;
+    /* A record too short to hold a base offset is named by the offset expected there. */
+    int64_t offset = len >= 8 ? (int64_t)dl_kbe64(data) : p->high_watermark;
+    if (errlen > 0)
+        snprintf(errmsg, errlen,
+                 "partition %s: corrupt batch at seglog index %" PRIu64 ", offset %" PRId64
+                 " (expected %" PRId64 "): %s",
+                 dir, idx, offset, p->high_watermark, why);
+    return DL_ECORRUPT;
+}
+
+/* Reads every stored batch, first to last, and rebuilds the offset index from their headers. */
+static int rebuild_index(dl_partition_t *p, const char *dir, char *errmsg, size_t errlen)
+{
+    uint64_t last = dl_seglog_last_index(p->log);
+    p->first_index = dl_seglog_first_index(p->log);
+    for (uint64_t idx = p->first_index; idx <= last; idx++) {
+        int rv = reserve(p);
+        if (rv < 0) {
+            if (errlen > 0)
+                snprintf(errmsg, errlen, "partition %s: out of memory", dir);
+            return rv;
+        }
+        void *data;
+        size_t len;
+        rv = dl_seglog_read(p->log, idx, &data, &len);
+        if (rv < 0) {
+            if (errlen > 0)
+                snprintf(errmsg, errlen, "partition %s: cannot read seglog index %" PRIu64 ": %s",
+                         dir, idx, dl_seglog_errmsg(p->log));
+            return rv;
+        }
+        dl_kbatch_t b;
+        rv = check_stored(p, dir, idx, data, len, &b, errmsg, errlen);
+        if (rv == 0)
+            push(p, &b, (uint32_t)len);
+        free(data);
+        if (rv < 0)
+            return rv;
+    }
+    return 0;
+}
+
+int dl_partition_open(const char *dir, const dl_partition_options_t *opts, dl_partition_t **out,
+                      char *errmsg, size_t errlen)
+{
+    int rv;
+    *out = NULL;
+    if (errlen > 0)
+        errmsg[0] = '\0';
+    dl_partition_t *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        if (errlen > 0)
+            snprintf(errmsg, errlen, "partition %s: out of memory", dir);
+        return -ENOMEM;
+    }
+    dl_partition_options_t o = opts ? *opts : (dl_partition_options_t){0};
+    p->max_batch_bytes = o.max_batch_bytes ? o.max_batch_bytes : DEFAULT_MAX_BATCH_BYTES;
+    dl_seglog_options_t lo = {
+        .segment_bytes = o.segment_bytes,
+        .max_record_bytes = p->max_batch_bytes,
+        .sync_policy = o.sync_policy,
+        .sync_interval_ms = o.sync_interval_ms,
+    };
+    rv = dl_seglog_open(dir, &lo, &p->log, NULL, errmsg, errlen);
+    if (rv < 0)
+        goto err_after_alloc;
+    rv = rebuild_index(p, dir, errmsg, errlen);
+    if (rv < 0)
+        goto err_after_log;
+    *out = p;
+    return 0;
+
+err_after_log:
+    free(p->index);
+    dl_seglog_close(p->log);
+err_after_alloc:
+    free(p);
+    return rv;
+}
+
+void dl_partition_close(dl_partition_t *p)
+{
+    if (p == NULL)
+        return;
+    dl_seglog_close(p->log);
+    free(p->index);
+    free(p);
+}
+
+int64_t dl_partition_log_start_offset(const dl_partition_t *p)
+{
+    return p->count > 0 ? p->index[0].base_offset : p->high_watermark;
+}
+
+int64_t dl_partition_high_watermark(const dl_partition_t *p)
+{
+    return p->high_watermark;
+}
+
+uint64_t dl_partition_size_bytes(const dl_partition_t *p)
+{
+    return p->size_bytes;
+}
+
+dl_seglog_t *dl_partition_log(dl_partition_t *p)
+{
+    return p->log;
+}
+
+int dl_partition_append(dl_partition_t *p, uint8_t *batch, size_t len, int64_t *base_offset)
+{
+    if (len > p->max_batch_bytes)
+        return DL_ETOOLARGE;
+    dl_kbatch_t b;
+    if (dl_kbatch_parse(batch, len, 0, &b) != DL_KBATCH_OK || b.total_len != len)
+        return -EINVAL;
+    if (b.records_count > INT64_MAX - p->high_watermark)
+        return -EOVERFLOW;
+    /* Room in the index first: once the seglog holds the batch, indexing it must not fail. */
+    int rv = reserve(p);
+    if (rv < 0)
+        return rv;
+    dl_kbatch_set_base_offset(batch, p->high_watermark);
+    b.base_offset = p->high_watermark;
+    struct iovec iov = {batch, len};
+    uint64_t idx;
+    rv = dl_seglog_append(p->log, &iov, 1, &idx);
+    if (rv < 0)
+        return rv;
+    assert(idx == p->first_index + p->count);
+    push(p, &b, (uint32_t)len);
+    *base_offset = b.base_offset;
+    return 0;
+}
+
+/* The position in the index of the batch holding offset, which lies in [log start, hw). */
+static size_t find(const dl_partition_t *p, int64_t offset)
+{
+    size_t lo = 0, hi = p->count; /* the answer is the last entry with base_offset <= offset */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->index[mid].base_offset <= offset)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    assert(p->index[lo].base_offset <= offset && offset <= p->index[lo].last_offset);
+    return lo;
+}
+
+int dl_partition_read(dl_partition_t *p, int64_t offset, size_t max_bytes, dl_buf_t *out)
+{
+    int rv;
+    if (offset == p->high_watermark)
+        return 0;
+    if (offset < dl_partition_log_start_offset(p) || offset > p->high_watermark)
+        return -ERANGE;
+    size_t start_len = out->len, total = 0;
+    for (size_t i = find(p, offset); i < p->count; i++) {
+        if (total > 0 && (total > max_bytes || p->index[i].size > max_bytes - total))
+            break;
+        void *data;
+        size_t len;
+        rv = dl_seglog_read(p->log, p->first_index + i, &data, &len);
+        if (rv < 0)
+            goto err;
+        /* A length that disagrees with the index means the seglog changed under it. */
+        rv = len == p->index[i].size ? dl_buf_append(out, data, len) : DL_ECORRUPT;
+        free(data);
+        if (rv < 0)
+            goto err;
+        total += len;
+    }
+    return 0;
+
+err:
+    out->len = start_len; /* whole batches or nothing: the caller's buffer is as it was */
+    return rv;
+}
+
+/*
+ * Known simplification: the answer is batch-level. Kafka answers the offset of the first record
+ * whose timestamp is at or after timestamp_ms; this returns the base offset of the batch that
+ * holds it, which may be earlier when that batch also holds older records.
+ */
+int64_t dl_partition_offset_for_time(const dl_partition_t *p, int64_t timestamp_ms,
+                                     int64_t *batch_timestamp)
+{
+    size_t lo = 0, hi = p->count; /* the first entry whose running max reaches timestamp_ms */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->index[mid].max_timestamp >= timestamp_ms)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (lo == p->count)
+        return -1;
+    if (batch_timestamp != NULL)
+        *batch_timestamp = p->index[lo].max_timestamp;
+    return p->index[lo].base_offset;
+}

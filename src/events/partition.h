@@ -1,0 +1,74 @@
+/*
+ * One partition of a topic: an append-only log of Kafka record batches on a dl_seglog_t (one
+ * batch per seglog record, stored as the producer sent it with only its base offset rewritten),
+ * plus an in-memory offset index from Kafka offsets to seglog indices. The broker owns one per
+ * topic-partition directory; like the seglog under it, a partition is used from one thread.
+ *
+ * Offsets: the first batch appended to an empty partition gets base offset 0; each batch takes
+ * records_count consecutive offsets. The high watermark is the offset the next record will get.
+ * The log start offset is the base offset of the oldest batch still stored (retention moves it).
+ *
+ * Recovery: dl_partition_open opens the seglog (which truncates a torn tail, see seglog.h) and
+ * rebuilds the offset index by reading each stored batch's header; a stored batch that is not
+ * a valid magic-2 batch, or whose offsets do not follow on from the one before, fails the open
+ * with DL_ECORRUPT and a message naming the directory and offset.
+ *
+ * Errors: 0 or a negative errno / DL_E* code (ddialab/error.h), with errmsg filled where given.
+ */
+#ifndef DDIALAB_EVENTS_PARTITION_H
+#define DDIALAB_EVENTS_PARTITION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ddialab/buf.h"
+#include "ddialab/seglog.h"
+
+typedef struct dl_partition_s dl_partition_t;
+
+typedef struct dl_partition_options_s {
+    uint64_t segment_bytes;       /* 0: 64 MiB */
+    uint32_t max_batch_bytes;     /* 0: 16 MiB; larger appends fail with DL_ETOOLARGE */
+    dl_sync_policy_t sync_policy; /* see seglog.h: BATCH (every batch) or INTERVAL */
+    int64_t sync_interval_ms;
+} dl_partition_options_t;
+
+/* Opens (creating when missing) the partition stored in dir. *out is closed with
+ * dl_partition_close. errmsg (errlen bytes) says why on failure. */
+int dl_partition_open(const char *dir, const dl_partition_options_t *opts, dl_partition_t **out,
+                      char *errmsg, size_t errlen);
+/* Closes the files and frees the partition; NULL is fine. Finish sync jobs first. */
+void dl_partition_close(dl_partition_t *p);
+
+int64_t dl_partition_log_start_offset(const dl_partition_t *p);
+int64_t dl_partition_high_watermark(const dl_partition_t *p);
+/* Bytes of batches stored (the sum of their lengths). */
+uint64_t dl_partition_size_bytes(const dl_partition_t *p);
+/* The underlying seglog, for the broker's group commit (dl_seglog_sync_prepare and friends). */
+dl_seglog_t *dl_partition_log(dl_partition_t *p);
+
+/*
+ * Appends one record batch of len bytes at batch (already checked with dl_kbatch_parse by the
+ * caller): rewrites its base offset in place to the high watermark, stores it, and sets
+ * *base_offset. The caller keeps ownership of batch. Not durable until the seglog is synced.
+ */
+int dl_partition_append(dl_partition_t *p, uint8_t *batch, size_t len, int64_t *base_offset);
+
+/*
+ * Appends to out whole stored batches starting with the one that holds offset, while the total
+ * stays within max_bytes, except that the first batch is always whole even when larger (so a
+ * consumer always makes progress, as Kafka does). Returns 0 (nothing appended when offset equals
+ * the high watermark); -ERANGE when offset is below the log start offset or above the high
+ * watermark (the broker answers OFFSET_OUT_OF_RANGE); or an I/O error (DL_ECORRUPT included).
+ */
+int dl_partition_read(dl_partition_t *p, int64_t offset, size_t max_bytes, dl_buf_t *out);
+
+/*
+ * The offset of the first batch whose max timestamp is at or after timestamp_ms (ListOffsets by
+ * time), or -1 when there is none. *batch_timestamp receives that batch's max timestamp (may be
+ * NULL).
+ */
+int64_t dl_partition_offset_for_time(const dl_partition_t *p, int64_t timestamp_ms,
+                                     int64_t *batch_timestamp);
+
+#endif
