@@ -27,6 +27,10 @@ typedef struct conn_s {
     /* A fetch waiting for data: its frame (owned), served again on new data or at the timer. */
     uint8_t *fetch;
     size_t fetch_len;
+    /* A JoinGroup or SyncGroup handed to the coordinator: its header, for the answer. */
+    dl_kheader_t parked_header;
+    int parked;
+    int resume; /* answered later: serve its next requests at the next loop turn */
     /* A response waiting for an fsync round. */
     dl_buf_t held;
     int holding, held_respond;
@@ -52,6 +56,9 @@ struct dl_broker_s {
     size_t n_jobs;
     uint64_t started_round, done_round;
     int waking, wake_again; /* wake_fetches is running; asked to run again */
+    dl_groups_t *groups;
+    uv_timer_t groups_timer; /* the coordinator's next deadline */
+    uv_idle_t resume_idle;   /* connections whose parked request was answered */
     int stopping;
     void (*done)(void *ctx);
     void *done_ctx;
@@ -59,6 +66,7 @@ struct dl_broker_s {
 
 static void serve_frames(conn_t *c);
 static void maybe_finish_stop(dl_broker_t *b);
+static void schedule_groups(dl_broker_t *b);
 
 /* ---- Connections ----------------------------------------------------------------------- */
 
@@ -91,6 +99,8 @@ static void close_conn(conn_t *c, const char *why)
     if (c->next)
         c->next->prev = c->prev;
     b->n_conns--;
+    if (c->parked)
+        dl_groups_forget_waiter(b->groups, c);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
 }
@@ -220,6 +230,77 @@ static void on_interval(uv_timer_t *t)
     maybe_start_sync(t->data);
 }
 
+/* ---- Consumer groups ------------------------------------------------------------------- */
+
+static void on_resume(uv_idle_t *idle)
+{
+    dl_broker_t *b = idle->data;
+    uv_idle_stop(idle);
+    for (conn_t *c = b->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->resume && !c->closing) {
+            c->resume = 0;
+            serve_frames(c);
+        }
+    }
+}
+
+/* The coordinator answered c's parked request: send it; c serves its next requests at the next
+ * turn of the loop (never from inside the coordinator, which is still at work). */
+static void answered(conn_t *c, dl_buf_t *out, int rv)
+{
+    if (!c->parked || c->closing) {
+        free(out->data);
+        return;
+    }
+    c->parked = 0;
+    if (rv != 0) {
+        free(out->data);
+        close_conn(c, "out of memory");
+        return;
+    }
+    send_response(c, out);
+    if (c->busy) {
+        c->busy = 0;
+        c->resume = 1;
+        uv_idle_start(&c->b->resume_idle, on_resume);
+    }
+}
+
+static void on_join_done(void *waiter, const dl_group_join_result_t *r)
+{
+    conn_t *c = waiter;
+    dl_buf_t out = {0};
+    answered(c, &out, dl_events_encode_join(&out, &c->parked_header, r));
+}
+
+static void on_sync_done(void *waiter, int16_t error, const uint8_t *assignment, size_t len)
+{
+    conn_t *c = waiter;
+    dl_buf_t out = {0};
+    answered(c, &out, dl_events_encode_sync(&out, &c->parked_header, error, assignment, len));
+}
+
+static void on_groups_timer(uv_timer_t *t)
+{
+    dl_broker_t *b = t->data;
+    dl_groups_tick(b->groups, (int64_t)uv_now(b->loop));
+    schedule_groups(b);
+}
+
+/* Sets the coordinator's timer to its next deadline (sessions, rebalance timeouts). */
+static void schedule_groups(dl_broker_t *b)
+{
+    if (b->stopping)
+        return;
+    int64_t next = dl_groups_next_deadline(b->groups), now = (int64_t)uv_now(b->loop);
+    if (next < 0)
+        uv_timer_stop(&b->groups_timer);
+    else
+        uv_timer_start(&b->groups_timer, on_groups_timer, (uint64_t)(next > now ? next - now : 0),
+                       0);
+}
+
 /* ---- Requests -------------------------------------------------------------------------- */
 
 static void wake_fetches(dl_broker_t *b);
@@ -249,8 +330,22 @@ static void serve(conn_t *c, uint8_t *frame, size_t len, int final)
         break;
     }
     b->ctx.touched.n = 0;
+    b->ctx.now_ms = (int64_t)uv_now(b->loop);
+    b->ctx.waiter = c;
+    c->parked_header = h;
+    c->parked = 1; /* until the coordinator answers, perhaps from inside the handler */
     int32_t wait_ms = 0;
     dl_handled_t handled = dl_events_handle(&b->ctx, &h, body, &out, final, &wait_ms);
+    if (handled != DL_HANDLED_PARKED)
+        c->parked = 0;
+    if (h.api_key >= DL_KAPI_OFFSET_COMMIT && h.api_key <= DL_KAPI_SYNC_GROUP)
+        schedule_groups(b);
+    if (handled == DL_HANDLED_PARKED) {
+        if (c->parked) /* not answered yet */
+            c->busy = 1;
+        c->resume = 0; /* answered already: the loop in serve_frames goes on */
+        return;
+    }
     if (handled == DL_HANDLED_CLOSE) {
         free(out.data);
         close_conn(c, "malformed request body");
@@ -463,13 +558,14 @@ static void maybe_finish_stop(dl_broker_t *b)
     free(b->jobs);
     free(b->job_parts);
     free(b->ctx.touched.items);
+    dl_groups_free(b->groups);
     free(b);
     if (done)
         done(ctx);
 }
 
 int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_t *topics,
-                    dl_broker_t **out, char *errmsg, size_t errlen)
+                    dl_offsets_t *offsets, dl_broker_t **out, char *errmsg, size_t errlen)
 {
     *out = NULL;
     dl_broker_t *b = calloc(1, sizeof(*b));
@@ -486,6 +582,13 @@ int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_
     b->ctx.node_id = opts->node_id;
     b->ctx.advertised_host = b->host;
     b->ctx.auto_create = opts->auto_create;
+    b->ctx.offsets = offsets;
+    dl_groups_callbacks_t callbacks = {.join_done = on_join_done, .sync_done = on_sync_done};
+    if ((b->groups = b->ctx.groups = dl_groups_new(&callbacks)) == NULL) {
+        snprintf(errmsg, errlen, "out of memory");
+        free(b);
+        return -ENOMEM;
+    }
 
     struct sockaddr_storage addr;
     int rv = uv_ip4_addr(b->host, opts->port, (struct sockaddr_in *)&addr);
@@ -493,6 +596,7 @@ int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_
         rv = uv_ip6_addr(b->host, opts->port, (struct sockaddr_in6 *)&addr);
     if (rv != 0) {
         snprintf(errmsg, errlen, "--listen: '%s' is not an IPv4 or IPv6 address", b->host);
+        dl_groups_free(b->groups);
         free(b);
         return -EINVAL;
     }
@@ -509,8 +613,10 @@ int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_
     }
     b->ctx.advertised_port = dl_broker_port(b);
     uv_timer_init(loop, &b->interval);
-    b->interval.data = b;
-    b->handles++;
+    uv_timer_init(loop, &b->groups_timer);
+    uv_idle_init(loop, &b->resume_idle);
+    b->interval.data = b->groups_timer.data = b->resume_idle.data = b;
+    b->handles += 3;
     if (opts->sync_policy == DL_SYNC_INTERVAL && opts->sync_interval_ms > 0)
         uv_timer_start(&b->interval, on_interval, (uint64_t)opts->sync_interval_ms,
                        (uint64_t)opts->sync_interval_ms);
@@ -537,4 +643,6 @@ void dl_broker_stop(dl_broker_t *b, void (*done)(void *ctx), void *ctx)
         close_conn(b->conns, NULL);
     uv_close((uv_handle_t *)&b->listener, on_broker_handle_closed);
     uv_close((uv_handle_t *)&b->interval, on_broker_handle_closed);
+    uv_close((uv_handle_t *)&b->groups_timer, on_broker_handle_closed);
+    uv_close((uv_handle_t *)&b->resume_idle, on_broker_handle_closed);
 }

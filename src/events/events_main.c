@@ -11,6 +11,7 @@
 #include "ddialab/flags.h"
 #include "ddialab/logging.h"
 #include "events/broker.h"
+#include "events/offsets.h"
 #include "events/topics.h"
 
 static const char *BROKER_USAGE =
@@ -24,6 +25,7 @@ static const char *BROKER_USAGE =
 
 typedef struct main_s {
     dl_topics_t *topics;
+    dl_offsets_t *offsets;
     dl_broker_t *broker;
     uv_signal_t sigint, sigterm;
     int stopping;
@@ -129,9 +131,17 @@ static int broker_main(int argc, char **argv)
         fprintf(stderr, "ddialab events broker: %s\n", err);
         return 1;
     }
+    char offsets_path[4096];
+    snprintf(offsets_path, sizeof(offsets_path), "%s/consumer_offsets.db", data_dir);
+    if ((rv = dl_offsets_open(offsets_path, &m.offsets, err, sizeof(err))) != 0) {
+        fprintf(stderr, "ddialab events broker: %s\n", err);
+        dl_topics_close(m.topics);
+        return 1;
+    }
     uv_loop_t loop;
     if ((rv = uv_loop_init(&loop)) != 0) {
         fprintf(stderr, "ddialab events broker: %s\n", uv_strerror(rv));
+        dl_offsets_close(m.offsets);
         dl_topics_close(m.topics);
         return 1;
     }
@@ -141,10 +151,12 @@ static int broker_main(int argc, char **argv)
                                  .auto_create = auto_create,
                                  .sync_policy = policy,
                                  .sync_interval_ms = interval_ms};
-    if ((rv = dl_broker_start(&loop, &bopts, m.topics, &m.broker, err, sizeof(err))) != 0) {
+    if ((rv = dl_broker_start(&loop, &bopts, m.topics, m.offsets, &m.broker, err, sizeof(err))) !=
+        0) {
         fprintf(stderr, "ddialab events broker: %s\n", err);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
+        dl_offsets_close(m.offsets);
         dl_topics_close(m.topics);
         return 1;
     }
@@ -159,6 +171,7 @@ static int broker_main(int argc, char **argv)
             host, dl_broker_port(m.broker), data_dir, n_topics, flush, host,
             dl_broker_port(m.broker));
     uv_run(&loop, UV_RUN_DEFAULT);
+    dl_offsets_close(m.offsets);
     dl_topics_close(m.topics);
     if (uv_loop_close(&loop) != 0)
         DL_WARN("the loop still had handles at exit");

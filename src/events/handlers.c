@@ -404,6 +404,6 @@ dl_handled_t dl_events_handle(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kr
     case DL_KAPI_FETCH:
         return fetch(ctx, h, &body, out, final, wait_ms);
     default:
-        return DL_HANDLED_CLOSE;
+        return dl__events_handle_group(ctx, h, &body, out);
     }
 }

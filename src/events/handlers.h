@@ -13,6 +13,8 @@
 #include <stdint.h>
 
 #include "ddialab/buf.h"
+#include "events/groups.h"
+#include "events/offsets.h"
 #include "events/protocol.h"
 #include "events/topics.h"
 
@@ -25,6 +27,12 @@ typedef struct dl_events_ctx_s {
     /* Set by a Produce that appended: the partitions it wrote, so that the broker can make
      * them durable before it answers. Reset by the broker before each request. */
     dl_partition_set_t touched;
+    /* Consumer groups: the coordinator, the committed offsets, the clock (ms, monotonic) and
+     * the waiter a JoinGroup or SyncGroup parks (the broker's connection). */
+    dl_groups_t *groups;
+    dl_offsets_t *offsets;
+    int64_t now_ms;
+    void *waiter;
 } dl_events_ctx_t;
 
 typedef enum {
@@ -33,6 +41,9 @@ typedef enum {
     DL_HANDLED_WAIT_DATA,   /* a Fetch short of min_bytes with time left: run it again later
                              * with final set (out is unchanged) */
     DL_HANDLED_CLOSE,       /* malformed or unserviceable: close the connection */
+    DL_HANDLED_PARKED,      /* a JoinGroup or SyncGroup handed to the coordinator: its answer
+                             * comes through the coordinator's callback (perhaps already did),
+                             * encoded with dl_events_encode_join or _sync */
 } dl_handled_t;
 
 /*
@@ -42,5 +53,16 @@ typedef enum {
  */
 dl_handled_t dl_events_handle(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreader_t body,
                               dl_buf_t *out, int final, int32_t *wait_ms);
+
+/* The response frames of a JoinGroup and a SyncGroup (the request's header h), for the
+ * coordinator's callbacks. 0 or -ENOMEM. */
+int dl_events_encode_join(dl_buf_t *out, const dl_kheader_t *h, const dl_group_join_result_t *r);
+int dl_events_encode_sync(dl_buf_t *out, const dl_kheader_t *h, int16_t error,
+                          const uint8_t *assignment, size_t len);
+
+/* handlers_groups.c: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+ * OffsetCommit, OffsetFetch, ListGroups. */
+dl_handled_t dl__events_handle_group(dl_events_ctx_t *ctx, const dl_kheader_t *h,
+                                     dl_kreader_t *body, dl_buf_t *out);
 
 #endif

@@ -6,11 +6,23 @@
  * at or above first_flexible (Kafka 3.4's message JSON "flexibleVersions"). An API joins this
  * table when its handler does; clients ask only for what ApiVersions lists.
  */
+/* clang-format off */
 static const dl_kapi_t APIS[] = {
-    {DL_KAPI_PRODUCE, 0, 7, 9, "Produce"},          {DL_KAPI_FETCH, 0, 11, 12, "Fetch"},
-    {DL_KAPI_LIST_OFFSETS, 0, 2, 6, "ListOffsets"}, {DL_KAPI_METADATA, 0, 4, 9, "Metadata"},
+    {DL_KAPI_PRODUCE, 0, 7, 9, "Produce"},
+    {DL_KAPI_FETCH, 0, 11, 12, "Fetch"},
+    {DL_KAPI_LIST_OFFSETS, 0, 2, 6, "ListOffsets"},
+    {DL_KAPI_METADATA, 0, 4, 9, "Metadata"},
+    {DL_KAPI_OFFSET_COMMIT, 0, 5, 8, "OffsetCommit"},
+    {DL_KAPI_OFFSET_FETCH, 0, 4, 6, "OffsetFetch"},
+    {DL_KAPI_FIND_COORDINATOR, 0, 2, 3, "FindCoordinator"},
+    {DL_KAPI_JOIN_GROUP, 0, 5, 6, "JoinGroup"},
+    {DL_KAPI_HEARTBEAT, 0, 3, 4, "Heartbeat"},
+    {DL_KAPI_LEAVE_GROUP, 0, 1, 4, "LeaveGroup"},
+    {DL_KAPI_SYNC_GROUP, 0, 3, 4, "SyncGroup"},
+    {DL_KAPI_LIST_GROUPS, 0, 2, 3, "ListGroups"},
     {DL_KAPI_API_VERSIONS, 0, 2, 3, "ApiVersions"},
 };
+/* clang-format on */
 
 const dl_kapi_t *dl_kapis(size_t *n)
 {

@@ -16,10 +16,25 @@
 #include "events/topics.h"
 
 static dl_topics_t *topics;
+static dl_offsets_t *offsets;
+static dl_groups_t *groups;
+static int answers; /* the coordinator's callbacks */
+
+static void on_join(void *waiter, const dl_group_join_result_t *r)
+{
+    answers++;
+}
+
+static void on_sync(void *waiter, int16_t error, const uint8_t *assignment, size_t len)
+{
+    answers++;
+}
 static char dir[] = "/tmp/ddialab-fuzz-kafka-XXXXXX";
 
 static void cleanup(void)
 {
+    dl_groups_free(groups);
+    dl_offsets_close(offsets);
     dl_topics_close(topics);
     char cmd[sizeof(dir) + 16];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
@@ -41,6 +56,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_kafka_request: %s\n", err);
         abort();
     }
+    char path[sizeof(dir) + 32];
+    snprintf(path, sizeof(path), "%s/consumer_offsets.db", dir);
+    dl_groups_callbacks_t callbacks = {.join_done = on_join, .sync_done = on_sync};
+    if (dl_offsets_open(path, &offsets, err, sizeof(err)) != 0 ||
+        (groups = dl_groups_new(&callbacks)) == NULL) {
+        fprintf(stderr, "fuzz_kafka_request: %s\n", err);
+        abort();
+    }
     atexit(cleanup);
     return 0;
 }
@@ -56,7 +79,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                            .node_id = 1,
                            .advertised_host = "127.0.0.1",
                            .advertised_port = 9092,
-                           .auto_create = 0};
+                           .auto_create = 0,
+                           .groups = groups,
+                           .offsets = offsets,
+                           .now_ms = 1000,
+                           .waiter = &answers};
     dl_kheader_t h;
     dl_kreader_t body;
     dl_buf_t out = {0};
@@ -69,6 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dl_handled_t handled = dl_events_handle(&ctx, &h, body, &out, 1, &wait_ms);
         if (handled == DL_HANDLED_WAIT_DATA) /* final: a fetch answers now */
             abort();
+        if (handled == DL_HANDLED_PARKED)
+            dl_groups_forget_waiter(groups, &answers); /* as a closing connection would */
         if (handled != DL_HANDLED_RESPOND && out.len != 0)
             abort(); /* nothing half-written is left behind */
     }
