@@ -10,7 +10,7 @@ purpose=${1:-build}
 build_pkgs=(gcc make cmake pkg-config libh2o-dev libuv1-dev libssl-dev libcurl4-openssl-dev
     libjansson-dev libsqlite3-dev)
 test_pkgs=(libcmocka-dev curl python3 prometheus clang clang-format libclang-rt-14-dev iproute2 procps
-    nftables kcat)
+    nftables kcat nodejs)
 bench_pkgs=(etcd-server etcd-client wrk)
 
 case "$purpose" in

@@ -1,0 +1,64 @@
+"""kafkajs 2.2.4 (pinned in tests/integration/kafkajs/package-lock.json) against
+`ddialab events broker`: a producer (plain and gzip batches, acks=-1, headers), a consumer group
+with kafkajs's own RoundRobinAssigner that reads everything back and commits, and the same group
+again, which must resume after its commit. The package comes from the npm registry with `npm ci`
+the first time the test runs (node and npm ship with the machine image; scripts/deps.sh checks
+for nodejs).
+"""
+
+import collections
+import json
+import os
+import subprocess
+import unittest
+
+import harness
+from test_events_kcat import Broker
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT = os.path.join(HERE, "kafkajs")
+
+
+def ensure_kafkajs():
+    if os.path.exists(os.path.join(PROJECT, "node_modules", "kafkajs", "package.json")):
+        return
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=PROJECT,
+                   check=True, timeout=300)
+
+
+class Kafkajs(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        ensure_kafkajs()
+
+    def setUp(self):
+        self.broker = Broker("--default-partitions", "3")
+        self.broker.start()
+
+    def tearDown(self):
+        self.broker.close()
+
+    def test_producer_and_consumer_group_round_trip_and_resume_after_commit(self):
+        env = dict(os.environ, KAFKAJS_NO_PARTITIONER_WARNING="1")
+        p = subprocess.run(["node", os.path.join(PROJECT, "roundtrip.js"), self.broker.bootstrap,
+                            "orders", "order-views"], capture_output=True, text=True,
+                           timeout=120, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr + "\n" + self.broker.log_tail())
+        result = json.loads(p.stdout.strip().splitlines()[-1])
+        run1 = [line.split(" ") for line in result["run1"]]
+        self.assertEqual(sorted(kv for _, _, kv, _ in run1),
+                         sorted(f"k{i}=v{i}" for i in range(result["produced"])))
+        self.assertTrue(all(h == "kafkajs" for *_, h in run1))
+        # Per partition, offsets from 0 without a gap, in order.
+        offsets = collections.defaultdict(list)
+        for partition, offset, _, _ in run1:
+            offsets[partition].append(int(offset))
+        self.assertGreater(len(offsets), 1)  # spread over the partitions
+        for partition, got in offsets.items():
+            self.assertEqual(got, list(range(len(got))), partition)
+        self.assertEqual(len(result["run2"]), 1)
+        self.assertIn("late=after-commit", result["run2"][0])
+
+
+if __name__ == "__main__":
+    harness.main()
