@@ -565,7 +565,8 @@ static void maybe_finish_stop(dl_broker_t *b)
 }
 
 int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_t *topics,
-                    dl_offsets_t *offsets, dl_broker_t **out, char *errmsg, size_t errlen)
+                    dl_offsets_t *offsets, dl_producer_ids_t *producer_ids, dl_broker_t **out,
+                    char *errmsg, size_t errlen)
 {
     *out = NULL;
     dl_broker_t *b = calloc(1, sizeof(*b));
@@ -583,6 +584,7 @@ int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_
     b->ctx.advertised_host = b->host;
     b->ctx.auto_create = opts->auto_create;
     b->ctx.offsets = offsets;
+    b->ctx.producer_ids = producer_ids;
     dl_groups_callbacks_t callbacks = {.join_done = on_join_done, .sync_done = on_sync_done};
     if ((b->groups = b->ctx.groups = dl_groups_new(&callbacks)) == NULL) {
         snprintf(errmsg, errlen, "out of memory");

@@ -33,10 +33,12 @@ typedef struct dl_broker_options_s {
     size_t max_connections; /* 0: 1024 */
 } dl_broker_options_t;
 
-/* Starts listening on loop, serving topics and committed offsets (both stay the caller's), with
+/* Starts listening on loop, serving topics, committed offsets and producer ids (all stay the
+ * caller's), with
  * a consumer-group coordinator of its own. errmsg on failure. */
 int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_t *topics,
-                    dl_offsets_t *offsets, dl_broker_t **out, char *errmsg, size_t errlen);
+                    dl_offsets_t *offsets, dl_producer_ids_t *producer_ids, dl_broker_t **out,
+                    char *errmsg, size_t errlen);
 int dl_broker_port(const dl_broker_t *b);
 /* Stops accepting, closes every connection, waits for the fsync in flight, fsyncs every
  * partition written since, then calls done(ctx) and frees b (never from inside this call). */

@@ -26,6 +26,7 @@ static const char *BROKER_USAGE =
 typedef struct main_s {
     dl_topics_t *topics;
     dl_offsets_t *offsets;
+    dl_producer_ids_t *producer_ids;
     dl_broker_t *broker;
     uv_signal_t sigint, sigterm;
     int stopping;
@@ -138,9 +139,17 @@ static int broker_main(int argc, char **argv)
         dl_topics_close(m.topics);
         return 1;
     }
+    snprintf(offsets_path, sizeof(offsets_path), "%s/producer_ids", data_dir);
+    if ((rv = dl_producer_ids_open(offsets_path, &m.producer_ids, err, sizeof(err))) != 0) {
+        fprintf(stderr, "ddialab events broker: %s\n", err);
+        dl_offsets_close(m.offsets);
+        dl_topics_close(m.topics);
+        return 1;
+    }
     uv_loop_t loop;
     if ((rv = uv_loop_init(&loop)) != 0) {
         fprintf(stderr, "ddialab events broker: %s\n", uv_strerror(rv));
+        dl_producer_ids_close(m.producer_ids);
         dl_offsets_close(m.offsets);
         dl_topics_close(m.topics);
         return 1;
@@ -151,11 +160,12 @@ static int broker_main(int argc, char **argv)
                                  .auto_create = auto_create,
                                  .sync_policy = policy,
                                  .sync_interval_ms = interval_ms};
-    if ((rv = dl_broker_start(&loop, &bopts, m.topics, m.offsets, &m.broker, err, sizeof(err))) !=
-        0) {
+    if ((rv = dl_broker_start(&loop, &bopts, m.topics, m.offsets, m.producer_ids, &m.broker, err,
+                              sizeof(err))) != 0) {
         fprintf(stderr, "ddialab events broker: %s\n", err);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
+        dl_producer_ids_close(m.producer_ids);
         dl_offsets_close(m.offsets);
         dl_topics_close(m.topics);
         return 1;
@@ -171,6 +181,7 @@ static int broker_main(int argc, char **argv)
             host, dl_broker_port(m.broker), data_dir, n_topics, flush, host,
             dl_broker_port(m.broker));
     uv_run(&loop, UV_RUN_DEFAULT);
+    dl_producer_ids_close(m.producer_ids);
     dl_offsets_close(m.offsets);
     dl_topics_close(m.topics);
     if (uv_loop_close(&loop) != 0)

@@ -170,7 +170,17 @@ static int16_t produce_partition(dl_events_ctx_t *ctx, dl_partition_t *p, dl_ksl
     for (at = 0; at < len;) {
         dl_kbatch_t b;
         (void)dl_kbatch_parse(bytes + at, len - at, 0, &b);
-        int64_t offset;
+        int64_t offset, duplicate = -1;
+        int16_t sequence = dl_partition_check_producer(p, &b, &duplicate);
+        if (sequence == DL_KERR_DUPLICATE_SEQUENCE_NUMBER) {
+            /* A retry of a batch already stored: success, with the offset it got then. */
+            if (*base_offset < 0)
+                *base_offset = duplicate;
+            at += b.total_len;
+            continue;
+        }
+        if (sequence != DL_KERR_NONE)
+            return sequence; /* the batches before it (if any) stay stored */
         int rv = dl_partition_append(p, bytes + at, b.total_len, &offset);
         if (rv != 0)
             return rv == DL_ETOOLARGE ? DL_KERR_MESSAGE_TOO_LARGE : DL_KERR_KAFKA_STORAGE_ERROR;
@@ -224,6 +234,32 @@ static dl_handled_t produce(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_krea
     if (acks == 0) {
         out->len = start;
         return DL_HANDLED_NO_RESPONSE;
+    }
+    dl_kresponse_end(out, start);
+    return DL_HANDLED_RESPOND;
+}
+
+/* ---- InitProducerId ------------------------------------------------------------------------ */
+
+static dl_handled_t init_producer_id(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreader_t *r,
+                                     dl_buf_t *out)
+{
+    dl_kslice_t transactional_id = dl_kr_string(r);
+    (void)dl_kr_i32(r); /* transaction_timeout_ms */
+    if (dl_kr_failed(r) || ctx->producer_ids == NULL)
+        return DL_HANDLED_CLOSE;
+    int64_t id = -1;
+    int16_t error = DL_KERR_NONE;
+    if (transactional_id.len >= 0)
+        error = DL_KERR_INVALID_REQUEST; /* idempotence yes, transactions no */
+    else if (dl_producer_ids_next(ctx->producer_ids, &id) != 0)
+        error = DL_KERR_KAFKA_STORAGE_ERROR;
+    size_t start = dl_kresponse_begin(out, h);
+    int rv = dl_kw_i32(out, 0) | dl_kw_i16(out, error) | dl_kw_i64(out, error ? -1 : id) |
+             dl_kw_i16(out, error ? -1 : 0);
+    if (rv != 0) {
+        out->len = start;
+        return DL_HANDLED_CLOSE;
     }
     dl_kresponse_end(out, start);
     return DL_HANDLED_RESPOND;
@@ -403,6 +439,8 @@ dl_handled_t dl_events_handle(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kr
         return list_offsets(ctx, h, &body, out);
     case DL_KAPI_FETCH:
         return fetch(ctx, h, &body, out, final, wait_ms);
+    case DL_KAPI_INIT_PRODUCER_ID:
+        return init_producer_id(ctx, h, &body, out);
     default:
         return dl__events_handle_group(ctx, h, &body, out);
     }

@@ -15,6 +15,7 @@
 #include "ddialab/buf.h"
 #include "events/groups.h"
 #include "events/offsets.h"
+#include "events/producers.h"
 #include "events/protocol.h"
 #include "events/topics.h"
 
@@ -31,6 +32,7 @@ typedef struct dl_events_ctx_s {
      * the waiter a JoinGroup or SyncGroup parks (the broker's connection). */
     dl_groups_t *groups;
     dl_offsets_t *offsets;
+    dl_producer_ids_t *producer_ids; /* InitProducerId */
     int64_t now_ms;
     void *waiter;
 } dl_events_ctx_t;

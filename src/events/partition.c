@@ -13,6 +13,7 @@
 
 #include "ddialab/error.h"
 #include "events/batch.h"
+#include "events/producers.h"
 
 #define DEFAULT_MAX_BATCH_BYTES (16u << 20)
 
@@ -39,11 +40,14 @@ struct dl_partition_s {
     int64_t high_watermark;
     uint64_t size_bytes;
     uint32_t max_batch_bytes;
+    dl_producers_t *producers; /* idempotent producers' sequences (producers.h) */
 };
 
 /* Makes room for one more index entry, so that a batch already written always gets its entry. */
 static int reserve(dl_partition_t *p)
 {
+    if (dl_producers_reserve(p->producers) != 0)
+        return -ENOMEM;
     if (p->count < p->cap)
         return 0;
     size_t cap = p->cap ? p->cap * 2 : 64;
@@ -63,6 +67,7 @@ static void push(dl_partition_t *p, const dl_kbatch_t *b, uint32_t size)
         max_ts = p->index[p->count - 1].max_timestamp;
     int64_t last = b->base_offset + b->last_offset_delta;
     p->index[p->count++] = (entry_t){b->base_offset, last, max_ts, size};
+    dl_producers_record(p->producers, b, b->base_offset);
     p->high_watermark = last + 1;
     p->size_bytes += size;
 }
@@ -142,6 +147,12 @@ int dl_partition_open(const char *dir, const dl_partition_options_t *opts, dl_pa
             snprintf(errmsg, errlen, "partition %s: out of memory", dir);
         return -ENOMEM;
     }
+    if ((p->producers = dl_producers_new()) == NULL) {
+        free(p);
+        if (errlen > 0)
+            snprintf(errmsg, errlen, "partition %s: out of memory", dir);
+        return -ENOMEM;
+    }
     dl_partition_options_t o = opts ? *opts : (dl_partition_options_t){0};
     p->max_batch_bytes = o.max_batch_bytes ? o.max_batch_bytes : DEFAULT_MAX_BATCH_BYTES;
     dl_seglog_options_t lo = {
@@ -163,6 +174,7 @@ err_after_log:
     free(p->index);
     dl_seglog_close(p->log);
 err_after_alloc:
+    dl_producers_free(p->producers);
     free(p);
     return rv;
 }
@@ -172,8 +184,15 @@ void dl_partition_close(dl_partition_t *p)
     if (p == NULL)
         return;
     dl_seglog_close(p->log);
+    dl_producers_free(p->producers);
     free(p->index);
     free(p);
+}
+
+int16_t dl_partition_check_producer(const dl_partition_t *p, const dl_kbatch_t *b,
+                                    int64_t *duplicate_offset)
+{
+    return dl_producers_check(p->producers, b, duplicate_offset);
 }
 
 int64_t dl_partition_log_start_offset(const dl_partition_t *p)

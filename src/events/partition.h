@@ -55,6 +55,15 @@ dl_seglog_t *dl_partition_log(dl_partition_t *p);
 int dl_partition_append(dl_partition_t *p, uint8_t *batch, size_t len, int64_t *base_offset);
 
 /*
+ * Judges an idempotent producer's batch b before it is appended (producers.h): DL_KERR_NONE,
+ * DL_KERR_DUPLICATE_SEQUENCE_NUMBER with *duplicate_offset (a retry: do not store it again), or
+ * the error to answer. The partition's producer state is rebuilt at open from the stored batches.
+ */
+struct dl_kbatch_s;
+int16_t dl_partition_check_producer(const dl_partition_t *p, const struct dl_kbatch_s *b,
+                                    int64_t *duplicate_offset);
+
+/*
  * Appends to out whole stored batches starting with the one that holds offset, while the total
  * stays within max_bytes, except that the first batch is always whole even when larger (so a
  * consumer always makes progress, as Kafka does). Returns 0 (nothing appended when offset equals

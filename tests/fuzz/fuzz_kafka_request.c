@@ -18,6 +18,7 @@
 static dl_topics_t *topics;
 static dl_offsets_t *offsets;
 static dl_groups_t *groups;
+static dl_producer_ids_t *producer_ids;
 static int answers; /* the coordinator's callbacks */
 
 static void on_join(void *waiter, const dl_group_join_result_t *r)
@@ -34,6 +35,7 @@ static char dir[] = "/tmp/ddialab-fuzz-kafka-XXXXXX";
 static void cleanup(void)
 {
     dl_groups_free(groups);
+    dl_producer_ids_close(producer_ids);
     dl_offsets_close(offsets);
     dl_topics_close(topics);
     char cmd[sizeof(dir) + 16];
@@ -59,7 +61,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     char path[sizeof(dir) + 32];
     snprintf(path, sizeof(path), "%s/consumer_offsets.db", dir);
     dl_groups_callbacks_t callbacks = {.join_done = on_join, .sync_done = on_sync};
+    char ids_path[sizeof(dir) + 32];
+    snprintf(ids_path, sizeof(ids_path), "%s/producer_ids", dir);
     if (dl_offsets_open(path, &offsets, err, sizeof(err)) != 0 ||
+        dl_producer_ids_open(ids_path, &producer_ids, err, sizeof(err)) != 0 ||
         (groups = dl_groups_new(&callbacks)) == NULL) {
         fprintf(stderr, "fuzz_kafka_request: %s\n", err);
         abort();
@@ -82,6 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                            .auto_create = 0,
                            .groups = groups,
                            .offsets = offsets,
+                           .producer_ids = producer_ids,
                            .now_ms = 1000,
                            .waiter = &answers};
     dl_kheader_t h;

@@ -139,14 +139,15 @@ def roundtrip(port, raw):
             return None
 
 
-def record_batch(values, corrupt=False):
-    """A record batch v2 with one record per value (null keys), CRC-32C over attributes on."""
+def record_batch(values, corrupt=False, producer_id=-1, epoch=-1, sequence=-1):
+    """A record batch v2 with one record per value (null keys), CRC-32C over attributes on;
+    an idempotent producer's when producer_id, epoch and sequence are given."""
     records = b""
     for i, v in enumerate(values):
         body = b"\x00" + zigzag(0) + zigzag(i) + zigzag(-1) + zigzag(len(v)) + v + zigzag(0)
         records += zigzag(len(body)) + body
-    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, 1000, 1000, -1, -1, -1,
-                            len(values)) + records
+    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, 1000, 1000, producer_id, epoch,
+                            sequence, len(values)) + records
     crc = crc32c(after_crc) ^ (1 if corrupt else 0)
     rest = struct.pack(">ibI", 0, 2, crc) + after_crc
     return struct.pack(">qi", 0, len(rest)) + rest
