@@ -50,6 +50,14 @@ bench:
 	@$(MAKE) --no-print-directory build
 	bench/kv/run.sh $(BUILD)/ddialab
 	@$(MAKE) --no-print-directory bench-txn
+	@$(MAKE) --no-print-directory bench-events
+
+# The events broker against Redis Streams: records/s produced and consumed (docs/events.md).
+.PHONY: bench-events
+bench-events:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory build
+	python3 bench/events/run.py $(BUILD)
 
 # The txn engine at every level: committed txn/s and abort rate (docs/txn.md, Benchmark).
 .PHONY: bench-txn
