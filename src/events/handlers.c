@@ -239,6 +239,115 @@ static dl_handled_t produce(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_krea
     return DL_HANDLED_RESPOND;
 }
 
+/* ---- CreateTopics -------------------------------------------------------------------------- */
+
+/* Whether a topic may be created as asked; its Kafka error, *message a sentence, *n_out the
+ * partition count. */
+static int16_t check_create(dl_events_ctx_t *ctx, dl_kslice_t name, int32_t n_partitions,
+                            int16_t replication, int32_t n_assignments, int32_t n_configs,
+                            int32_t *n_out, const char **message)
+{
+    *n_out = n_partitions == -1 ? 0 : n_partitions; /* 0: the broker's default */
+    if (n_assignments > 0)
+        *n_out = n_assignments;
+    if (name.len <= 0 || !dl_topic_name_valid((const char *)name.p, (size_t)name.len)) {
+        *message = "topic names are 1 to 249 characters of [a-zA-Z0-9._-]";
+        return DL_KERR_INVALID_TOPIC_EXCEPTION;
+    }
+    if (dl_topics_find(ctx->topics, (const char *)name.p, (size_t)name.len) != NULL) {
+        *message = "the topic exists";
+        return DL_KERR_TOPIC_ALREADY_EXISTS;
+    }
+    if ((n_assignments == 0 && (n_partitions == 0 || n_partitions < -1)) ||
+        *n_out > DL_TOPIC_PARTITIONS_MAX) {
+        *message = "a topic has 1 to 1024 partitions";
+        return DL_KERR_INVALID_PARTITIONS;
+    }
+    if (replication != -1 && replication != 1) {
+        *message = "this broker is a single node: the replication factor is 1";
+        return DL_KERR_INVALID_REPLICATION_FACTOR;
+    }
+    if (n_configs > 0) {
+        *message = "topic configs (cleanup.policy, retention) are not supported yet";
+        return DL_KERR_INVALID_CONFIG;
+    }
+    return DL_KERR_NONE;
+}
+
+static dl_handled_t create_topics(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreader_t *r,
+                                  dl_buf_t *out)
+{
+    int v = h->api_version;
+    int32_t n_topics = dl_kr_array(r, 16, NULL);
+    if (dl_kr_failed(r))
+        return DL_HANDLED_CLOSE;
+    /* The options follow the topics: read them all first, then act. */
+    typedef struct {
+        dl_kslice_t name;
+        int32_t n_partitions, n_assignments, n_configs;
+        int16_t replication;
+        int assignment_elsewhere;
+    } wanted_t;
+    wanted_t *want = calloc((size_t)n_topics + 1, sizeof(*want));
+    if (want == NULL)
+        return DL_HANDLED_CLOSE;
+    for (int32_t i = 0; i < n_topics && !dl_kr_failed(r); i++) {
+        want[i].name = dl_kr_string(r);
+        want[i].n_partitions = dl_kr_i32(r);
+        want[i].replication = dl_kr_i16(r);
+        want[i].n_assignments = dl_kr_array(r, 8, NULL);
+        for (int32_t j = 0; j < want[i].n_assignments && !dl_kr_failed(r); j++) {
+            int32_t index = dl_kr_i32(r), n_brokers = dl_kr_array(r, 4, NULL);
+            for (int32_t k = 0; k < n_brokers && !dl_kr_failed(r); k++)
+                want[i].assignment_elsewhere |= dl_kr_i32(r) != ctx->node_id;
+            want[i].assignment_elsewhere |= index != j || n_brokers != 1;
+        }
+        want[i].n_configs = dl_kr_array(r, 4, NULL);
+        for (int32_t j = 0; j < want[i].n_configs && !dl_kr_failed(r); j++) {
+            (void)dl_kr_string(r);
+            (void)dl_kr_string(r);
+        }
+    }
+    (void)dl_kr_i32(r); /* timeout_ms */
+    int validate_only = v >= 1 ? dl_kr_i8(r) != 0 : 0;
+    if (dl_kr_failed(r)) {
+        free(want);
+        return DL_HANDLED_CLOSE;
+    }
+    size_t start = dl_kresponse_begin(out, h);
+    int rv = 0;
+    if (v >= 2)
+        rv |= dl_kw_i32(out, 0); /* throttle_time_ms */
+    rv |= dl_kw_i32(out, n_topics);
+    for (int32_t i = 0; i < n_topics; i++) {
+        const char *message = NULL;
+        int32_t n;
+        int16_t error = check_create(ctx, want[i].name, want[i].n_partitions, want[i].replication,
+                                     want[i].n_assignments, want[i].n_configs, &n, &message);
+        if (error == DL_KERR_NONE && want[i].assignment_elsewhere) {
+            error = DL_KERR_INVALID_REPLICA_ASSIGNMENT;
+            message = "every partition is on this broker, one replica each";
+        }
+        char err[256] = "";
+        if (error == DL_KERR_NONE && !validate_only &&
+            dl_topics_create(ctx->topics, (const char *)want[i].name.p, (size_t)want[i].name.len, n,
+                             NULL, err, sizeof(err)) != 0) {
+            error = DL_KERR_KAFKA_STORAGE_ERROR;
+            message = err;
+        }
+        rv |= dl_kw_slice(out, want[i].name) | dl_kw_i16(out, error);
+        if (v >= 1)
+            rv |= dl_kw_string(out, message);
+    }
+    free(want);
+    if (rv != 0) {
+        out->len = start;
+        return DL_HANDLED_CLOSE;
+    }
+    dl_kresponse_end(out, start);
+    return DL_HANDLED_RESPOND;
+}
+
 /* ---- InitProducerId ------------------------------------------------------------------------ */
 
 static dl_handled_t init_producer_id(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreader_t *r,
@@ -441,6 +550,8 @@ dl_handled_t dl_events_handle(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kr
         return fetch(ctx, h, &body, out, final, wait_ms);
     case DL_KAPI_INIT_PRODUCER_ID:
         return init_producer_id(ctx, h, &body, out);
+    case DL_KAPI_CREATE_TOPICS:
+        return create_topics(ctx, h, &body, out);
     default:
         return dl__events_handle_group(ctx, h, &body, out);
     }

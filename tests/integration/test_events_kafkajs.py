@@ -1,7 +1,8 @@
 """kafkajs 2.2.4 (pinned in tests/integration/kafkajs/package-lock.json) against
 `ddialab events broker`: a producer (plain and gzip batches, acks=-1, headers), a consumer group
 with kafkajs's own RoundRobinAssigner that reads everything back and commits, and the same group
-again, which must resume after its commit. The package comes from the npm registry with `npm ci`
+again, which must resume after its commit; and the admin client creating topics (new, existing,
+invalid name, replication beyond one node) and listing groups. The package comes from the npm registry with `npm ci`
 the first time the test runs (node and npm ship with the machine image; scripts/deps.sh checks
 for nodejs).
 """
@@ -58,6 +59,19 @@ class Kafkajs(unittest.TestCase):
             self.assertEqual(got, list(range(len(got))), partition)
         self.assertEqual(len(result["run2"]), 1)
         self.assertIn("late=after-commit", result["run2"][0])
+
+    def test_admin_creates_topics_and_lists_groups(self):
+        p = subprocess.run(["node", os.path.join(PROJECT, "admin.js"), self.broker.bootstrap],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr + "\n" + self.broker.log_tail())
+        result = json.loads(p.stdout.strip().splitlines()[-1])
+        self.assertEqual(result["created"], True)
+        self.assertEqual(result["again"], False)  # TOPIC_ALREADY_EXISTS, as kafkajs reports it
+        self.assertEqual(result["invalid"], "INVALID_TOPIC_EXCEPTION")
+        self.assertEqual(result["replicated"], "INVALID_REPLICATION_FACTOR")
+        self.assertEqual(result["partitions"], [0, 1, 2, 3, 4])
+        self.assertEqual(result["topics"], ["made"])
+        self.assertEqual(result["groups"], ["admin-test-group/consumer"])
 
 
 if __name__ == "__main__":
