@@ -143,8 +143,8 @@ static int consume(const char *bootstrap, const char *topic, long count)
 int main(int argc, char **argv)
 {
     if (argc >= 5 && strcmp(argv[1], "produce") == 0)
-        return produce(argv[2], argv[3], atol(argv[4]),
-                       argc > 5 ? (size_t)atol(argv[5]) : 100, argc > 6 ? argv[6] : "1");
+        return produce(argv[2], argv[3], atol(argv[4]), argc > 5 ? (size_t)atol(argv[5]) : 100,
+                       argc > 6 ? argv[6] : "1");
     if (argc == 5 && strcmp(argv[1], "consume") == 0)
         return consume(argv[2], argv[3], atol(argv[4]));
     fprintf(stderr, "usage: events_bench produce BOOTSTRAP TOPIC COUNT [VALUE_BYTES] [ACKS]\n"

@@ -332,6 +332,7 @@ static void serve(conn_t *c, uint8_t *frame, size_t len, int final)
     b->ctx.touched.n = 0;
     b->ctx.now_ms = (int64_t)uv_now(b->loop);
     b->ctx.waiter = c;
+    b->ctx.client_host = c->peer;
     c->parked_header = h;
     c->parked = 1; /* until the coordinator answers, perhaps from inside the handler */
     int32_t wait_ms = 0;
@@ -523,7 +524,7 @@ static void on_connection(uv_stream_t *server, int status)
             uv_ip6_name((struct sockaddr_in6 *)&addr, ip, sizeof(ip));
         else
             uv_ip4_name((struct sockaddr_in *)&addr, ip, sizeof(ip));
-        snprintf(c->peer, sizeof(c->peer), "%s", ip);
+        snprintf(c->peer, sizeof(c->peer), "/%s", ip);
     }
     if (b->n_conns > b->opts.max_connections) {
         close_conn(c, "too many connections");

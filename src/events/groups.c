@@ -1,6 +1,7 @@
 /* The consumer-group coordinator (groups.h). */
 #include "events/groups.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 typedef struct member_s {
     char *id;
+    char *client_id, *client_host;
     int32_t session_timeout_ms, rebalance_timeout_ms;
     dl_group_protocol_t *protocols; /* copies: names and metadata owned */
     size_t n_protocols;
@@ -81,6 +83,8 @@ static void free_member(member_t *m)
 {
     free_protocols(m);
     free(m->assignment);
+    free(m->client_id);
+    free(m->client_host);
     free(m->id);
     free(m);
 }
@@ -413,13 +417,21 @@ void dl_groups_join(dl_groups_t *g, int64_t now_ms, const dl_group_join_t *join,
         gr->members[gr->n_members++] = m;
     }
     char *type = strdup(join->protocol_type);
-    if (type == NULL || set_protocols(m, join) != 0) {
+    char *client_id = strdup(join->client_id ? join->client_id : "");
+    char *client_host = strdup(join->client_host ? join->client_host : "");
+    if (type == NULL || client_id == NULL || client_host == NULL || set_protocols(m, join) != 0) {
         free(type);
+        free(client_id);
+        free(client_host);
         answer_join_error(g, waiter, DL_KERR_UNKNOWN_SERVER_ERROR, m->id);
         return;
     }
     free(gr->protocol_type);
     gr->protocol_type = type;
+    free(m->client_id);
+    free(m->client_host);
+    m->client_id = client_id;
+    m->client_host = client_host;
     m->session_timeout_ms = join->session_timeout_ms;
     m->rebalance_timeout_ms =
         join->rebalance_timeout_ms > 0 ? join->rebalance_timeout_ms : join->session_timeout_ms;
@@ -592,18 +604,50 @@ void dl_groups_forget_waiter(dl_groups_t *g, void *waiter)
         }
 }
 
+static dl_group_view_t view_of(const group_t *gr)
+{
+    dl_group_view_t v = {.group_id = gr->id,
+                         .state = gr->state,
+                         .protocol_type = gr->protocol_type ? gr->protocol_type : "",
+                         .protocol = gr->protocol ? gr->protocol : "",
+                         .generation = gr->generation,
+                         .leader = gr->leader ? gr->leader : "",
+                         .n_members = gr->n_members};
+    return v;
+}
+
+int dl_groups_describe(const dl_groups_t *g, const char *group_id,
+                       void (*group_fn)(void *ctx, const dl_group_view_t *view),
+                       void (*member_fn)(void *ctx, const dl_group_member_view_t *member),
+                       void *ctx)
+{
+    const group_t *gr = find_group((dl_groups_t *)g, group_id, 0);
+    if (gr == NULL)
+        return -ENOENT;
+    dl_group_view_t v = view_of(gr);
+    group_fn(ctx, &v);
+    for (size_t i = 0; i < gr->n_members; i++) {
+        const member_t *m = gr->members[i];
+        dl_group_member_view_t mv = {.member_id = m->id,
+                                     .client_id = m->client_id ? m->client_id : "",
+                                     .client_host = m->client_host ? m->client_host : "",
+                                     .assignment = m->assignment,
+                                     .assignment_len = m->assignment_len};
+        for (size_t k = 0; k < m->n_protocols; k++)
+            if (gr->protocol != NULL && strcmp(m->protocols[k].name, gr->protocol) == 0) {
+                mv.metadata = m->protocols[k].metadata;
+                mv.metadata_len = m->protocols[k].metadata_len;
+            }
+        member_fn(ctx, &mv);
+    }
+    return 0;
+}
+
 void dl_groups_each(const dl_groups_t *g, void (*fn)(void *ctx, const dl_group_view_t *view),
                     void *ctx)
 {
     for (size_t k = 0; k < g->n; k++) {
-        const group_t *gr = g->groups[k];
-        dl_group_view_t v = {.group_id = gr->id,
-                             .state = gr->state,
-                             .protocol_type = gr->protocol_type ? gr->protocol_type : "",
-                             .protocol = gr->protocol ? gr->protocol : "",
-                             .generation = gr->generation,
-                             .leader = gr->leader ? gr->leader : "",
-                             .n_members = gr->n_members};
+        dl_group_view_t v = view_of(g->groups[k]);
         fn(ctx, &v);
     }
 }

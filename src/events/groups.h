@@ -51,6 +51,7 @@ typedef struct dl_group_join_s {
     const char *group_id;
     const char *member_id; /* "" for a new member */
     const char *client_id;
+    const char *client_host;     /* the member's address, for DescribeGroups */
     int require_known_member_id; /* JoinGroup v4+: a new member first gets MEMBER_ID_REQUIRED */
     int32_t session_timeout_ms;
     int32_t rebalance_timeout_ms;
@@ -142,5 +143,21 @@ typedef struct dl_group_view_s {
 void dl_groups_each(const dl_groups_t *g, void (*fn)(void *ctx, const dl_group_view_t *view),
                     void *ctx);
 const char *dl_group_state_name(dl_group_state_t state);
+
+/* One member, for DescribeGroups: its metadata for the group's protocol and its assignment. */
+typedef struct dl_group_member_view_s {
+    const char *member_id, *client_id, *client_host;
+    const uint8_t *metadata;
+    size_t metadata_len;
+    const uint8_t *assignment;
+    size_t assignment_len;
+} dl_group_member_view_t;
+
+/* Calls group_fn with group_id's view, then member_fn for each member; -ENOENT (and no call)
+ * when there is no such group. */
+int dl_groups_describe(const dl_groups_t *g, const char *group_id,
+                       void (*group_fn)(void *ctx, const dl_group_view_t *view),
+                       void (*member_fn)(void *ctx, const dl_group_member_view_t *member),
+                       void *ctx);
 
 #endif

@@ -35,6 +35,7 @@ typedef struct dl_events_ctx_s {
     dl_producer_ids_t *producer_ids; /* InitProducerId */
     int64_t now_ms;
     void *waiter;
+    const char *client_host; /* the connection's peer, "/127.0.0.1" as Kafka writes it */
 } dl_events_ctx_t;
 
 typedef enum {

@@ -4,6 +4,7 @@
  * handed to the coordinator (groups.c) and the offsets store (offsets.c).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,7 +87,8 @@ static dl_handled_t join_group(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_k
 {
     int v = h->api_version;
     strings_t s = {0};
-    dl_group_join_t j = {.client_id = h->client_id.len > 0 ? cstr(&s, h->client_id) : ""};
+    dl_group_join_t j = {.client_id = h->client_id.len > 0 ? cstr(&s, h->client_id) : "",
+                         .client_host = ctx->client_host};
     j.group_id = cstr(&s, dl_kr_string(r));
     j.session_timeout_ms = dl_kr_i32(r);
     j.rebalance_timeout_ms = v >= 1 ? dl_kr_i32(r) : -1;
@@ -397,6 +399,81 @@ static dl_handled_t list_groups(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_
     return finish(out, start, rv | l.rv);
 }
 
+/* ---- DescribeGroups -------------------------------------------------------------------- */
+
+typedef struct described_s {
+    dl_buf_t *out;
+    int v;
+    size_t count_at; /* where the member count goes */
+    int32_t n;
+    int rv;
+} described_t;
+
+static void describe_group(void *ctx, const dl_group_view_t *view)
+{
+    described_t *d = ctx;
+    d->rv |= dl_kw_i16(d->out, DL_KERR_NONE) | dl_kw_string(d->out, view->group_id) |
+             dl_kw_string(d->out, dl_group_state_name(view->state)) |
+             dl_kw_string(d->out, view->protocol_type) | dl_kw_string(d->out, view->protocol);
+    d->count_at = d->out->len;
+    d->rv |= dl_kw_i32(d->out, 0);
+}
+
+static void describe_member(void *ctx, const dl_group_member_view_t *m)
+{
+    described_t *d = ctx;
+    d->rv |= dl_kw_string(d->out, m->member_id);
+    if (d->v >= 4)
+        d->rv |= dl_kw_string(d->out, NULL); /* group_instance_id */
+    d->rv |= dl_kw_string(d->out, m->client_id) | dl_kw_string(d->out, m->client_host) |
+             dl_kw_bytes(d->out, m->metadata ? m->metadata : (const void *)"",
+                         (int32_t)m->metadata_len) |
+             dl_kw_bytes(d->out, m->assignment ? m->assignment : (const void *)"",
+                         (int32_t)m->assignment_len);
+    d->n++;
+}
+
+static dl_handled_t describe_groups(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreader_t *r,
+                                    dl_buf_t *out)
+{
+    int v = h->api_version;
+    strings_t s = {0};
+    int32_t n = dl_kr_array(r, 2, NULL);
+    const char **ids = calloc((size_t)n + 1, sizeof(*ids));
+    for (int32_t i = 0; ids != NULL && i < n; i++)
+        ids[i] = cstr(&s, dl_kr_string(r));
+    if (v >= 3)
+        (void)dl_kr_i8(r); /* include_authorized_operations */
+    if (ids == NULL || dl_kr_failed(r) || s.failed) {
+        free(ids);
+        free_strings(&s);
+        return DL_HANDLED_CLOSE;
+    }
+    size_t start = dl_kresponse_begin(out, h);
+    int rv = 0;
+    if (v >= 1)
+        rv |= dl_kw_i32(out, 0); /* throttle_time_ms */
+    rv |= dl_kw_i32(out, n);
+    for (int32_t i = 0; i < n && rv == 0; i++) {
+        described_t d = {.out = out, .v = v};
+        if (dl_groups_describe(ctx->groups, ids[i], describe_group, describe_member, &d) != 0) {
+            /* An unknown group is described as Kafka describes it: Dead, no members. */
+            rv |= dl_kw_i16(out, DL_KERR_NONE) | dl_kw_string(out, ids[i]) |
+                  dl_kw_string(out, "Dead") | dl_kw_string(out, "") | dl_kw_string(out, "") |
+                  dl_kw_i32(out, 0);
+        } else {
+            rv |= d.rv;
+            if (rv == 0)
+                dl_kw_patch_i32(out, d.count_at, d.n);
+        }
+        if (v >= 3)
+            rv |= dl_kw_i32(out, INT32_MIN); /* authorized_operations: not computed */
+    }
+    free(ids);
+    free_strings(&s);
+    return finish(out, start, rv);
+}
+
 dl_handled_t dl__events_handle_group(dl_events_ctx_t *ctx, const dl_kheader_t *h,
                                      dl_kreader_t *body, dl_buf_t *out)
 {
@@ -418,6 +495,8 @@ dl_handled_t dl__events_handle_group(dl_events_ctx_t *ctx, const dl_kheader_t *h
         return offset_fetch(ctx, h, body, out);
     case DL_KAPI_LIST_GROUPS:
         return list_groups(ctx, h, out);
+    case DL_KAPI_DESCRIBE_GROUPS:
+        return describe_groups(ctx, h, body, out);
     default:
         return DL_HANDLED_CLOSE;
     }

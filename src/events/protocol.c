@@ -19,6 +19,7 @@ static const dl_kapi_t APIS[] = {
     {DL_KAPI_HEARTBEAT, 0, 3, 4, "Heartbeat"},
     {DL_KAPI_LEAVE_GROUP, 0, 1, 4, "LeaveGroup"},
     {DL_KAPI_SYNC_GROUP, 0, 3, 4, "SyncGroup"},
+    {DL_KAPI_DESCRIBE_GROUPS, 0, 4, 5, "DescribeGroups"},
     {DL_KAPI_LIST_GROUPS, 0, 2, 3, "ListGroups"},
     {DL_KAPI_API_VERSIONS, 0, 2, 3, "ApiVersions"},
     {DL_KAPI_CREATE_TOPICS, 0, 3, 5, "CreateTopics"},

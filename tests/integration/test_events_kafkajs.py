@@ -2,7 +2,7 @@
 `ddialab events broker`: a producer (plain and gzip batches, acks=-1, headers), a consumer group
 with kafkajs's own RoundRobinAssigner that reads everything back and commits, and the same group
 again, which must resume after its commit; and the admin client creating topics (new, existing,
-invalid name, replication beyond one node) and listing groups. The package comes from the npm registry with `npm ci`
+invalid name, replication beyond one node), listing groups and describing one. The package comes from the npm registry with `npm ci`
 the first time the test runs (node and npm ship with the machine image; scripts/deps.sh checks
 for nodejs).
 """
@@ -72,6 +72,14 @@ class Kafkajs(unittest.TestCase):
         self.assertEqual(result["partitions"], [0, 1, 2, 3, 4])
         self.assertEqual(result["topics"], ["made"])
         self.assertEqual(result["groups"], ["admin-test-group/consumer"])
+        described = result["described"]
+        self.assertEqual((described["state"], described["protocol"], described["protocolType"]),
+                         ("Stable", "RoundRobinAssigner", "consumer"))
+        (member,) = described["members"]
+        self.assertEqual((member["clientId"], member["clientHost"]),
+                         ("ddialab-admin-test", "/127.0.0.1"))
+        self.assertGreater(member["assigned"], 0)
+        self.assertEqual(described["missing"], "Dead")
 
 
 if __name__ == "__main__":

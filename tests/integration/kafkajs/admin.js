@@ -41,6 +41,19 @@ async function main() {
     if (result.groups.length > 0) break;
     await new Promise((r) => setTimeout(r, 100));
   }
+  // DescribeGroups once the group is Stable (the consumer got its assignment).
+  for (let i = 0; i < 100; i++) {
+    const { groups } = await admin.describeGroups(['admin-test-group', 'no-such-group']);
+    const [g, missing] = groups;
+    result.described = { state: g.state, protocol: g.protocol, protocolType: g.protocolType,
+                         members: g.members.map((m) => ({ clientId: m.clientId,
+                                                          clientHost: m.clientHost,
+                                                          assigned: m.memberAssignment.length })),
+                         missing: missing.state };
+    if (g.state === 'Stable' && g.members.length === 1 && g.members[0].memberAssignment.length)
+      break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   await consumer.disconnect();
   await admin.disconnect();
   console.log(JSON.stringify(result));

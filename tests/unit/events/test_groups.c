@@ -3,6 +3,7 @@
  * Kafka client would drive it: joins, MEMBER_ID_REQUIRED, rebalances, the leader's assignments
  * relayed by SyncGroup, heartbeats, session expiry, leaving, offset-commit checks.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -290,6 +291,52 @@ static void test_a_forgotten_waiter_is_never_answered(void **state)
     assert_int_equal(a.n_members, 1);
 }
 
+typedef struct seen_s {
+    char state[32], protocol[32], members[256];
+} seen_t;
+
+static void seen_group(void *ctx, const dl_group_view_t *v)
+{
+    seen_t *s = ctx;
+    snprintf(s->state, sizeof(s->state), "%s", dl_group_state_name(v->state));
+    snprintf(s->protocol, sizeof(s->protocol), "%s", v->protocol);
+}
+
+static void seen_member(void *ctx, const dl_group_member_view_t *m)
+{
+    seen_t *s = ctx;
+    size_t n = strlen(s->members);
+    snprintf(s->members + n, sizeof(s->members) - n, "%s@%s meta=%.*s assigned=%.*s;", m->client_id,
+             m->client_host, (int)m->metadata_len, (const char *)m->metadata,
+             (int)m->assignment_len, m->assignment ? (const char *)m->assignment : "");
+}
+
+static void test_describe_shows_state_protocol_and_each_members_assignment(void **state)
+{
+    dl_groups_t *g = *state;
+    answer_t a = {0}, as = {0};
+    dl_group_join_t j = {.group_id = "g",
+                         .member_id = "",
+                         .client_id = "cli",
+                         .client_host = "/127.0.0.1",
+                         .session_timeout_ms = 10000,
+                         .protocol_type = "consumer",
+                         .protocols = RANGE,
+                         .n_protocols = 2};
+    dl_groups_join(g, 0, &j, &a);
+    seen_t seen = {0};
+    assert_int_equal(dl_groups_describe(g, "g", seen_group, seen_member, &seen), 0);
+    assert_string_equal(seen.state, "CompletingRebalance");
+    dl_group_member_info_t assignments[] = {{a.member_id, (const uint8_t *)"p0", 2}};
+    sync_as(g, 1, &a, &as, assignments, 1);
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(dl_groups_describe(g, "g", seen_group, seen_member, &seen), 0);
+    assert_string_equal(seen.state, "Stable");
+    assert_string_equal(seen.protocol, "range");
+    assert_string_equal(seen.members, "cli@/127.0.0.1 meta=topics:a assigned=p0;");
+    assert_int_equal(dl_groups_describe(g, "nope", seen_group, seen_member, &seen), -ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -305,6 +352,7 @@ int main(void)
         T(test_leaving_rebalances_the_rest_and_the_last_empties_the_group),
         T(test_offset_commits_need_the_current_generation),
         T(test_a_forgotten_waiter_is_never_answered),
+        T(test_describe_shows_state_protocol_and_each_members_assignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
