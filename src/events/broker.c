@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ddialab/logging.h"
 #include "events/protocol.h"
@@ -59,6 +60,7 @@ struct dl_broker_s {
     dl_groups_t *groups;
     uv_timer_t groups_timer; /* the coordinator's next deadline */
     uv_idle_t resume_idle;   /* connections whose parked request was answered */
+    uv_timer_t retention;    /* every retention_check_ms */
     int stopping;
     void (*done)(void *ctx);
     void *done_ctx;
@@ -535,6 +537,32 @@ static void on_connection(uv_stream_t *server, int status)
         close_conn(c, "cannot read");
 }
 
+/* ---- Retention ------------------------------------------------------------------------- */
+
+static void on_retention(uv_timer_t *t)
+{
+    dl_broker_t *b = t->data;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* record timestamps are wall-clock milliseconds */
+    int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    size_t n;
+    dl_topic_t *const *topics = dl_topics_list(b->ctx.topics, &n);
+    for (size_t i = 0; i < n; i++)
+        for (int32_t k = 0; k < topics[i]->n_partitions; k++) {
+            dl_partition_t *p = topics[i]->partitions[k];
+            uint64_t dropped = 0;
+            int rv = dl_partition_retain(p, now_ms, b->opts.retention_ms, b->opts.retention_bytes,
+                                         &dropped);
+            if (dropped > 0)
+                DL_INFO("retention: %s-%d dropped %llu bytes; its log now starts at offset %lld",
+                        topics[i]->name, (int)k, (unsigned long long)dropped,
+                        (long long)dl_partition_log_start_offset(p));
+            if (rv != 0)
+                DL_WARN("retention: %s-%d: %s", topics[i]->name, (int)k,
+                        dl_seglog_errmsg(dl_partition_log(p)));
+        }
+}
+
 /* ---- Start and stop -------------------------------------------------------------------- */
 
 static void on_broker_handle_closed(uv_handle_t *h)
@@ -618,8 +646,12 @@ int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_
     uv_timer_init(loop, &b->interval);
     uv_timer_init(loop, &b->groups_timer);
     uv_idle_init(loop, &b->resume_idle);
-    b->interval.data = b->groups_timer.data = b->resume_idle.data = b;
-    b->handles += 3;
+    uv_timer_init(loop, &b->retention);
+    b->interval.data = b->groups_timer.data = b->resume_idle.data = b->retention.data = b;
+    b->handles += 4;
+    if ((opts->retention_ms >= 0 || opts->retention_bytes >= 0) && opts->retention_check_ms > 0)
+        uv_timer_start(&b->retention, on_retention, (uint64_t)opts->retention_check_ms,
+                       (uint64_t)opts->retention_check_ms);
     if (opts->sync_policy == DL_SYNC_INTERVAL && opts->sync_interval_ms > 0)
         uv_timer_start(&b->interval, on_interval, (uint64_t)opts->sync_interval_ms,
                        (uint64_t)opts->sync_interval_ms);
@@ -648,4 +680,5 @@ void dl_broker_stop(dl_broker_t *b, void (*done)(void *ctx), void *ctx)
     uv_close((uv_handle_t *)&b->interval, on_broker_handle_closed);
     uv_close((uv_handle_t *)&b->groups_timer, on_broker_handle_closed);
     uv_close((uv_handle_t *)&b->resume_idle, on_broker_handle_closed);
+    uv_close((uv_handle_t *)&b->retention, on_broker_handle_closed);
 }

@@ -31,6 +31,9 @@ typedef struct dl_broker_options_s {
     dl_sync_policy_t sync_policy;
     int64_t sync_interval_ms;
     size_t max_connections; /* 0: 1024 */
+    /* Retention, checked every retention_check_ms (partition.h, dl_partition_retain): -1 for
+     * no limit. */
+    int64_t retention_ms, retention_bytes, retention_check_ms;
 } dl_broker_options_t;
 
 /* Starts listening on loop, serving topics, committed offsets and producer ids (all stay the

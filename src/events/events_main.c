@@ -21,7 +21,8 @@ static const char *BROKER_USAGE =
     "kafkajs at --listen. Topics are created on first use (or not, --no-auto-create) with\n"
     "--default-partitions partitions. --flush batch (the default) fsyncs every produced batch\n"
     "before acknowledging it (acks 1 or all); --flush 100ms fsyncs every 100 ms and\n"
-    "acknowledges at once, so a crash may lose what the last interval wrote.\n";
+    "acknowledges at once, so a crash may lose what the last interval wrote. Retention deletes\n"
+    "a partition's oldest segment files by age (--retention-ms) and size (--retention-bytes).\n";
 
 typedef struct main_s {
     dl_topics_t *topics;
@@ -71,6 +72,7 @@ static int broker_main(int argc, char **argv)
     char *listen_addr = "127.0.0.1:9092", *data_dir = "./data/events", *flush = "batch";
     char *log_level = NULL;
     int64_t default_partitions = 1, node_id = 1, segment_bytes = 64 << 20;
+    int64_t retention_ms = 7 * 24 * 3600 * 1000LL, retention_bytes = -1, retention_check_ms = 10000;
     int auto_create = 1;
     dl_flag_t flags[] = {
         {"listen", DL_FLAG_STRING, &listen_addr, "Kafka protocol listen address, HOST:PORT"},
@@ -82,6 +84,13 @@ static int broker_main(int argc, char **argv)
         {"flush", DL_FLAG_STRING, &flush,
          "batch: fsync before acknowledging; or an interval such as 100ms"},
         {"segment-bytes", DL_FLAG_BYTES, &segment_bytes, "roll a partition's segment at this size"},
+        {"retention-ms", DL_FLAG_INT, &retention_ms,
+         "delete a partition's segments whose records are all older than this (-1: never; "
+         "Kafka's default, 7 days)"},
+        {"retention-bytes", DL_FLAG_INT, &retention_bytes,
+         "delete a partition's oldest segments while it holds more than this (-1: no limit)"},
+        {"retention-check", DL_FLAG_DURATION, &retention_check_ms,
+         "how often retention looks (Kafka: 5 minutes)"},
         {"node-id", DL_FLAG_INT, &node_id, "the broker id clients see in metadata"},
         {"log-level", DL_FLAG_STRING, &log_level, "debug, info, warn or error"},
         {NULL, 0, NULL, NULL},
@@ -106,6 +115,11 @@ static int broker_main(int argc, char **argv)
             rv = -1;
     if (rv == 0 && (segment_bytes < 4096 || segment_bytes > ((int64_t)1 << 32)))
         snprintf(err, sizeof(err), "--segment-bytes must be 4KiB to 4GiB"), rv = -1;
+    if (rv == 0 && (retention_ms < -1 || retention_bytes < -1 || retention_check_ms < 1))
+        snprintf(err, sizeof(err),
+                 "--retention-ms and --retention-bytes are -1 (no limit) or "
+                 "more; --retention-check at least 1ms"),
+            rv = -1;
     if (rv == 0 && (node_id < 0 || node_id > INT32_MAX))
         snprintf(err, sizeof(err), "--node-id must be 0 or more"), rv = -1;
     dl_log_level_t level;
@@ -159,7 +173,10 @@ static int broker_main(int argc, char **argv)
                                  .node_id = (int32_t)node_id,
                                  .auto_create = auto_create,
                                  .sync_policy = policy,
-                                 .sync_interval_ms = interval_ms};
+                                 .sync_interval_ms = interval_ms,
+                                 .retention_ms = retention_ms,
+                                 .retention_bytes = retention_bytes,
+                                 .retention_check_ms = retention_check_ms};
     if ((rv = dl_broker_start(&loop, &bopts, m.topics, m.offsets, m.producer_ids, &m.broker, err,
                               sizeof(err))) != 0) {
         fprintf(stderr, "ddialab events broker: %s\n", err);

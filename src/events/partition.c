@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ddialab/error.h"
 #include "events/batch.h"
@@ -307,4 +308,34 @@ int64_t dl_partition_offset_for_time(const dl_partition_t *p, int64_t timestamp_
     if (batch_timestamp != NULL)
         *batch_timestamp = p->index[lo].max_timestamp;
     return p->index[lo].base_offset;
+}
+
+int dl_partition_retain(dl_partition_t *p, int64_t now_ms, int64_t retention_ms,
+                        int64_t retention_bytes, uint64_t *dropped_bytes)
+{
+    *dropped_bytes = 0;
+    /* The first batch to keep: older batches go by time (the running maximum timestamp never
+       decreases, so they are a prefix), then more while the rest is over the size limit. */
+    size_t keep = 0;
+    uint64_t size = p->size_bytes;
+    if (retention_ms >= 0)
+        while (keep < p->count && p->index[keep].max_timestamp < now_ms - retention_ms)
+            size -= p->index[keep++].size;
+    if (retention_bytes >= 0)
+        while (keep < p->count && size > (uint64_t)retention_bytes)
+            size -= p->index[keep++].size;
+    if (keep == 0)
+        return 0;
+    /* Only whole segments go, and never the active one: the seglog keeps the segment holding
+       the first batch to keep, and everything after it. */
+    int rv = dl_seglog_drop_prefix(p->log, p->first_index + keep);
+    uint64_t first = dl_seglog_first_index(p->log);
+    size_t gone = (size_t)(first - p->first_index);
+    for (size_t i = 0; i < gone; i++)
+        *dropped_bytes += p->index[i].size;
+    memmove(p->index, p->index + gone, (p->count - gone) * sizeof(*p->index));
+    p->count -= gone;
+    p->first_index = first;
+    p->size_bytes -= *dropped_bytes;
+    return rv;
 }

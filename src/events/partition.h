@@ -80,4 +80,15 @@ int dl_partition_read(dl_partition_t *p, int64_t offset, size_t max_bytes, dl_bu
 int64_t dl_partition_offset_for_time(const dl_partition_t *p, int64_t timestamp_ms,
                                      int64_t *batch_timestamp);
 
+/*
+ * Retention (Kafka's retention.ms and retention.bytes): deletes the oldest segment files whose
+ * batches are all older than retention_ms before now_ms (by their newest timestamp), and then
+ * more while the partition holds over retention_bytes (-1: no limit for either). Only whole
+ * segments go, never the active one, so a partition may keep somewhat more than the limits. The
+ * log start offset moves up; fetches below it get OFFSET_OUT_OF_RANGE. *dropped_bytes receives
+ * how much was deleted. 0 or an I/O error (what was deleted before it stays deleted).
+ */
+int dl_partition_retain(dl_partition_t *p, int64_t now_ms, int64_t retention_ms,
+                        int64_t retention_bytes, uint64_t *dropped_bytes);
+
 #endif

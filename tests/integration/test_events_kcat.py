@@ -303,5 +303,32 @@ class EventsBrokerWithKcat(unittest.TestCase):
         self.assertIsNone(self.broker.proc.poll())
 
 
+class Retention(unittest.TestCase):
+    def setUp(self):
+        self.broker = Broker("--segment-bytes", "4096", "--retention-bytes", "16384",
+                             "--retention-check", "100ms")
+        self.broker.start()
+
+    def tearDown(self):
+        self.broker.close()
+
+    def test_retention_by_bytes_drops_the_oldest_segments_and_consumers_start_later(self):
+        lines = [f"k{i}:{i:05d} " + "x" * 90 for i in range(1000)]
+        # Small batches, so that segments of 4 KiB fill up one after the other.
+        self.broker.produce("short", lines, "-p", "0", "-X", "linger.ms=0",
+                            "-X", "batch.num.messages=20")
+
+        def first_offset():
+            offsets = self.broker.consume("short", "%o\n", "-p", "0")
+            return int(offsets[0]) if int(offsets[0]) > 0 else None
+        start = harness.wait_until(first_offset, what="retention to drop the first segments",
+                                   describe=self.broker.log_tail)
+        offsets = [int(o) for o in self.broker.consume("short", "%o\n", "-p", "0")]
+        self.assertEqual(offsets, list(range(start, 1000)))  # a suffix, without a hole
+        kept = sum(len(line) for line in lines[start:])
+        self.assertLess(kept, 16384 + 2 * 4096)  # the limit, give or take whole segments
+        self.assertIn("retention: short-0 dropped", self.broker.log_tail(200))
+
+
 if __name__ == "__main__":
     harness.main()

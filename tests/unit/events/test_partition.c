@@ -374,6 +374,61 @@ static void test_partition_append_refuses_bytes_that_are_not_one_batch(void **st
     dl_partition_close(p);
 }
 
+static void test_partition_retention_by_bytes_drops_whole_old_segments(void **state)
+{
+    dl_partition_options_t opts = {.segment_bytes = 1000};
+    dl_partition_t *p = open_ok(*state, &opts);
+    for (int i = 0; i < 40; i++) { /* 40 batches of about 150 bytes, 6 or so per segment */
+        dl_buf_t b = make_batch(2, 1000 + i, 40);
+        append_ok(p, &b);
+        dl_buf_free(&b);
+    }
+    uint64_t before = dl_partition_size_bytes(p), dropped = 0;
+    assert_int_equal(dl_partition_retain(p, 0, -1, 2000, &dropped), 0);
+    assert_true(dropped > 0);
+    assert_int_equal(dl_partition_size_bytes(p), before - dropped);
+    /* Whole segments only: somewhat more than the limit may stay, never more than a segment. */
+    assert_true(dl_partition_size_bytes(p) <= 2000 + 1000 + 200);
+    int64_t start = dl_partition_log_start_offset(p);
+    assert_true(start > 0);
+    assert_int_equal(dl_partition_high_watermark(p), 80);
+    dl_buf_t out = {0};
+    assert_int_equal(dl_partition_read(p, start - 1, SIZE_MAX, &out), -ERANGE);
+    assert_int_equal(dl_partition_read(p, start, SIZE_MAX, &out), 0);
+    dl_kbatch_t first;
+    assert_int_equal(dl_kbatch_parse(out.data, out.len, 1, &first), DL_KBATCH_OK);
+    assert_int_equal(first.base_offset, start);
+    dl_buf_free(&out);
+    dl_partition_close(p);
+    /* Reopened, the partition starts where retention left it. */
+    p = open_ok(*state, &opts);
+    assert_int_equal(dl_partition_log_start_offset(p), start);
+    assert_int_equal(dl_partition_high_watermark(p), 80);
+    dl_partition_close(p);
+}
+
+static void test_partition_retention_by_time_keeps_segments_with_a_recent_record(void **state)
+{
+    dl_partition_options_t opts = {.segment_bytes = 600};
+    dl_partition_t *p = open_ok(*state, &opts);
+    for (int i = 0; i < 30; i++) { /* timestamps 0, 100, ..., 2900 */
+        dl_buf_t b = make_batch(1, 100 * i, 40);
+        append_ok(p, &b);
+        dl_buf_free(&b);
+    }
+    uint64_t dropped = 0;
+    assert_int_equal(dl_partition_retain(p, 10000, 20000, -1, &dropped), 0);
+    assert_int_equal(dropped, 0); /* nothing older than 20 s before t = 10 s */
+    assert_int_equal(dl_partition_retain(p, 3000, 1500, -1, &dropped), 0); /* before t = 1.5 s */
+    int64_t start = dl_partition_log_start_offset(p);
+    assert_true(dropped > 0 && start > 0);
+    assert_true(start <= 15); /* the batch of t = 1.5 s (offset 15) is kept */
+    assert_int_equal(dl_partition_retain(p, 1000000, 1, -1, &dropped), 0);
+    assert_int_equal(dl_partition_high_watermark(p), 30); /* the active segment always stays */
+    assert_true(dl_partition_log_start_offset(p) < 30);
+    dl_partition_close(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +442,8 @@ int main(void)
         TMPDIR_TEST(test_partition_offset_for_time_picks_the_first_batch_reaching_the_time),
         TMPDIR_TEST(test_partition_append_larger_than_max_batch_bytes_changes_nothing),
         TMPDIR_TEST(test_partition_append_refuses_bytes_that_are_not_one_batch),
+        TMPDIR_TEST(test_partition_retention_by_bytes_drops_whole_old_segments),
+        TMPDIR_TEST(test_partition_retention_by_time_keeps_segments_with_a_recent_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
