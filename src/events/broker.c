@@ -669,6 +669,11 @@ int dl_broker_port(const dl_broker_t *b)
                                       : ntohs(((struct sockaddr_in *)&addr)->sin_port);
 }
 
+dl_groups_t *dl_broker_groups(dl_broker_t *b)
+{
+    return b->groups;
+}
+
 void dl_broker_stop(dl_broker_t *b, void (*done)(void *ctx), void *ctx)
 {
     b->stopping = 1;

@@ -43,6 +43,8 @@ int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_
                     dl_offsets_t *offsets, dl_producer_ids_t *producer_ids, dl_broker_t **out,
                     char *errmsg, size_t errlen);
 int dl_broker_port(const dl_broker_t *b);
+/* The broker's group coordinator (for the HTTP API's views). */
+dl_groups_t *dl_broker_groups(dl_broker_t *b);
 /* Stops accepting, closes every connection, waits for the fsync in flight, fsyncs every
  * partition written since, then calls done(ctx) and frees b (never from inside this call). */
 void dl_broker_stop(dl_broker_t *b, void (*done)(void *ctx), void *ctx);

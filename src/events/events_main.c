@@ -11,11 +11,13 @@
 #include "ddialab/flags.h"
 #include "ddialab/logging.h"
 #include "events/broker.h"
+#include "events/http.h"
 #include "events/offsets.h"
 #include "events/topics.h"
 
 static const char *BROKER_USAGE =
-    "usage: ddialab events broker [--listen 127.0.0.1:9092] [--data-dir ./data/events]\n"
+    "usage: ddialab events broker [--listen 127.0.0.1:9092] [--http 127.0.0.1:8090]\n"
+    "                             [--data-dir ./data/events]\n"
     "                             [--default-partitions N] [--flush batch|DURATION]\n\n"
     "A single-node event log that speaks the Kafka wire protocol: point kcat, librdkafka or\n"
     "kafkajs at --listen. Topics are created on first use (or not, --no-auto-create) with\n"
@@ -29,6 +31,7 @@ typedef struct main_s {
     dl_offsets_t *offsets;
     dl_producer_ids_t *producer_ids;
     dl_broker_t *broker;
+    dl_events_http_t http;
     uv_signal_t sigint, sigterm;
     int stopping;
 } main_t;
@@ -37,6 +40,12 @@ static void on_broker_stopped(void *ctx)
 {
     main_t *m = ctx;
     m->broker = NULL;
+}
+
+static void on_http_stopped(void *ctx)
+{
+    main_t *m = ctx;
+    m->http.server = NULL;
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -50,6 +59,8 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_signal_stop(&m->sigterm);
     uv_close((uv_handle_t *)&m->sigint, NULL);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
+    if (m->http.server != NULL)
+        dl_http_server_stop(m->http.server, 0, on_http_stopped, m);
     dl_broker_stop(m->broker, on_broker_stopped, m);
 }
 
@@ -70,12 +81,15 @@ static int parse_flush(const char *text, dl_sync_policy_t *policy, int64_t *inte
 static int broker_main(int argc, char **argv)
 {
     char *listen_addr = "127.0.0.1:9092", *data_dir = "./data/events", *flush = "batch";
+    char *http_addr = "127.0.0.1:8090";
     char *log_level = NULL;
     int64_t default_partitions = 1, node_id = 1, segment_bytes = 64 << 20;
     int64_t retention_ms = 7 * 24 * 3600 * 1000LL, retention_bytes = -1, retention_check_ms = 10000;
     int auto_create = 1;
     dl_flag_t flags[] = {
         {"listen", DL_FLAG_STRING, &listen_addr, "Kafka protocol listen address, HOST:PORT"},
+        {"http", DL_FLAG_STRING, &http_addr,
+         "HTTP API for curl (topics, records, groups), HOST:PORT; \"off\" for none"},
         {"data-dir", DL_FLAG_STRING, &data_dir, "where the partition logs live"},
         {"default-partitions", DL_FLAG_INT, &default_partitions,
          "partitions of a topic created on first use"},
@@ -95,8 +109,8 @@ static int broker_main(int argc, char **argv)
         {"log-level", DL_FLAG_STRING, &log_level, "debug, info, warn or error"},
         {NULL, 0, NULL, NULL},
     };
-    char err[512] = "", host[256] = "127.0.0.1";
-    int port = 9092, next;
+    char err[512] = "", host[256] = "127.0.0.1", http_host[256] = "127.0.0.1";
+    int port = 9092, http_port = 8090, next;
     dl_sync_policy_t policy;
     int64_t interval_ms;
     int rv = dl_flags_parse(BROKER_USAGE, flags, argc, argv, 1, &next, err, sizeof(err));
@@ -106,6 +120,10 @@ static int broker_main(int argc, char **argv)
         snprintf(err, sizeof(err), "unexpected argument '%s' (see --help)", argv[next]), rv = -1;
     if (rv == 0 && dl_parse_host_port(listen_addr, host, sizeof(host), &port) != 0)
         snprintf(err, sizeof(err), "--listen must be HOST:PORT, not '%s'", listen_addr), rv = -1;
+    int http_on = strcmp(http_addr, "off") != 0;
+    if (rv == 0 && http_on &&
+        dl_parse_host_port(http_addr, http_host, sizeof(http_host), &http_port) != 0)
+        snprintf(err, sizeof(err), "--http must be HOST:PORT or off, not '%s'", http_addr), rv = -1;
     if (rv == 0 && (default_partitions < 1 || default_partitions > DL_TOPIC_PARTITIONS_MAX))
         snprintf(err, sizeof(err), "--default-partitions must be 1 to %d", DL_TOPIC_PARTITIONS_MAX),
             rv = -1;
@@ -187,6 +205,27 @@ static int broker_main(int argc, char **argv)
         dl_topics_close(m.topics);
         return 1;
     }
+    char kafka_address[300];
+    snprintf(kafka_address, sizeof(kafka_address), "%s:%d", host, dl_broker_port(m.broker));
+    m.http = (dl_events_http_t){.topics = m.topics,
+                                .groups = dl_broker_groups(m.broker),
+                                .offsets = m.offsets,
+                                .kafka_address = kafka_address,
+                                .node_id = (int32_t)node_id};
+    if (http_on &&
+        dl_events_http_start(&loop, http_host, http_port, &m.http, err, sizeof(err)) != 0) {
+        fprintf(stderr, "ddialab events broker: %s\n", err);
+        m.stopping = 1;
+        if (m.http.server != NULL)
+            dl_http_server_stop(m.http.server, 0, on_http_stopped, &m);
+        dl_broker_stop(m.broker, on_broker_stopped, &m);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        dl_producer_ids_close(m.producer_ids);
+        dl_offsets_close(m.offsets);
+        dl_topics_close(m.topics);
+        return 1;
+    }
     uv_signal_init(&loop, &m.sigint);
     uv_signal_init(&loop, &m.sigterm);
     m.sigint.data = m.sigterm.data = &m;
@@ -194,9 +233,11 @@ static int broker_main(int argc, char **argv)
     uv_signal_start(&m.sigterm, on_signal, SIGTERM);
     size_t n_topics;
     (void)dl_topics_list(m.topics, &n_topics);
-    DL_INFO("Kafka protocol on %s:%d; data in %s (%zu topics); flush %s; try: kcat -b %s:%d -L",
-            host, dl_broker_port(m.broker), data_dir, n_topics, flush, host,
-            dl_broker_port(m.broker));
+    DL_INFO("Kafka protocol on %s; data in %s (%zu topics); flush %s; try: kcat -b %s -L",
+            kafka_address, data_dir, n_topics, flush, kafka_address);
+    if (http_on)
+        DL_INFO("HTTP API on http://%s:%d; try: curl http://%s:%d/topics", http_host,
+                dl_http_server_port(m.http.server), http_host, dl_http_server_port(m.http.server));
     uv_run(&loop, UV_RUN_DEFAULT);
     dl_producer_ids_close(m.producer_ids);
     dl_offsets_close(m.offsets);

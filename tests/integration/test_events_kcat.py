@@ -29,14 +29,14 @@ class Broker:
         self.data = os.path.join(self.dir, "data")
         self.log_path = os.path.join(self.dir, "broker.log")
         self.proc = None
-        self.port = None
+        self.port = self.http_port = None
 
     def start(self, attempts=3):
         for attempt in range(attempts):
             if self.port is None or attempt > 0:
-                self.port = harness.free_ports(1)[0]
+                self.port, self.http_port = harness.free_ports(2)
             argv = [harness.BIN, "events", "broker", "--listen", f"127.0.0.1:{self.port}",
-                    "--data-dir", self.data] + self.flags
+                    "--http", f"127.0.0.1:{self.http_port}", "--data-dir", self.data] + self.flags
             with open(self.log_path, "ab") as log:
                 self.proc = harness.spawn(argv, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT)
@@ -54,6 +54,11 @@ class Broker:
                                + self.log_tail())
         with socket.create_connection(("127.0.0.1", self.port), timeout=1):
             return True
+
+    def http(self, path):
+        """GET path from the HTTP API: (status, JSON body)."""
+        r = harness.request(f"127.0.0.1:{self.http_port}", "GET", path)
+        return r.status, r.json()
 
     @property
     def bootstrap(self):

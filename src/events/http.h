@@ -1,0 +1,30 @@
+/*
+ * The broker's HTTP API for curl (http.c; docs/events.md, "HTTP API"): read-only views of the
+ * topics, their records, and the consumer groups with their lag.
+ */
+#ifndef DDIALAB_EVENTS_HTTP_H
+#define DDIALAB_EVENTS_HTTP_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "ddialab/http_server.h"
+#include "events/groups.h"
+#include "events/offsets.h"
+#include "events/topics.h"
+
+typedef struct dl_events_http_s {
+    dl_topics_t *topics;
+    dl_groups_t *groups;
+    dl_offsets_t *offsets;
+    const char *kafka_address; /* "127.0.0.1:9092", for /status */
+    int32_t node_id;
+    dl_http_server_t *server; /* set by dl_events_http_start */
+} dl_events_http_t;
+
+/* Serves h (which must outlive the server) on host:port. errmsg on failure. Stop the server
+ * with dl_http_server_stop(h->server, ...). */
+int dl_events_http_start(uv_loop_t *loop, const char *host, int port, dl_events_http_t *h,
+                         char *errmsg, size_t errlen);
+
+#endif

@@ -1,0 +1,98 @@
+"""The events broker's HTTP API, as curl would use it: topics with their offsets and sizes,
+records as JSON (text as strings, binary as base64, compressed batches decompressed), consumer
+groups with their members' assignments, committed offsets and lag, and clear JSON errors.
+"""
+
+import subprocess
+import unittest
+
+import harness
+from test_events_kcat import KCAT, Broker, produce_v3, record_batch, roundtrip
+
+
+class HttpApi(unittest.TestCase):
+    def setUp(self):
+        self.broker = Broker("--default-partitions", "2")
+        self.broker.start()
+
+    def tearDown(self):
+        self.broker.close()
+
+    def test_topics_and_records_as_json_for_every_codec(self):
+        for codec in ("none", "gzip", "snappy", "lz4", "zstd"):
+            with self.subTest(codec=codec):
+                topic = f"t-{codec}"
+                self.broker.produce(topic, [f"k{i}:{codec} {i}" for i in range(30)], "-z",
+                                    codec, "-p", "1", "-H", "h=v")
+                status, body = self.broker.http(f"/topics/{topic}")
+                self.assertEqual(status, 200)
+                self.assertEqual([(p["partition"], p["earliest_offset"], p["latest_offset"])
+                                  for p in body["partitions"]], [(0, 0, 0), (1, 0, 30)])
+                status, body = self.broker.http(
+                    f"/topics/{topic}/partitions/1/records?offset=5&limit=10")
+                self.assertEqual(status, 200, body)
+                self.assertEqual([r["offset"] for r in body["records"]], list(range(5, 15)))
+                self.assertEqual(body["next_offset"], 15)
+                first = body["records"][0]
+                self.assertEqual((first["key"], first["value"]), ("k5", f"{codec} 5"))
+                self.assertEqual(first["headers"], [{"key": "h", "value": "v"}])
+                self.assertGreater(first["timestamp"], 1_600_000_000_000)
+        status, body = self.broker.http("/topics")
+        self.assertEqual(status, 200)
+        self.assertEqual(sorted(t["name"] for t in body["topics"]),
+                         [f"t-{c}" for c in sorted(("none", "gzip", "snappy", "lz4", "zstd"))])
+        self.assertTrue(all(t["records"] == 30 for t in body["topics"]))
+
+    def test_binary_values_come_as_base64_and_bad_requests_as_json_errors(self):
+        self.broker.metadata("bin")
+        roundtrip(self.broker.port, produce_v3("bin", 0, record_batch([b"\xff\x00\x01", b"ok"])))
+        status, body = self.broker.http("/topics/bin/partitions/0/records")
+        self.assertEqual(status, 200)
+        binary, text = body["records"]
+        self.assertEqual((binary["value"], binary["value_base64"]), (None, "/wAB"))
+        self.assertEqual((text["value"], text["key"]), ("ok", None))
+        for path, want in (("/topics/nope", 404), ("/topics/bin/partitions/7/records", 404),
+                           ("/topics/bin/partitions/0/records?offset=99", 404),
+                           ("/topics/bin/partitions/0/records?limit=0", 400),
+                           ("/topics/bin/partitions/0/records?offset=x", 400),
+                           ("/topics/bin/whatever", 404), ("/groups/none", 404)):
+            with self.subTest(path=path):
+                status, body = self.broker.http(path)
+                self.assertEqual(status, want)
+                self.assertIn("error", body)
+                self.assertIn("message", body)
+
+    def test_a_groups_members_assignment_offsets_and_lag(self):
+        self.broker.produce("orders", [f"k{i}:v{i}" for i in range(10)], "-p", "0")
+        member = harness.spawn([KCAT, "-b", self.broker.bootstrap, "-G", "shop", "orders", "-q",
+                                "-X", "auto.offset.reset=earliest",
+                                "-X", "auto.commit.interval.ms=100"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def consumed():
+                status, body = self.broker.http("/groups/shop")
+                committed = {o["partition"]: o for o in body.get("offsets", [])}
+                return status == 200 and body["state"] == "Stable" and \
+                    committed.get(0, {}).get("committed") == 10 and body
+            body = harness.wait_until(consumed, what="the group to consume and commit")
+            (m,) = body["members"]
+            self.assertEqual(m["assignment"], {"orders": [0, 1]})
+            self.assertEqual(m["client_host"], "/127.0.0.1")
+            self.broker.produce("orders", ["k:late-1", "k:late-2"], "-p", "1")
+
+            def lag_seen():
+                _, body = self.broker.http("/groups/shop")
+                return {o["partition"]: o["lag"] for o in body["offsets"]}.get(1) == 0
+            harness.wait_until(lag_seen, what="the group to catch up on partition 1")
+            status, body = self.broker.http("/groups")
+            self.assertEqual([(g["group"], g["state"]) for g in body["groups"]],
+                             [("shop", "Stable")])
+        finally:
+            member.kill()
+            harness.reap(member)
+        status, body = self.broker.http("/status")
+        self.assertEqual((status, body["kafka"], body["groups"]), (200, self.broker.bootstrap, 1))
+
+
+if __name__ == "__main__":
+    harness.main()
