@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ddialab/logging.h"
+#include "ddialab/metrics.h"
 #include "events/protocol.h"
 
 #define READ_CHUNK       (64u << 10)
@@ -61,6 +62,10 @@ struct dl_broker_s {
     uv_timer_t groups_timer; /* the coordinator's next deadline */
     uv_idle_t resume_idle;   /* connections whose parked request was answered */
     uv_timer_t retention;    /* every retention_check_ms */
+    dl_metrics_t *metrics;
+    dl_metric_t *requests[DL_KAPI_INIT_PRODUCER_ID + 1]; /* by API key; NULL: not served */
+    dl_metric_t *fsync_rounds, *fsync_seconds, *fsync_failures, *retention_bytes;
+    uint64_t round_started_ns;
     int stopping;
     void (*done)(void *ctx);
     void *done_ctx;
@@ -175,6 +180,10 @@ static void after_jobs(uv_work_t *work, int status)
     b->n_jobs = 0;
     b->syncing = 0;
     b->done_round = b->started_round;
+    dl_metric_inc(b->fsync_rounds);
+    dl_metric_observe(b->fsync_seconds, (double)(uv_hrtime() - b->round_started_ns) / 1e9);
+    if (failed)
+        dl_metric_inc(b->fsync_failures);
     for (conn_t *c = b->conns, *next; c != NULL; c = next) {
         next = c->next;
         if (!c->holding || c->sync_round > b->done_round)
@@ -220,6 +229,7 @@ static void maybe_start_sync(dl_broker_t *b)
     b->dirty.n = 0;
     b->started_round++;
     b->syncing = 1;
+    b->round_started_ns = uv_hrtime();
     b->work.data = b;
     if (uv_queue_work(b->loop, &b->work, run_jobs, after_jobs) != 0) {
         run_jobs(&b->work); /* cannot happen with a live loop; stay correct anyway */
@@ -331,6 +341,8 @@ static void serve(conn_t *c, uint8_t *frame, size_t len, int final)
     case DL_KHEADER_OK:
         break;
     }
+    if (h.api_key >= 0 && h.api_key <= DL_KAPI_INIT_PRODUCER_ID && b->requests[h.api_key])
+        dl_metric_inc(b->requests[h.api_key]);
     b->ctx.touched.n = 0;
     b->ctx.now_ms = (int64_t)uv_now(b->loop);
     b->ctx.waiter = c;
@@ -553,6 +565,7 @@ static void on_retention(uv_timer_t *t)
             uint64_t dropped = 0;
             int rv = dl_partition_retain(p, now_ms, b->opts.retention_ms, b->opts.retention_bytes,
                                          &dropped);
+            dl_metric_add(b->retention_bytes, (double)dropped);
             if (dropped > 0)
                 DL_INFO("retention: %s-%d dropped %llu bytes; its log now starts at offset %lld",
                         topics[i]->name, (int)k, (unsigned long long)dropped,
@@ -561,6 +574,120 @@ static void on_retention(uv_timer_t *t)
                 DL_WARN("retention: %s-%d: %s", topics[i]->name, (int)k,
                         dl_seglog_errmsg(dl_partition_log(p)));
         }
+}
+
+/* ---- Metrics --------------------------------------------------------------------------- */
+
+static double count_connections(void *ctx)
+{
+    return (double)((dl_broker_t *)ctx)->n_conns;
+}
+
+static double count_produced_records(void *ctx)
+{
+    return (double)((dl_broker_t *)ctx)->ctx.produced_records;
+}
+
+static double count_produced_bytes(void *ctx)
+{
+    return (double)((dl_broker_t *)ctx)->ctx.produced_bytes;
+}
+
+static double count_duplicates(void *ctx)
+{
+    return (double)((dl_broker_t *)ctx)->ctx.duplicate_batches;
+}
+
+static double count_fetched_bytes(void *ctx)
+{
+    return (double)((dl_broker_t *)ctx)->ctx.fetched_bytes;
+}
+
+/* What the topics hold now, summed over partitions: which is asked for by what. */
+static double sum_partitions(dl_broker_t *b, int bytes)
+{
+    size_t n;
+    dl_topic_t *const *topics = dl_topics_list(b->ctx.topics, &n);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int32_t k = 0; k < topics[i]->n_partitions; k++)
+            sum += bytes ? (double)dl_partition_size_bytes(topics[i]->partitions[k])
+                         : (double)(dl_partition_high_watermark(topics[i]->partitions[k]) -
+                                    dl_partition_log_start_offset(topics[i]->partitions[k]));
+    return sum;
+}
+
+static double count_log_bytes(void *ctx)
+{
+    return sum_partitions(ctx, 1);
+}
+
+static double count_log_records(void *ctx)
+{
+    return sum_partitions(ctx, 0);
+}
+
+static double count_partitions(void *ctx)
+{
+    size_t n;
+    dl_topic_t *const *topics = dl_topics_list(((dl_broker_t *)ctx)->ctx.topics, &n);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += topics[i]->n_partitions;
+    return sum;
+}
+
+/* The registry: a request counter per served API (labels bounded by the API table), traffic,
+ * what the log holds, group commit and retention. NULL when out of memory. */
+static dl_metrics_t *new_metrics(dl_broker_t *b)
+{
+    dl_metrics_t *m = dl_metrics_new();
+    if (m == NULL)
+        return NULL;
+    size_t n;
+    const dl_kapi_t *apis = dl_kapis(&n);
+    for (size_t i = 0; i < n; i++) {
+        char labels[64] = "";
+        dl_metrics_label_append(labels, sizeof(labels), "api", apis[i].name);
+        b->requests[apis[i].key] = dl_metrics_counter(
+            m, "ddialab_events_requests_total", "Kafka protocol requests served, by API", labels);
+    }
+    dl_metrics_gauge_fn(m, "ddialab_events_connections", "Open Kafka protocol connections", "",
+                        count_connections, b);
+    dl_metrics_counter_fn(m, "ddialab_events_produced_records_total",
+                          "Records stored from produce requests", "", count_produced_records, b);
+    dl_metrics_counter_fn(m, "ddialab_events_produced_bytes_total",
+                          "Bytes of record batches stored from produce requests", "",
+                          count_produced_bytes, b);
+    dl_metrics_counter_fn(m, "ddialab_events_duplicate_batches_total",
+                          "Idempotent producers' retried batches answered without storing them", "",
+                          count_duplicates, b);
+    dl_metrics_counter_fn(m, "ddialab_events_fetched_bytes_total",
+                          "Bytes of record batches answered to fetches", "", count_fetched_bytes,
+                          b);
+    dl_metrics_gauge_fn(m, "ddialab_events_partitions", "Partitions of all topics", "",
+                        count_partitions, b);
+    dl_metrics_gauge_fn(m, "ddialab_events_log_bytes", "Bytes of record batches stored", "",
+                        count_log_bytes, b);
+    dl_metrics_gauge_fn(m, "ddialab_events_log_records",
+                        "Offsets between the log start and the high watermark, over partitions", "",
+                        count_log_records, b);
+    b->fsync_rounds = dl_metrics_counter(m, "ddialab_events_fsync_rounds_total",
+                                         "Group-commit fsync rounds finished", "");
+    b->fsync_failures = dl_metrics_counter(m, "ddialab_events_fsync_failures_total",
+                                           "Group-commit fsync rounds that failed", "");
+    b->fsync_seconds = dl_metrics_histogram(
+        m, "ddialab_events_fsync_seconds", "Duration of a group-commit fsync round", "",
+        dl_metrics_latency_seconds_buckets, dl_metrics_latency_seconds_nbuckets);
+    b->retention_bytes = dl_metrics_counter(m, "ddialab_events_retention_deleted_bytes_total",
+                                            "Bytes deleted by retention", "");
+    dl_metrics_add_process(m);
+    return m;
+}
+
+dl_metrics_t *dl_broker_metrics(dl_broker_t *b)
+{
+    return b->metrics;
 }
 
 /* ---- Start and stop -------------------------------------------------------------------- */
@@ -588,6 +715,7 @@ static void maybe_finish_stop(dl_broker_t *b)
     free(b->job_parts);
     free(b->ctx.touched.items);
     dl_groups_free(b->groups);
+    dl_metrics_free(b->metrics);
     free(b);
     if (done)
         done(ctx);
@@ -615,8 +743,10 @@ int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_
     b->ctx.offsets = offsets;
     b->ctx.producer_ids = producer_ids;
     dl_groups_callbacks_t callbacks = {.join_done = on_join_done, .sync_done = on_sync_done};
-    if ((b->groups = b->ctx.groups = dl_groups_new(&callbacks)) == NULL) {
+    if ((b->groups = b->ctx.groups = dl_groups_new(&callbacks)) == NULL ||
+        (b->metrics = new_metrics(b)) == NULL) {
         snprintf(errmsg, errlen, "out of memory");
+        dl_groups_free(b->groups);
         free(b);
         return -ENOMEM;
     }
@@ -628,6 +758,7 @@ int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_
     if (rv != 0) {
         snprintf(errmsg, errlen, "--listen: '%s' is not an IPv4 or IPv6 address", b->host);
         dl_groups_free(b->groups);
+        dl_metrics_free(b->metrics);
         free(b);
         return -EINVAL;
     }

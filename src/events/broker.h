@@ -45,6 +45,8 @@ int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_
 int dl_broker_port(const dl_broker_t *b);
 /* The broker's group coordinator (for the HTTP API's views). */
 dl_groups_t *dl_broker_groups(dl_broker_t *b);
+/* The broker's metrics registry (ddialab_events_*, for GET /metrics). */
+struct dl_metrics_s *dl_broker_metrics(dl_broker_t *b);
 /* Stops accepting, closes every connection, waits for the fsync in flight, fsyncs every
  * partition written since, then calls done(ctx) and frees b (never from inside this call). */
 void dl_broker_stop(dl_broker_t *b, void (*done)(void *ctx), void *ctx);

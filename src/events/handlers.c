@@ -176,6 +176,7 @@ static int16_t produce_partition(dl_events_ctx_t *ctx, dl_partition_t *p, dl_ksl
             /* A retry of a batch already stored: success, with the offset it got then. */
             if (*base_offset < 0)
                 *base_offset = duplicate;
+            ctx->duplicate_batches++;
             at += b.total_len;
             continue;
         }
@@ -186,6 +187,8 @@ static int16_t produce_partition(dl_events_ctx_t *ctx, dl_partition_t *p, dl_ksl
             return rv == DL_ETOOLARGE ? DL_KERR_MESSAGE_TOO_LARGE : DL_KERR_KAFKA_STORAGE_ERROR;
         if (*base_offset < 0)
             *base_offset = offset;
+        ctx->produced_records += (uint64_t)b.records_count;
+        ctx->produced_bytes += b.total_len;
         at += b.total_len;
     }
     return dl_partition_set_add(&ctx->touched, p) == 0 ? DL_KERR_NONE : DL_KERR_KAFKA_STORAGE_ERROR;
@@ -530,6 +533,7 @@ static dl_handled_t fetch(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreade
         *wait_ms = max_wait;
         return DL_HANDLED_WAIT_DATA;
     }
+    ctx->fetched_bytes += bytes;
     dl_kresponse_end(out, start);
     return DL_HANDLED_RESPOND;
 }

@@ -36,6 +36,8 @@ typedef struct dl_events_ctx_s {
     int64_t now_ms;
     void *waiter;
     const char *client_host; /* the connection's peer, "/127.0.0.1" as Kafka writes it */
+    /* Counted by the handlers, read by /metrics. */
+    uint64_t produced_records, produced_bytes, duplicate_batches, fetched_bytes;
 } dl_events_ctx_t;
 
 typedef enum {

@@ -8,6 +8,7 @@
  *   GET /topics/{t}/partitions/{p}/records?offset=&limit=   records as JSON
  *   GET /groups                                     every consumer group
  *   GET /groups/{g}                                 members, assignments, offsets and lag
+ *   GET /metrics                                    Prometheus text
  *
  * Keys, values and header values are JSON strings when they are UTF-8 text, else base64 under
  * "<name>_base64". Compressed batches are decompressed here (decompress.c); the Kafka side never
@@ -23,6 +24,7 @@
 
 #include "ddialab/base64.h"
 #include "ddialab/error.h"
+#include "ddialab/metrics.h"
 #include "events/batch.h"
 #include "events/decompress.h"
 
@@ -423,6 +425,20 @@ static void get_group(void *ctx, dl_http_req_t *req)
     dl_http_reply_json(req, 200, d.body, NULL);
 }
 
+static void get_metrics(void *ctx, dl_http_req_t *req)
+{
+    dl_events_http_t *h = ctx;
+    char *text;
+    size_t len;
+    int rv = dl_metrics_render(h->metrics, &text, &len);
+    if (rv != 0) {
+        dl_http_reply_error(req, rv, "cannot render the metrics");
+        return;
+    }
+    dl_http_reply(req, 200, DL_METRICS_CONTENT_TYPE, text, len, NULL);
+    free(text);
+}
+
 int dl_events_http_start(uv_loop_t *loop, const char *host, int port, dl_events_http_t *h,
                          char *errmsg, size_t errlen)
 {
@@ -435,7 +451,7 @@ int dl_events_http_start(uv_loop_t *loop, const char *host, int port, dl_events_
         dl_http_handler_fn fn;
     } routes[] = {
         {"/status", get_status}, {"/topics", get_topics},  {"/topics/*", get_topic_path},
-        {"/groups", get_groups}, {"/groups/*", get_group},
+        {"/groups", get_groups}, {"/groups/*", get_group}, {"/metrics", get_metrics},
     };
     for (size_t i = 0; rv == 0 && i < sizeof(routes) / sizeof(routes[0]); i++)
         rv = dl_http_server_route(h->server, "GET", routes[i].pattern, routes[i].fn, h);

@@ -19,7 +19,8 @@ typedef struct dl_events_http_s {
     dl_offsets_t *offsets;
     const char *kafka_address; /* "127.0.0.1:9092", for /status */
     int32_t node_id;
-    dl_http_server_t *server; /* set by dl_events_http_start */
+    struct dl_metrics_s *metrics; /* GET /metrics */
+    dl_http_server_t *server;     /* set by dl_events_http_start */
 } dl_events_http_t;
 
 /* Serves h (which must outlive the server) on host:port. errmsg on failure. Stop the server

@@ -1,10 +1,13 @@
 """The events broker's HTTP API, as curl would use it: topics with their offsets and sizes,
 records as JSON (text as strings, binary as base64, compressed batches decompressed), consumer
-groups with their members' assignments, committed offsets and lag, and clear JSON errors.
+groups with their members' assignments, committed offsets and lag, clear JSON errors, and
+Prometheus metrics that promtool accepts.
 """
 
 import subprocess
 import unittest
+
+PROMTOOL = "/usr/bin/promtool"
 
 import harness
 from test_events_kcat import KCAT, Broker, produce_v3, record_batch, roundtrip
@@ -92,6 +95,28 @@ class HttpApi(unittest.TestCase):
             harness.reap(member)
         status, body = self.broker.http("/status")
         self.assertEqual((status, body["kafka"], body["groups"]), (200, self.broker.bootstrap, 1))
+
+    def test_metrics_are_valid_prometheus_text_that_counts_what_happened(self):
+        self.broker.produce("m", [f"k{i}:v{i}" for i in range(25)], "-p", "0")
+        self.broker.consume("m", "%s\\n", "-p", "0")
+        r = harness.request(f"127.0.0.1:{self.broker.http_port}", "GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        text = r.body.decode()
+        proc = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(),
+                              capture_output=True, timeout=30)
+        self.assertEqual(proc.returncode, 0, proc.stdout.decode() + proc.stderr.decode())
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+        self.assertEqual(samples["ddialab_events_produced_records_total"], 25)
+        self.assertEqual(samples["ddialab_events_log_records"], 25)
+        self.assertGreaterEqual(samples['ddialab_events_requests_total{api="Produce"}'], 1)
+        self.assertGreaterEqual(samples['ddialab_events_requests_total{api="Fetch"}'], 1)
+        self.assertGreaterEqual(samples["ddialab_events_fsync_rounds_total"], 1)
+        self.assertGreater(samples["ddialab_events_fetched_bytes_total"], 0)
+        self.assertEqual(samples["ddialab_events_partitions"], 2)
 
 
 if __name__ == "__main__":
