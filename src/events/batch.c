@@ -1,6 +1,8 @@
 /* Kafka record batches, message format v2 (batch.h). */
 #include "events/batch.h"
 
+#include <errno.h>
+
 #include "ddialab/crc32c.h"
 
 const char *dl_kbatch_status_text(dl_kbatch_status_t status)
@@ -112,4 +114,42 @@ int dl_krecord_header(dl_krecord_t *rec, dl_kslice_t *key, dl_kslice_t *value)
     if (value_len >= 0)
         *value = (dl_kslice_t){dl_kr_raw(h, (size_t)value_len), value_len};
     return h->failed ? -1 : 0;
+}
+
+/* A varint length and the bytes of a slice (len -1: the null length alone). */
+static int put_field(dl_buf_t *b, dl_kslice_t s)
+{
+    return dl_kw_varint(b, s.len) | (s.len > 0 ? dl_buf_append(b, s.p, (size_t)s.len) : 0);
+}
+
+int dl_kbatch_build(dl_buf_t *out, const dl_krecord_in_t *records, size_t n, int64_t timestamp_ms)
+{
+    size_t start = out->len;
+    int rv = dl_kw_i64(out, 0) | dl_kw_i32(out, 0) /* batchLength, below */ |
+             dl_kw_i32(out, -1) /* partition leader epoch */ | dl_kw_i8(out, 2) |
+             dl_kw_i32(out, 0) /* crc, below */ | dl_kw_i16(out, 0) |
+             dl_kw_i32(out, (int32_t)n - 1) | dl_kw_i64(out, timestamp_ms) |
+             dl_kw_i64(out, timestamp_ms) | dl_kw_i64(out, -1) /* no producer id */ |
+             dl_kw_i16(out, -1) | dl_kw_i32(out, -1) | dl_kw_i32(out, (int32_t)n);
+    dl_buf_t rec = {0};
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        const dl_krecord_in_t *r = &records[i];
+        rec.len = 0;
+        rv |= dl_kw_i8(&rec, 0) | dl_kw_varlong(&rec, 0) | dl_kw_varint(&rec, (int32_t)i) |
+              put_field(&rec, r->key) | put_field(&rec, r->value) |
+              dl_kw_varint(&rec, (int32_t)r->n_headers);
+        for (size_t k = 0; k < r->n_headers; k++)
+            rv |= put_field(&rec, r->header_keys[k]) | put_field(&rec, r->header_values[k]);
+        rv |= dl_kw_varint(out, (int32_t)rec.len) | dl_buf_append(out, rec.data, rec.len);
+    }
+    dl_buf_free(&rec);
+    if (rv != 0) {
+        out->len = start;
+        return -ENOMEM;
+    }
+    uint8_t *batch = out->data + start;
+    size_t len = out->len - start;
+    dl_kput_be32(batch + DL_KBATCH_LENGTH_OFFSET, (uint32_t)(len - DL_KBATCH_OVERHEAD));
+    dl_kput_be32(batch + 17, dl_crc32c(0, batch + 21, len - 21));
+    return 0;
 }

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ddialab/buf.h"
 #include "events/kwire.h"
 
 #define DL_KBATCH_HEADER_BYTES  61 /* up to and with recordsCount */
@@ -103,5 +104,19 @@ typedef struct dl_krecord_s {
 int dl_krecord_next(dl_kreader_t *r, dl_krecord_t *rec);
 /* The next header of rec: 0, or -1 when malformed. A header's key is never null. */
 int dl_krecord_header(dl_krecord_t *rec, dl_kslice_t *key, dl_kslice_t *value);
+
+/* A record to encode (dl_kbatch_build): len -1 slices are null. */
+typedef struct dl_krecord_in_s {
+    dl_kslice_t key, value;
+    const dl_kslice_t *header_keys, *header_values;
+    size_t n_headers;
+} dl_krecord_in_t;
+
+/*
+ * Appends to out an uncompressed record batch v2 holding the n records (n >= 1), all with
+ * timestamp timestamp_ms (CreateTime), no producer id, base offset 0 (the partition assigns
+ * it), and its CRC-32C: what the HTTP API's POST stores. 0 or -ENOMEM (out as it was).
+ */
+int dl_kbatch_build(dl_buf_t *out, const dl_krecord_in_t *records, size_t n, int64_t timestamp_ms);
 
 #endif

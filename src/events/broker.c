@@ -9,6 +9,8 @@
 
 #include "ddialab/logging.h"
 #include "ddialab/metrics.h"
+#include "ddialab/error.h"
+#include "events/batch.h"
 #include "events/protocol.h"
 
 #define READ_CHUNK       (64u << 10)
@@ -58,6 +60,7 @@ struct dl_broker_s {
     size_t n_jobs;
     uint64_t started_round, done_round;
     int waking, wake_again; /* wake_fetches is running; asked to run again */
+    struct local_s *locals; /* dl_broker_produce calls waiting for an fsync round */
     dl_groups_t *groups;
     uv_timer_t groups_timer; /* the coordinator's next deadline */
     uv_idle_t resume_idle;   /* connections whose parked request was answered */
@@ -70,6 +73,17 @@ struct dl_broker_s {
     void (*done)(void *ctx);
     void *done_ctx;
 };
+
+/* A dl_broker_produce call waiting for the fsync round that covers it. */
+typedef struct local_s {
+    struct local_s *next;
+    uint64_t sync_round;
+    void (*done)(void *ctx, int rv, const int64_t *base_offsets);
+    void *ctx;
+    size_t n;
+    int rv;
+    int64_t base_offsets[];
+} local_t;
 
 static void serve_frames(conn_t *c);
 static void maybe_finish_stop(dl_broker_t *b);
@@ -196,6 +210,16 @@ static void after_jobs(uv_work_t *work, int status)
         if (c->held_respond)
             send_response(c, &c->held);
         request_done(c, 1);
+    }
+    for (local_t **l = &b->locals; *l != NULL;) {
+        local_t *x = *l;
+        if (x->sync_round > b->done_round) {
+            l = &x->next;
+            continue;
+        }
+        *l = x->next;
+        x->done(x->ctx, failed ? DL_EINTERNAL : x->rv, x->base_offsets);
+        free(x);
     }
     maybe_start_sync(b);
     maybe_finish_stop(b);
@@ -704,10 +728,21 @@ static void maybe_finish_stop(dl_broker_t *b)
     if (!b->stopping || b->handles > 0 || b->syncing)
         return;
     /* The last writes, fsynced here: nothing else runs on the loop any more. */
+    int synced = 1;
     for (size_t i = 0; i < b->dirty.n; i++)
-        if (dl_seglog_sync(dl_partition_log(b->dirty.items[i])) != 0)
+        if (dl_seglog_sync(dl_partition_log(b->dirty.items[i])) != 0) {
             DL_WARN("fsync at stop failed: %s",
                     dl_seglog_errmsg(dl_partition_log(b->dirty.items[i])));
+            synced = 0;
+        }
+    /* Local produces still waiting (the round in flight has finished: b->syncing is 0) are now
+     * as durable as that fsync made them. */
+    while (b->locals != NULL) {
+        local_t *x = b->locals;
+        b->locals = x->next;
+        x->done(x->ctx, synced ? x->rv : DL_ESHUTDOWN, x->base_offsets);
+        free(x);
+    }
     void (*done)(void *) = b->done;
     void *ctx = b->done_ctx;
     free(b->dirty.items);
@@ -798,6 +833,55 @@ int dl_broker_port(const dl_broker_t *b)
         return -1;
     return addr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&addr)->sin6_port)
                                       : ntohs(((struct sockaddr_in *)&addr)->sin_port);
+}
+
+void dl_broker_produce(dl_broker_t *b, dl_partition_t *const *partitions,
+                       const uint8_t *const *batches, const size_t *lens, size_t n,
+                       void (*done)(void *ctx, int rv, const int64_t *base_offsets), void *ctx)
+{
+    local_t *x = calloc(1, sizeof(*x) + (n + 1) * sizeof(int64_t));
+    if (x == NULL) {
+        done(ctx, -ENOMEM, NULL);
+        return;
+    }
+    x->done = done;
+    x->ctx = ctx;
+    x->n = n;
+    for (size_t i = 0; i < n; i++)
+        x->base_offsets[i] = -1;
+    size_t stored = 0;
+    for (size_t i = 0; i < n && x->rv == 0; i++) {
+        uint8_t *copy = malloc(lens[i]);
+        if (copy == NULL) {
+            x->rv = -ENOMEM;
+            break;
+        }
+        memcpy(copy, batches[i], lens[i]);
+        x->rv = dl_partition_append(partitions[i], copy, lens[i], &x->base_offsets[i]);
+        free(copy);
+        if (x->rv == 0 && dl_partition_set_add(&b->dirty, partitions[i]) != 0)
+            x->rv = -ENOMEM;
+        if (x->rv == 0) {
+            stored++;
+            dl_kbatch_t parsed;
+            if (dl_kbatch_parse(batches[i], lens[i], 0, &parsed) == DL_KBATCH_OK)
+                b->ctx.produced_records += (uint64_t)parsed.records_count;
+            b->ctx.produced_bytes += lens[i];
+        }
+    }
+    if (stored > 0)
+        wake_fetches(b);
+    if (stored == 0 || b->opts.sync_policy != DL_SYNC_BATCH || b->stopping) {
+        if (stored > 0 && b->opts.sync_policy == DL_SYNC_BATCH) /* stopping: synced at stop */
+            maybe_start_sync(b);
+        done(ctx, x->rv, x->base_offsets);
+        free(x);
+        return;
+    }
+    x->sync_round = b->started_round + 1;
+    x->next = b->locals;
+    b->locals = x;
+    maybe_start_sync(b);
 }
 
 dl_groups_t *dl_broker_groups(dl_broker_t *b)

@@ -45,6 +45,20 @@ int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_
 int dl_broker_port(const dl_broker_t *b);
 /* The broker's group coordinator (for the HTTP API's views). */
 dl_groups_t *dl_broker_groups(dl_broker_t *b);
+/*
+ * Stores n record batches (each already built and checked; batches[i] of lens[i] bytes) into
+ * partitions[i] for a client that is not a Kafka connection (the HTTP API), then calls
+ * done(ctx, rv, base_offsets) once they are as durable as a produce with acks=all would be:
+ * after the next fsync round under --flush batch, at once otherwise. rv is 0, or the error of
+ * the first batch that could not be stored (those before it are stored; base_offsets of the
+ * rest are -1), DL_EINTERNAL when the fsync failed, DL_ESHUTDOWN when the broker stopped first.
+ * The batches are copied first (their base offsets are rewritten in the copies).
+ * base_offsets is valid during the call.
+ */
+void dl_broker_produce(dl_broker_t *b, dl_partition_t *const *partitions,
+                       const uint8_t *const *batches, const size_t *lens, size_t n,
+                       void (*done)(void *ctx, int rv, const int64_t *base_offsets), void *ctx);
+
 /* The broker's metrics registry (ddialab_events_*, for GET /metrics). */
 struct dl_metrics_s *dl_broker_metrics(dl_broker_t *b);
 /* Stops accepting, closes every connection, waits for the fsync in flight, fsyncs every

@@ -212,6 +212,8 @@ static int broker_main(int argc, char **argv)
                                 .offsets = m.offsets,
                                 .kafka_address = kafka_address,
                                 .metrics = dl_broker_metrics(m.broker),
+                                .broker = m.broker,
+                                .auto_create = auto_create,
                                 .node_id = (int32_t)node_id};
     if (http_on &&
         dl_events_http_start(&loop, http_host, http_port, &m.http, err, sizeof(err)) != 0) {

@@ -9,6 +9,7 @@
  *   GET /groups                                     every consumer group
  *   GET /groups/{g}                                 members, assignments, offsets and lag
  *   GET /metrics                                    Prometheus text
+ *   POST /topics/{t}/records                        {"records": [...]}: stored, offsets out
  *
  * Keys, values and header values are JSON strings when they are UTF-8 text, else base64 under
  * "<name>_base64". Compressed batches are decompressed here (decompress.c); the Kafka side never
@@ -21,8 +22,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ddialab/base64.h"
+#include "ddialab/json_util.h"
 #include "ddialab/error.h"
 #include "ddialab/metrics.h"
 #include "events/batch.h"
@@ -439,10 +442,299 @@ static void get_metrics(void *ctx, dl_http_req_t *req)
     free(text);
 }
 
+/* ---- POST /topics/{t}/records ----------------------------------------------------------- */
+
+#define MAX_POST_RECORDS 10000
+
+/* Kafka's default partitioner for keyed records (murmur2, as the Java client computes it), so
+ * that a key lands where a Java producer would put it. */
+static uint32_t murmur2(const uint8_t *data, size_t len)
+{
+    const uint32_t m = 0x5bd1e995;
+    uint32_t h = 0x9747b28c ^ (uint32_t)len;
+    size_t i = 0;
+    for (; i + 4 <= len; i += 4) {
+        uint32_t k = (uint32_t)data[i] | (uint32_t)data[i + 1] << 8 | (uint32_t)data[i + 2] << 16 |
+                     (uint32_t)data[i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    switch (len - i) {
+    case 3:
+        h ^= (uint32_t)data[i + 2] << 16; /* fall through */
+    case 2:
+        h ^= (uint32_t)data[i + 1] << 8; /* fall through */
+    case 1:
+        h ^= data[i];
+        h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return h;
+}
+
+/* One POST in flight: what it stored where, to answer with offsets in the records' order. */
+typedef struct post_s {
+    dl_http_req_t *req;
+    char topic[DL_TOPIC_NAME_MAX + 1];
+    size_t n;
+    int32_t *partition; /* of each record */
+    int32_t *position;  /* its index in its partition's batch */
+    int32_t *slot_of;   /* partition -> its batch's slot in the produce call */
+} post_t;
+
+static void free_post(post_t *p)
+{
+    free(p->partition);
+    free(p->position);
+    free(p->slot_of);
+    free(p);
+}
+
+static void posted(void *ctx, int rv, const int64_t *base_offsets)
+{
+    post_t *p = ctx;
+    if (rv != 0) {
+        dl_http_reply_error(p->req, rv == DL_ETOOLARGE ? DL_ETOOLARGE : rv,
+                            "the records of '%s' were not all stored: %s", p->topic,
+                            dl_strerror(rv));
+        free_post(p);
+        return;
+    }
+    json_t *offsets = json_array();
+    for (size_t i = 0; offsets != NULL && i < p->n; i++) {
+        int64_t offset = base_offsets[p->slot_of[p->partition[i]]] + p->position[i];
+        if (json_array_append_new(offsets,
+                                  json_pack("{s:i, s:I}", "partition", (int)p->partition[i],
+                                            "offset", (json_int_t)offset)) != 0) {
+            json_decref(offsets);
+            offsets = NULL;
+        }
+    }
+    dl_http_reply_json(
+        p->req, 200,
+        offsets ? json_pack("{s:s, s:o}", "topic", p->topic, "offsets", offsets) : NULL, NULL);
+    free_post(p);
+}
+
+/* A JSON field as bytes: "name" (text or null) or "name_base64". 0 with *out set (len -1 for
+ * null or absent), or -1 with *why set. *owned receives a buffer to free. */
+static int field_bytes(json_t *rec, const char *name, dl_kslice_t *out, unsigned char **owned,
+                       const char **why)
+{
+    char b64name[32];
+    snprintf(b64name, sizeof(b64name), "%s_base64", name);
+    json_t *text = json_object_get(rec, name), *b64 = json_object_get(rec, b64name);
+    *out = (dl_kslice_t){NULL, -1};
+    *owned = NULL;
+    if (text != NULL && !json_is_null(text) && b64 != NULL) {
+        *why = "give a field as text or as base64, not both";
+        return -1;
+    }
+    if (b64 != NULL) {
+        size_t len;
+        if (!json_is_string(b64) ||
+            dl_base64_decode(json_string_value(b64), json_string_length(b64), owned, &len) != 0) {
+            *why = "a *_base64 field must be a base64 string";
+            return -1;
+        }
+        *out = (dl_kslice_t){*owned, (int32_t)len};
+        return 0;
+    }
+    if (text == NULL || json_is_null(text))
+        return 0;
+    if (!json_is_string(text)) {
+        *why = "keys and values are strings, null, or base64 in *_base64";
+        return -1;
+    }
+    *out =
+        (dl_kslice_t){(const uint8_t *)json_string_value(text), (int32_t)json_string_length(text)};
+    return 0;
+}
+
+/* Builds each partition's batch from the records (one per partition, in the records' order)
+ * and hands them to the broker; answers errors itself. */
+static void post_records(dl_events_http_t *h, dl_http_req_t *req, dl_topic_t *t, json_t *records)
+{
+    size_t n = json_array_size(records);
+    int32_t parts = t->n_partitions;
+    post_t *p = calloc(1, sizeof(*p));
+    dl_krecord_in_t *in = calloc(n, sizeof(*in));
+    dl_kslice_t *hk = NULL, *hv = NULL;
+    unsigned char **owned = calloc(2 * n + 1, sizeof(*owned));
+    size_t n_headers = 0, n_owned = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *hdrs = json_object_get(json_array_get(records, i), "headers");
+        n_headers += json_is_object(hdrs) ? json_object_size(hdrs) : 0;
+    }
+    hk = calloc(n_headers + 1, sizeof(*hk));
+    hv = calloc(n_headers + 1, sizeof(*hv));
+    dl_buf_t *bufs = calloc((size_t)parts, sizeof(*bufs));
+    const char *why = NULL;
+    char msg[160] = "";
+    if (p == NULL || in == NULL || owned == NULL || hk == NULL || hv == NULL || bufs == NULL ||
+        (p->partition = calloc(n, sizeof(int32_t))) == NULL ||
+        (p->position = calloc(n, sizeof(int32_t))) == NULL ||
+        (p->slot_of = calloc((size_t)parts, sizeof(int32_t))) == NULL) {
+        why = "out of memory";
+        goto out;
+    }
+    p->req = req;
+    p->n = n;
+    snprintf(p->topic, sizeof(p->topic), "%s", t->name);
+    size_t used_headers = 0;
+    for (size_t i = 0; i < n && why == NULL; i++) {
+        json_t *rec = json_array_get(records, i), *part = json_object_get(rec, "partition");
+        json_t *hdrs = json_object_get(rec, "headers");
+        if (!json_is_object(rec))
+            why = "each record is a JSON object";
+        else if (field_bytes(rec, "key", &in[i].key, &owned[n_owned++], &why) == 0 &&
+                 field_bytes(rec, "value", &in[i].value, &owned[n_owned++], &why) == 0) {
+            if (part != NULL && (!json_is_integer(part) || json_integer_value(part) < 0 ||
+                                 json_integer_value(part) >= parts))
+                why = "partition must be an integer from 0 to the topic's partitions - 1";
+            else if (hdrs != NULL && !json_is_object(hdrs))
+                why = "headers is an object of names and string values";
+        }
+        if (why != NULL) {
+            snprintf(msg, sizeof(msg), "record %zu: %s", i, why);
+            break;
+        }
+        in[i].header_keys = hk + used_headers;
+        in[i].header_values = hv + used_headers;
+        const char *hname;
+        json_t *hval;
+        json_object_foreach(hdrs, hname, hval)
+        {
+            if (!json_is_string(hval)) {
+                snprintf(msg, sizeof(msg), "record %zu: header values are strings", i);
+                why = msg;
+                break;
+            }
+            hk[used_headers] = (dl_kslice_t){(const uint8_t *)hname, (int32_t)strlen(hname)};
+            hv[used_headers++] = (dl_kslice_t){(const uint8_t *)json_string_value(hval),
+                                               (int32_t)json_string_length(hval)};
+            in[i].n_headers++;
+        }
+        p->partition[i] =
+            part != NULL ? (int32_t)json_integer_value(part)
+            : in[i].key.len >= 0
+                ? (int32_t)((murmur2(in[i].key.p, (size_t)in[i].key.len) & 0x7fffffff) %
+                            (uint32_t)parts)
+                : (int32_t)(h->next_partition++ % (uint32_t)parts);
+    }
+    if (why != NULL) {
+        if (msg[0] == '\0')
+            snprintf(msg, sizeof(msg), "%s", why);
+        goto out;
+    }
+    /* One batch per partition, records in their order. */
+    dl_partition_t **targets = calloc((size_t)parts, sizeof(*targets));
+    const uint8_t **batches = calloc((size_t)parts, sizeof(*batches));
+    size_t *lens = calloc((size_t)parts, sizeof(*lens));
+    dl_krecord_in_t *group = calloc(n, sizeof(*group));
+    size_t slots = 0;
+    int rv = targets && batches && lens && group ? 0 : -ENOMEM;
+    for (int32_t k = 0; rv == 0 && k < parts; k++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (p->partition[i] == k) {
+                p->position[i] = (int32_t)m;
+                group[m++] = in[i];
+            }
+        if (m == 0)
+            continue;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        rv = dl_kbatch_build(&bufs[k], group, m, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+        targets[slots] = t->partitions[k];
+        batches[slots] = bufs[k].data;
+        lens[slots] = bufs[k].len;
+        p->slot_of[k] = (int32_t)slots++;
+    }
+    if (rv == 0) {
+        dl_broker_produce(h->broker, targets, batches, lens, slots, posted, p);
+        p = NULL; /* posted() answers and frees it */
+    } else {
+        snprintf(msg, sizeof(msg), "out of memory");
+    }
+    free(targets);
+    free(batches);
+    free(lens);
+    free(group);
+out:
+    if (p != NULL) {
+        dl_http_reply_error(req, strcmp(msg, "out of memory") == 0 ? -ENOMEM : DL_EBADREQUEST, "%s",
+                            msg[0] ? msg : "out of memory");
+        free_post(p);
+    }
+    for (int32_t k = 0; bufs != NULL && k < parts; k++)
+        dl_buf_free(&bufs[k]);
+    for (size_t i = 0; owned != NULL && i < n_owned; i++)
+        free(owned[i]);
+    free(bufs);
+    free(owned);
+    free(hk);
+    free(hv);
+    free(in);
+}
+
+static void post_topic_path(void *ctx, dl_http_req_t *req)
+{
+    dl_events_http_t *h = ctx;
+    const char *path;
+    size_t len;
+    dl_http_req_wildcard(req, &path, &len);
+    const char *slash = memchr(path, '/', len);
+    if (slash == NULL || strcmp(slash, "/records") != 0) {
+        dl_http_reply_error(req, DL_ENOTFOUND, "expected POST /topics/{t}/records");
+        return;
+    }
+    size_t name_len = (size_t)(slash - path);
+    char name[DL_TOPIC_NAME_MAX + 1];
+    if (!dl_topic_name_valid(path, name_len)) {
+        dl_http_reply_error(req, DL_EBADREQUEST,
+                            "topic names are 1 to 249 characters of [a-zA-Z0-9._-]");
+        return;
+    }
+    snprintf(name, sizeof(name), "%.*s", (int)name_len, path);
+    const void *data;
+    size_t body_len;
+    dl_http_req_body(req, &data, &body_len);
+    json_error_t jerr;
+    json_t *body = json_loadb(data, body_len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *records = json_object_get(body, "records");
+    if (!json_is_array(records) || json_array_size(records) == 0 ||
+        json_array_size(records) > MAX_POST_RECORDS) {
+        dl_http_reply_error(req, DL_EBADREQUEST,
+                            "expected {\"records\": [{\"key\": ..., \"value\": ...}, ...]} "
+                            "with 1 to %d records%s%s",
+                            MAX_POST_RECORDS, body ? "" : ": ", body ? "" : jerr.text);
+        json_decref(body);
+        return;
+    }
+    dl_topic_t *t = dl_topics_find(h->topics, name, name_len);
+    char err[256];
+    if (t == NULL && h->auto_create &&
+        dl_topics_create(h->topics, name, name_len, 0, &t, err, sizeof(err)) != 0)
+        t = NULL;
+    if (t == NULL) {
+        not_found(req, "topic", name);
+        json_decref(body);
+        return;
+    }
+    post_records(h, req, t, records);
+    json_decref(body);
+}
+
 int dl_events_http_start(uv_loop_t *loop, const char *host, int port, dl_events_http_t *h,
                          char *errmsg, size_t errlen)
 {
-    dl_http_server_options_t opts = {.host = host, .port = port};
+    dl_http_server_options_t opts = {.host = host, .port = port, .max_body_bytes = 8u << 20};
     int rv = dl_http_server_start(loop, &opts, &h->server, errmsg, errlen);
     if (rv != 0)
         return rv;
@@ -455,6 +747,8 @@ int dl_events_http_start(uv_loop_t *loop, const char *host, int port, dl_events_
     };
     for (size_t i = 0; rv == 0 && i < sizeof(routes) / sizeof(routes[0]); i++)
         rv = dl_http_server_route(h->server, "GET", routes[i].pattern, routes[i].fn, h);
+    if (rv == 0)
+        rv = dl_http_server_route(h->server, "POST", "/topics/*", post_topic_path, h);
     if (rv != 0)
         snprintf(errmsg, errlen, "cannot add the HTTP routes: %s", strerror(-rv));
     return rv;

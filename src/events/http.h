@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "ddialab/http_server.h"
+#include "events/broker.h"
 #include "events/groups.h"
 #include "events/offsets.h"
 #include "events/topics.h"
@@ -20,6 +21,9 @@ typedef struct dl_events_http_s {
     const char *kafka_address; /* "127.0.0.1:9092", for /status */
     int32_t node_id;
     struct dl_metrics_s *metrics; /* GET /metrics */
+    dl_broker_t *broker;          /* POST /topics/{t}/records stores through it */
+    int auto_create;              /* POST to an unknown topic creates it */
+    uint32_t next_partition;      /* round robin for records without a key */
     dl_http_server_t *server;     /* set by dl_events_http_start */
 } dl_events_http_t;
 

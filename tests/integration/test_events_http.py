@@ -1,15 +1,20 @@
-"""The events broker's HTTP API, as curl would use it: topics with their offsets and sizes,
+"""The events broker's HTTP API, as curl would use it: records posted as JSON (stored durably,
+keyed ones where Kafka's default partitioner puts them), topics with their offsets and sizes,
 records as JSON (text as strings, binary as base64, compressed batches decompressed), consumer
 groups with their members' assignments, committed offsets and lag, clear JSON errors, and
 Prometheus metrics that promtool accepts.
 """
 
+import json
+import signal
 import subprocess
 import unittest
 
 PROMTOOL = "/usr/bin/promtool"
 
 import harness
+from test_events_kafkajs import PROJECT as KAFKAJS
+from test_events_kafkajs import ensure_kafkajs
 from test_events_kcat import KCAT, Broker, produce_v3, record_batch, roundtrip
 
 
@@ -117,6 +122,65 @@ class HttpApi(unittest.TestCase):
         self.assertGreaterEqual(samples["ddialab_events_fsync_rounds_total"], 1)
         self.assertGreater(samples["ddialab_events_fetched_bytes_total"], 0)
         self.assertEqual(samples["ddialab_events_partitions"], 2)
+
+    def post(self, path, body):
+        r = harness.request(f"127.0.0.1:{self.broker.http_port}", "POST", path,
+                            body=json.dumps(body) if not isinstance(body, str) else body)
+        return r.status, r.json()
+
+    def test_posted_records_are_stored_durably_and_read_back_by_kafka_clients(self):
+        status, body = self.post("/topics/posted/records", {"records": [
+            {"key": "order-1", "value": "created", "headers": {"source": "curl"}},
+            {"key": "order-1", "value": "paid"},
+            {"value_base64": "/wAB"},
+            {"key": "x", "value": "to two", "partition": 1}]})
+        self.assertEqual(status, 200, body)
+        offsets = [(o["partition"], o["offset"]) for o in body["offsets"]]
+        self.assertEqual(offsets[0][0], offsets[1][0])  # one key, one partition
+        self.assertEqual(offsets[1][1], offsets[0][1] + 1)
+        self.assertEqual(offsets[3], (1, offsets[3][1]))
+        self.broker.kill(signal.SIGKILL)  # acknowledged means fsynced
+        self.broker.start()
+        p0 = offsets[0][0]
+        got = self.broker.consume("posted", "%k=%s|%h\\n", "-p", str(p0))
+        self.assertEqual(got[offsets[0][1]:offsets[1][1] + 1],
+                         ["order-1=created|source=curl", "order-1=paid|"])
+        _, rec = self.broker.http(f"/topics/posted/partitions/{offsets[2][0]}/records"
+                                  f"?offset={offsets[2][1]}&limit=1")
+        self.assertEqual(rec["records"][0]["value_base64"], "/wAB")
+
+    def test_keyed_records_go_where_kafkas_default_partitioner_puts_them(self):
+        ensure_kafkajs()
+        keys = [f"customer-{i}" for i in range(40)]
+        self.broker.metadata("keyed")  # 2 partitions
+        status, body = self.post("/topics/keyed/records",
+                                 {"records": [{"key": k, "value": "v"} for k in keys]})
+        self.assertEqual(status, 200, body)
+        script = ("const p = require('kafkajs').Partitioners.DefaultPartitioner();"
+                  "const keys = JSON.parse(process.argv[1]);"
+                  "console.log(JSON.stringify(keys.map(k => p({topic: 't', partitionMetadata:"
+                  " [{partitionId: 0}, {partitionId: 1}], message: {key: k}}))));")
+        out = subprocess.run(["node", "-e", script, json.dumps(keys)], cwd=KAFKAJS,
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        self.assertEqual([o["partition"] for o in body["offsets"]], json.loads(out))
+
+    def test_bad_posts_get_json_errors_and_store_nothing(self):
+        for body, want in (("not json", 400), ({"records": []}, 400), ({"rows": [1]}, 400),
+                           ({"records": [{"key": 5}]}, 400),
+                           ({"records": [{"value": "a", "partition": 9}]}, 400),
+                           ({"records": [{"value": "a", "value_base64": "YQ=="}]}, 400),
+                           ({"records": [{"value_base64": "not base64!"}]}, 400),
+                           ({"records": [{"value": "a", "headers": {"h": 1}}]}, 400)):
+            with self.subTest(body=body):
+                status, reply = self.post("/topics/strict/records", body)
+                self.assertEqual(status, want, reply)
+                self.assertIn("message", reply)
+        status, reply = self.post("/topics/bad%20name/records", {"records": [{"value": "a"}]})
+        self.assertEqual(status, 400)
+        status, reply = self.post("/topics/strict/other", {"records": [{"value": "a"}]})
+        self.assertEqual(status, 404)
+        status, topics = self.broker.http("/topics")
+        self.assertEqual(sum(t["records"] for t in topics["topics"]), 0)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ class Broker:
         if p.returncode != 0:
             raise AssertionError(f"{' '.join(argv)} exited {p.returncode}:\n"
                                  f"{p.stderr.decode(errors='replace')}\n{self.log_tail()}")
-        return p.stdout.decode()
+        return p.stdout.decode(errors="replace")
 
     def produce(self, topic, lines, *args):
         """Produces key:value lines (keys split at the first ':') with acks=all."""

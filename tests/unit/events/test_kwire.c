@@ -244,6 +244,43 @@ static void test_a_record_whose_length_disagrees_with_its_fields_is_malformed(vo
     assert_int_equal(dl_krecord_next(&r, &rec), -1);
 }
 
+static void test_a_built_batch_parses_with_its_records_and_headers(void **state)
+{
+    dl_kslice_t hk[] = {{(const uint8_t *)"trace", 5}}, hv[] = {{(const uint8_t *)"42", 2}};
+    dl_krecord_in_t in[] = {
+        {.key = {(const uint8_t *)"k1", 2},
+         .value = {(const uint8_t *)"hello", 5},
+         .header_keys = hk,
+         .header_values = hv,
+         .n_headers = 1},
+        {.key = {NULL, -1}, .value = {NULL, -1}},
+        {.key = {(const uint8_t *)"", 0}, .value = {(const uint8_t *)"\0\1", 2}},
+    };
+    dl_buf_t b = {0};
+    assert_int_equal(dl_kbatch_build(&b, in, 3, 1700000000000), 0);
+    dl_kbatch_t batch;
+    assert_int_equal(dl_kbatch_parse(b.data, b.len, 1, &batch), DL_KBATCH_OK);
+    assert_int_equal(batch.total_len, b.len);
+    assert_int_equal(batch.records_count, 3);
+    assert_true(batch.base_timestamp == 1700000000000 && batch.producer_id == -1);
+    dl_kreader_t r = dl_kr_init(batch.records, batch.records_len);
+    dl_krecord_t rec;
+    assert_int_equal(dl_krecord_next(&r, &rec), 1);
+    assert_true(dl_kslice_eq(rec.key, "k1") && dl_kslice_eq(rec.value, "hello"));
+    dl_kslice_t k, v;
+    assert_int_equal(dl_krecord_header(&rec, &k, &v), 0);
+    assert_true(dl_kslice_eq(k, "trace") && dl_kslice_eq(v, "42"));
+    assert_int_equal(dl_krecord_next(&r, &rec), 1);
+    assert_int_equal(rec.key.len, -1);
+    assert_int_equal(rec.value.len, -1);
+    assert_int_equal(rec.offset_delta, 1);
+    assert_int_equal(dl_krecord_next(&r, &rec), 1);
+    assert_int_equal(rec.key.len, 0);
+    assert_int_equal(rec.value.len, 2);
+    assert_int_equal(dl_krecord_next(&r, &rec), 0);
+    dl_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_rewriting_the_base_offset_keeps_the_crc_valid),
         cmocka_unit_test(test_a_damaged_batch_is_refused_with_the_reason),
         cmocka_unit_test(test_a_record_whose_length_disagrees_with_its_fields_is_malformed),
+        cmocka_unit_test(test_a_built_batch_parses_with_its_records_and_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
