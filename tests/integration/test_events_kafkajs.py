@@ -2,7 +2,8 @@
 `ddialab events broker`: a producer (plain and gzip batches, acks=-1, headers), a consumer group
 with kafkajs's own RoundRobinAssigner that reads everything back and commits, and the same group
 again, which must resume after its commit; and the admin client creating topics (new, existing,
-invalid name, replication beyond one node), listing groups and describing one. The package comes from the npm registry with `npm ci`
+invalid name, replication beyond one node), listing groups and describing one; and a producer
+whose broker is killed with SIGKILL mid-stream, none of whose acknowledged records may be lost. The package comes from the npm registry with `npm ci`
 the first time the test runs (node and npm ship with the machine image; scripts/deps.sh checks
 for nodejs).
 """
@@ -10,6 +11,7 @@ for nodejs).
 import collections
 import json
 import os
+import signal
 import subprocess
 import unittest
 
@@ -80,6 +82,32 @@ class Kafkajs(unittest.TestCase):
                          ("ddialab-admin-test", "/127.0.0.1"))
         self.assertGreater(member["assigned"], 0)
         self.assertEqual(described["missing"], "Dead")
+
+    def test_kill_9_mid_stream_loses_no_acknowledged_record(self):
+        self.broker.metadata("stream")
+        env = dict(os.environ, KAFKAJS_NO_PARTITIONER_WARNING="1")
+        producer = harness.spawn(["node", os.path.join(PROJECT, "acked.js"),
+                                  self.broker.bootstrap, "stream"], stdout=subprocess.PIPE,
+                                 text=True, env=env)
+        acked = []
+        try:
+            # Kill the broker while the producer is sending, once a few hundred records are in.
+            for line in producer.stdout:
+                acked.append(int(line))
+                if len(acked) >= 500:
+                    self.broker.kill(signal.SIGKILL)
+                    break
+            rest, _ = producer.communicate(timeout=60)
+            acked += [int(x) for x in rest.split()]
+        finally:
+            if producer.poll() is None:
+                producer.kill()
+            harness.reap(producer)
+        self.broker.start()
+        stored = {int(v) for v in self.broker.consume("stream", "%s\\n")}
+        lost = sorted(set(acked) - stored)
+        self.assertEqual(lost, [], f"{len(lost)} acknowledged records are missing")
+        self.assertGreaterEqual(len(acked), 500)
 
 
 if __name__ == "__main__":
