@@ -60,6 +60,7 @@ struct dl_broker_s {
     size_t n_jobs;
     uint64_t started_round, done_round;
     int waking, wake_again; /* wake_fetches is running; asked to run again */
+    int round_failed;       /* a partition of the round in flight could not even be prepared */
     struct local_s *locals; /* dl_broker_produce calls waiting for an fsync round */
     dl_groups_t *groups;
     uv_timer_t groups_timer; /* the coordinator's next deadline */
@@ -88,6 +89,7 @@ typedef struct local_s {
 static void serve_frames(conn_t *c);
 static void maybe_finish_stop(dl_broker_t *b);
 static void schedule_groups(dl_broker_t *b);
+static void wake_fetches(dl_broker_t *b);
 
 /* ---- Connections ----------------------------------------------------------------------- */
 
@@ -185,9 +187,11 @@ static void maybe_start_sync(dl_broker_t *b);
 static void after_jobs(uv_work_t *work, int status)
 {
     dl_broker_t *b = work->data;
-    int failed = status != 0;
+    int failed = status != 0 || b->round_failed;
+    b->round_failed = 0;
     for (size_t i = 0; i < b->n_jobs; i++)
         if (dl_seglog_sync_finish(dl_partition_log(b->job_parts[i]), &b->jobs[i]) != 0) {
+            dl_partition_set_failed(b->job_parts[i]);
             DL_WARN("fsync failed: %s", dl_seglog_errmsg(dl_partition_log(b->job_parts[i])));
             failed = 1;
         }
@@ -221,6 +225,8 @@ static void after_jobs(uv_work_t *work, int status)
         x->done(x->ctx, failed ? DL_EINTERNAL : x->rv, x->base_offsets);
         free(x);
     }
+    if (b->opts.sync_policy == DL_SYNC_BATCH && !failed)
+        wake_fetches(b); /* what this round made durable is now visible to consumers */
     maybe_start_sync(b);
     maybe_finish_stop(b);
 }
@@ -244,11 +250,15 @@ static void maybe_start_sync(dl_broker_t *b)
     for (size_t i = 0; i < b->dirty.n; i++) {
         int rv = dl_seglog_sync_prepare(dl_partition_log(b->dirty.items[i]), uv_now(b->loop),
                                         &b->jobs[b->n_jobs]);
-        if (rv == 0)
+        if (rv == 0) {
             b->job_parts[b->n_jobs++] = b->dirty.items[i];
-        else if (rv < 0)
+        } else if (rv < 0) {
+            /* The log is in its failed state: what waits on this round is not durable. */
+            dl_partition_set_failed(b->dirty.items[i]);
+            b->round_failed = 1;
             DL_WARN("cannot fsync a partition: %s",
                     dl_seglog_errmsg(dl_partition_log(b->dirty.items[i])));
+        }
     }
     b->dirty.n = 0;
     b->started_round++;
@@ -385,9 +395,19 @@ static void serve(conn_t *c, uint8_t *frame, size_t len, int final)
         c->resume = 0; /* answered already: the loop in serve_frames goes on */
         return;
     }
+    /* Whatever a produce stored (even one that then failed to decode or hit an error) is made
+     * durable and visible like any other write. */
+    for (size_t i = 0; i < b->ctx.touched.n; i++)
+        if (dl_partition_set_add(&b->dirty, b->ctx.touched.items[i]) != 0) {
+            free(out.data);
+            close_conn(c, "out of memory");
+            return;
+        }
     if (handled == DL_HANDLED_CLOSE) {
         free(out.data);
         close_conn(c, "malformed request body");
+        if (b->ctx.touched.n > 0 && b->opts.sync_policy == DL_SYNC_BATCH)
+            maybe_start_sync(b);
         return;
     }
     if (handled == DL_HANDLED_WAIT_DATA) {
@@ -406,12 +426,6 @@ static void serve(conn_t *c, uint8_t *frame, size_t len, int final)
         return;
     }
     size_t touched = b->ctx.touched.n;
-    for (size_t i = 0; i < touched; i++)
-        if (dl_partition_set_add(&b->dirty, b->ctx.touched.items[i]) != 0) {
-            free(out.data);
-            close_conn(c, "out of memory");
-            return;
-        }
     if (touched > 0 && b->opts.sync_policy == DL_SYNC_BATCH && handled == DL_HANDLED_RESPOND) {
         c->held = out;
         c->held_respond = 1;
@@ -425,8 +439,9 @@ static void serve(conn_t *c, uint8_t *frame, size_t len, int final)
     }
     if (touched > 0) {
         if (b->opts.sync_policy == DL_SYNC_BATCH)
-            maybe_start_sync(b);
-        wake_fetches(b);
+            maybe_start_sync(b); /* its end wakes the fetches */
+        else
+            wake_fetches(b);
     }
 }
 
@@ -775,6 +790,7 @@ int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_
     b->ctx.node_id = opts->node_id;
     b->ctx.advertised_host = b->host;
     b->ctx.auto_create = opts->auto_create;
+    b->ctx.stable_reads = opts->sync_policy == DL_SYNC_BATCH;
     b->ctx.offsets = offsets;
     b->ctx.producer_ids = producer_ids;
     dl_groups_callbacks_t callbacks = {.join_done = on_join_done, .sync_done = on_sync_done};
@@ -869,7 +885,7 @@ void dl_broker_produce(dl_broker_t *b, dl_partition_t *const *partitions,
             b->ctx.produced_bytes += lens[i];
         }
     }
-    if (stored > 0)
+    if (stored > 0 && b->opts.sync_policy != DL_SYNC_BATCH)
         wake_fetches(b);
     if (stored == 0 || b->opts.sync_policy != DL_SYNC_BATCH || b->stopping) {
         if (stored > 0 && b->opts.sync_policy == DL_SYNC_BATCH) /* stopping: synced at stop */

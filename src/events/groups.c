@@ -5,11 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "events/protocol.h"
 
 #define MIN_SESSION_TIMEOUT_MS 1000    /* Kafka's default minimum is 6 s; labs want faster */
 #define MAX_SESSION_TIMEOUT_MS 1800000 /* Kafka's group.max.session.timeout.ms */
+#define MAX_PENDING_IDS        1000    /* ids handed out with MEMBER_ID_REQUIRED, per group */
 
 typedef struct member_s {
     char *id;
@@ -339,8 +343,13 @@ static int set_protocols(member_t *m, const dl_group_join_t *join)
 static char *new_member_id(dl_groups_t *g, const char *client_id)
 {
     char id[320];
-    snprintf(id, sizeof(id), "%.200s-%llu-%08lx", client_id[0] ? client_id : "member",
-             (unsigned long long)++g->next_member, (unsigned long)(random() & 0xffffffff));
+    /* The random part comes from the kernel: ids must not repeat across broker restarts, or a
+     * consumer that outlived one could pass for the new member given its old id. */
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    snprintf(id, sizeof(id), "%.200s-%llu-%016llx", client_id[0] ? client_id : "member",
+             (unsigned long long)++g->next_member, (unsigned long long)r);
     return strdup(id);
 }
 
@@ -385,6 +394,12 @@ void dl_groups_join(dl_groups_t *g, int64_t now_ms, const dl_group_join_t *join,
         return;
     }
     if (m == NULL && join->member_id[0] == '\0' && join->require_known_member_id) {
+        if (gr->n_pending >= MAX_PENDING_IDS) { /* a client looping on empty joins: the
+                                                 * oldest unused ids go */
+            free(gr->pending[0]);
+            memmove(gr->pending, gr->pending + 1, (gr->n_pending - 1) * sizeof(*gr->pending));
+            gr->n_pending--;
+        }
         char *id = new_member_id(g, join->client_id);
         char **pending = id ? realloc(gr->pending, (gr->n_pending + 1) * sizeof(*pending)) : NULL;
         if (pending == NULL) {

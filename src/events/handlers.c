@@ -13,6 +13,11 @@
 /* The smallest encodings of array elements, so that counts are checked against the frame. */
 #define MIN_TOPIC_BYTES     6 /* a name (2) and a partition count (4) */
 #define MIN_PARTITION_BYTES 4
+/* A fetch answers at most this many bytes whatever it asks for (Kafka's fetch.max.bytes is
+ * 50 MiB); a batch larger than what is left goes out only as a response's first records. */
+#define MAX_FETCH_RESPONSE (64 << 20)
+/* Topics named in one Metadata request at most (each costs a response entry). */
+#define MAX_METADATA_TOPICS 10000
 
 /* ---- Metadata ------------------------------------------------------------------------------ */
 
@@ -64,6 +69,8 @@ static dl_handled_t metadata(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kre
 {
     int v = h->api_version, is_null = 0;
     int32_t n = dl_kr_array(r, 2, &is_null);
+    if (n > MAX_METADATA_TOPICS)
+        return DL_HANDLED_CLOSE;
     dl_kslice_t *names = calloc((size_t)n + 1, sizeof(*names));
     if (names == NULL)
         return DL_HANDLED_CLOSE;
@@ -153,6 +160,8 @@ static int16_t produce_partition(dl_events_ctx_t *ctx, dl_partition_t *p, dl_ksl
     *base_offset = -1;
     if (records.len <= 0)
         return DL_KERR_CORRUPT_MESSAGE;
+    if (dl_partition_failed(p))
+        return DL_KERR_KAFKA_STORAGE_ERROR; /* not even a retry is answered from memory */
     size_t at = 0, len = (size_t)records.len;
     while (at < len) {
         dl_kbatch_t b;
@@ -185,13 +194,16 @@ static int16_t produce_partition(dl_events_ctx_t *ctx, dl_partition_t *p, dl_ksl
         int rv = dl_partition_append(p, bytes + at, b.total_len, &offset);
         if (rv != 0)
             return rv == DL_ETOOLARGE ? DL_KERR_MESSAGE_TOO_LARGE : DL_KERR_KAFKA_STORAGE_ERROR;
+        /* Stored: it must be fsynced and seen by fetches whatever happens to the rest. */
+        if (dl_partition_set_add(&ctx->touched, p) != 0)
+            return DL_KERR_KAFKA_STORAGE_ERROR;
         if (*base_offset < 0)
             *base_offset = offset;
         ctx->produced_records += (uint64_t)b.records_count;
         ctx->produced_bytes += b.total_len;
         at += b.total_len;
     }
-    return dl_partition_set_add(&ctx->touched, p) == 0 ? DL_KERR_NONE : DL_KERR_KAFKA_STORAGE_ERROR;
+    return DL_KERR_NONE;
 }
 
 static dl_handled_t produce(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreader_t *r,
@@ -405,7 +417,8 @@ static dl_handled_t list_offsets(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl
             dl_partition_t *p = topic ? dl_topic_partition(topic, index) : NULL;
             int64_t offset = -1, found_timestamp = -1;
             if (p != NULL && timestamp == -1)
-                offset = dl_partition_high_watermark(p);
+                offset = ctx->stable_reads ? dl_partition_stable_offset(p)
+                                           : dl_partition_high_watermark(p);
             else if (p != NULL && timestamp == -2)
                 offset = dl_partition_log_start_offset(p);
             else if (p != NULL)
@@ -434,11 +447,18 @@ static dl_handled_t list_offsets(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl
 
 /* One partition's part of a fetch response; *budget is what is left of the request's max bytes,
  * *bytes counts the record bytes answered. 0 or -ENOMEM. */
-static int fetch_partition(dl_buf_t *out, int v, const dl_topic_t *topic, int32_t index,
-                           int64_t offset, int32_t partition_max, int64_t *budget, size_t *bytes)
+static int fetch_partition(const dl_events_ctx_t *ctx, dl_buf_t *out, int v,
+                           const dl_topic_t *topic, int32_t index, int64_t offset,
+                           int32_t partition_max, int64_t *budget, size_t *bytes, int *errors)
 {
     dl_partition_t *p = topic ? dl_topic_partition(topic, index) : NULL;
-    int64_t hw = p ? dl_partition_high_watermark(p) : -1;
+    /* What consumers may see: under --flush batch only what is fsynced, so that nothing they
+     * read (and commit past) can be lost in a crash and its offsets handed out again. */
+    int64_t hw = !p                  ? -1
+                 : ctx->stable_reads ? dl_partition_stable_offset(p)
+                                     : dl_partition_high_watermark(p);
+    if (p == NULL)
+        (*errors)++;
     int64_t log_start = p ? dl_partition_log_start_offset(p) : -1;
     size_t error_at = out->len + 4;
     int rv = dl_kw_i32(out, index) |
@@ -459,7 +479,16 @@ static int fetch_partition(dl_buf_t *out, int v, const dl_topic_t *topic, int32_
     if (p == NULL || partition_max <= 0 || *budget <= 0)
         return 0;
     size_t max = (size_t)(partition_max < *budget ? partition_max : *budget);
-    int read = dl_partition_read(p, offset, max, out);
+    int read = dl_partition_read_upto(p, offset, max, hw, out);
+    if (read != 0)
+        (*errors)++;
+    if (read == 0 && *bytes > 0 && (int64_t)(out->len - records_at - 4) > *budget) {
+        /* Only the response's first records may exceed the limit (KIP-74): a later partition
+         * whose next batch does not fit answers none. */
+        out->len = records_at + 4;
+        *budget = 0;
+        return 0;
+    }
     if (read != 0) {
         int16_t error = read == -ERANGE ? DL_KERR_OFFSET_OUT_OF_RANGE : DL_KERR_KAFKA_STORAGE_ERROR;
         out->len = records_at + 4; /* no records */
@@ -490,7 +519,10 @@ static dl_handled_t fetch(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreade
     int32_t n_topics = dl_kr_array(r, MIN_TOPIC_BYTES, NULL);
     if (dl_kr_failed(r))
         return DL_HANDLED_CLOSE;
+    if (budget > MAX_FETCH_RESPONSE)
+        budget = MAX_FETCH_RESPONSE;
     size_t start = dl_kresponse_begin(out, h), bytes = 0;
+    int errors = 0;
     int rv = 0;
     if (v >= 1)
         rv |= dl_kw_i32(out, 0); /* throttle_time_ms */
@@ -509,7 +541,8 @@ static dl_handled_t fetch(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreade
                 (void)dl_kr_i64(r); /* log_start_offset (followers) */
             int32_t partition_max = dl_kr_i32(r);
             if (!dl_kr_failed(r))
-                rv |= fetch_partition(out, v, topic, index, offset, partition_max, &budget, &bytes);
+                rv |= fetch_partition(ctx, out, v, topic, index, offset, partition_max, &budget,
+                                      &bytes, &errors);
         }
     }
     /* Forgotten topics (v7+) and the rack (v11+) follow; without sessions they change nothing,
@@ -528,7 +561,8 @@ static dl_handled_t fetch(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreade
         out->len = start;
         return DL_HANDLED_CLOSE;
     }
-    if (!final && max_wait > 0 && (int64_t)bytes < (int64_t)min_bytes) {
+    /* Errors are answered at once, as Kafka does (the client must act on them). */
+    if (!final && errors == 0 && max_wait > 0 && (int64_t)bytes < (int64_t)min_bytes) {
         out->len = start;
         *wait_ms = max_wait;
         return DL_HANDLED_WAIT_DATA;

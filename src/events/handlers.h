@@ -24,7 +24,8 @@ typedef struct dl_events_ctx_s {
     int32_t node_id;
     const char *advertised_host; /* what Metadata tells clients to connect to */
     int32_t advertised_port;
-    int auto_create; /* Metadata creates unknown topics (as auto.create.topics.enable) */
+    int auto_create;  /* Metadata creates unknown topics (as auto.create.topics.enable) */
+    int stable_reads; /* --flush batch: fetches see only what is fsynced */
     /* Set by a Produce that appended: the partitions it wrote, so that the broker can make
      * them durable before it answers. Reset by the broker before each request. */
     dl_partition_set_t touched;

@@ -42,6 +42,7 @@ struct dl_partition_s {
     uint64_t size_bytes;
     uint32_t max_batch_bytes;
     dl_producers_t *producers; /* idempotent producers' sequences (producers.h) */
+    int failed;                /* an fsync of its log failed: no more writes or answers */
 };
 
 /* Makes room for one more index entry, so that a batch already written always gets its entry. */
@@ -259,13 +260,38 @@ static size_t find(const dl_partition_t *p, int64_t offset)
 
 int dl_partition_read(dl_partition_t *p, int64_t offset, size_t max_bytes, dl_buf_t *out)
 {
+    return dl_partition_read_upto(p, offset, max_bytes, p->high_watermark, out);
+}
+
+int64_t dl_partition_stable_offset(const dl_partition_t *p)
+{
+    uint64_t synced = dl_seglog_synced_index(p->log);
+    if (p->count == 0 || synced < p->first_index)
+        return dl_partition_log_start_offset(p);
+    uint64_t i = synced - p->first_index;
+    return i >= p->count ? p->high_watermark : p->index[i].last_offset + 1;
+}
+
+void dl_partition_set_failed(dl_partition_t *p)
+{
+    p->failed = 1;
+}
+
+int dl_partition_failed(const dl_partition_t *p)
+{
+    return p->failed;
+}
+
+int dl_partition_read_upto(dl_partition_t *p, int64_t offset, size_t max_bytes, int64_t end,
+                           dl_buf_t *out)
+{
     int rv;
-    if (offset == p->high_watermark)
-        return 0;
     if (offset < dl_partition_log_start_offset(p) || offset > p->high_watermark)
         return -ERANGE;
+    if (offset >= end)
+        return 0;
     size_t start_len = out->len, total = 0;
-    for (size_t i = find(p, offset); i < p->count; i++) {
+    for (size_t i = find(p, offset); i < p->count && p->index[i].base_offset < end; i++) {
         if (total > 0 && (total > max_bytes || p->index[i].size > max_bytes - total))
             break;
         void *data;

@@ -55,6 +55,23 @@ dl_seglog_t *dl_partition_log(dl_partition_t *p);
 int dl_partition_append(dl_partition_t *p, uint8_t *batch, size_t len, int64_t *base_offset);
 
 /*
+ * The same, but only batches that start below end (an offset at or below the high watermark):
+ * a fetch under --flush batch reads only what is fsynced. Nothing (0) when offset is at or past
+ * end but not past the high watermark.
+ */
+int dl_partition_read_upto(dl_partition_t *p, int64_t offset, size_t max_bytes, int64_t end,
+                           dl_buf_t *out);
+
+/* The offset after the last batch known fsynced (its log's synced index): what a consumer may
+ * read under --flush batch, Kafka's "high watermark" for a single durable copy. */
+int64_t dl_partition_stable_offset(const dl_partition_t *p);
+
+/* An fsync of the partition's log failed (broker.c): from then on it refuses produces, also
+ * retries it would have answered from memory, until the broker restarts and re-reads the disk. */
+void dl_partition_set_failed(dl_partition_t *p);
+int dl_partition_failed(const dl_partition_t *p);
+
+/*
  * Judges an idempotent producer's batch b before it is appended (producers.h): DL_KERR_NONE,
  * DL_KERR_DUPLICATE_SEQUENCE_NUMBER with *duplicate_offset (a retry: do not store it again), or
  * the error to answer. The partition's producer state is rebuilt at open from the stored batches.

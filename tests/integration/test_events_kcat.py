@@ -11,6 +11,7 @@ import signal
 import socket
 import struct
 import subprocess
+import time
 import unittest
 import zlib
 
@@ -23,8 +24,9 @@ CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 class Broker:
     """One broker on a free port, its data and log in a temporary directory."""
 
-    def __init__(self, *flags):
+    def __init__(self, *flags, env=None):
         self.flags = list(flags)
+        self.env = env
         self.dir = harness.make_temp_dir("ddialab-events-")
         self.data = os.path.join(self.dir, "data")
         self.log_path = os.path.join(self.dir, "broker.log")
@@ -39,7 +41,7 @@ class Broker:
                     "--http", f"127.0.0.1:{self.http_port}", "--data-dir", self.data] + self.flags
             with open(self.log_path, "ab") as log:
                 self.proc = harness.spawn(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT)
+                                          stderr=subprocess.STDOUT, env=self.env)
             try:
                 harness.wait_until(self._listening, what="the broker to listen",
                                    describe=self.log_tail)
@@ -291,6 +293,19 @@ class EventsBrokerWithKcat(unittest.TestCase):
         resp = roundtrip(self.broker.port, produce_v3("raw", 9, record_batch([b"z"])))
         self.assertEqual(parse_produce_v3(resp), [(9, 3, -1)])  # UNKNOWN_TOPIC_OR_PARTITION
         self.assertEqual(self.broker.consume("raw", "%s\\n", "-p", "0"), ["x", "y"])
+
+    def test_a_fetch_with_an_error_is_answered_at_once_not_after_its_wait(self):
+        # Fetch v11, max wait 10 s, min bytes 1, for a topic that does not exist.
+        body = struct.pack(">iiiibii", -1, 10000, 1, 1 << 20, 0, 0, -1)
+        body += struct.pack(">i", 1) + struct.pack(">h", 4) + b"nope" + struct.pack(">i", 1)
+        body += struct.pack(">iiqqi", 0, -1, 0, -1, 1 << 20) + struct.pack(">i", 0)
+        body += struct.pack(">h", 0)
+        started = time.monotonic()
+        resp = roundtrip(self.broker.port, frame(1, 11, 5, body))
+        self.assertLess(time.monotonic() - started, 5)  # far less than the 10 s it could wait
+        # throttle, error, session, topics: 1, "nope", partitions: 1, index 0, error 3
+        error = struct.unpack_from(">h", resp, 4 + 2 + 4 + 4 + 2 + 4 + 4 + 4)[0]
+        self.assertEqual(error, 3)
 
     def test_garbage_and_oversized_frames_close_only_their_connection(self):
         bad = [

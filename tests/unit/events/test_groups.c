@@ -337,6 +337,21 @@ static void test_describe_shows_state_protocol_and_each_members_assignment(void 
     assert_int_equal(dl_groups_describe(g, "nope", seen_group, seen_member, &seen), -ENOENT);
 }
 
+static void test_member_ids_differ_across_coordinators(void **state)
+{
+    /* Two coordinators stand for the broker before and after a restart: a consumer that
+     * outlived the first must not find its id handed to someone else by the second. */
+    dl_groups_callbacks_t cb = {.join_done = on_join, .sync_done = on_sync};
+    dl_groups_t *before = dl_groups_new(&cb), *after = dl_groups_new(&cb);
+    answer_t a = {0}, b = {0};
+    join(before, 0, "", RANGE, 2, &a);
+    join(after, 0, "", RANGE, 2, &b);
+    assert_int_equal(a.generation, b.generation);
+    assert_string_not_equal(a.member_id, b.member_id);
+    dl_groups_free(before);
+    dl_groups_free(after);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +368,7 @@ int main(void)
         T(test_offset_commits_need_the_current_generation),
         T(test_a_forgotten_waiter_is_never_answered),
         T(test_describe_shows_state_protocol_and_each_members_assignment),
+        cmocka_unit_test(test_member_ids_differ_across_coordinators),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
