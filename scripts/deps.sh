@@ -8,9 +8,9 @@ set -euo pipefail
 
 purpose=${1:-build}
 build_pkgs=(gcc make cmake pkg-config libh2o-dev libuv1-dev libssl-dev libcurl4-openssl-dev
-    libjansson-dev libsqlite3-dev zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev)
+    libjansson-dev libsqlite3-dev zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev librdkafka-dev)
 test_pkgs=(libcmocka-dev curl python3 prometheus clang clang-format libclang-rt-14-dev iproute2 procps
-    nftables kcat nodejs librdkafka-dev)
+    nftables kcat nodejs)
 bench_pkgs=(etcd-server etcd-client wrk redis-server redis-tools)
 
 case "$purpose" in

@@ -11,6 +11,7 @@
 #include "ddialab/flags.h"
 #include "ddialab/logging.h"
 #include "events/broker.h"
+#include "events/cli.h"
 #include "events/http.h"
 #include "events/offsets.h"
 #include "events/topics.h"
@@ -255,7 +256,13 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: ddialab events <verb> [args]   (ddialab events <verb> --help for each)\n\n"
                  "verbs:\n"
-                 "  broker      a Kafka-protocol event log on 127.0.0.1:9092\n");
+                 "  broker      a Kafka-protocol event log on 127.0.0.1:9092 (HTTP on :8090)\n"
+                 "  produce     send lines of standard input as records\n"
+                 "  consume     print records, alone or in a consumer group\n"
+                 "  topics      list topics with their offsets, or create one\n"
+                 "  groups      list consumer groups; one group's members and lag\n\n"
+                 "produce, consume, topics and groups are Kafka clients (librdkafka): they work\n"
+                 "against this broker and against a Kafka cluster alike (--bootstrap).\n");
 }
 
 int dl_events_main(int argc, char **argv)
@@ -269,8 +276,19 @@ int dl_events_main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (strcmp(argv[1], "broker") == 0)
-        return broker_main(argc - 1, argv + 1);
+    static const struct {
+        const char *name;
+        int (*main)(int argc, char **argv);
+    } verbs[] = {
+        {"broker", broker_main},
+        {"produce", dl_events_produce_main},
+        {"consume", dl_events_consume_main},
+        {"topics", dl_events_topics_main},
+        {"groups", dl_events_groups_main},
+    };
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        if (strcmp(argv[1], verbs[i].name) == 0)
+            return verbs[i].main(argc - 1, argv + 1);
     fprintf(stderr, "ddialab events: unknown verb '%s' (try: ddialab events --help)\n", argv[1]);
     return 2;
 }
