@@ -19,6 +19,16 @@
 /* Topics named in one Metadata request at most (each costs a response entry). */
 #define MAX_METADATA_TOPICS 10000
 
+dl_handled_t dl__events_finish(dl_buf_t *out, size_t start, int rv)
+{
+    if (rv != 0) {
+        out->len = start;
+        return DL_HANDLED_CLOSE;
+    }
+    dl_kresponse_end(out, start);
+    return DL_HANDLED_RESPOND;
+}
+
 /* ---- Metadata ------------------------------------------------------------------------------ */
 
 static int write_partitions(dl_buf_t *b, const dl_events_ctx_t *ctx, const dl_topic_t *topic)
@@ -355,12 +365,7 @@ static dl_handled_t create_topics(dl_events_ctx_t *ctx, const dl_kheader_t *h, d
             rv |= dl_kw_string(out, message);
     }
     free(want);
-    if (rv != 0) {
-        out->len = start;
-        return DL_HANDLED_CLOSE;
-    }
-    dl_kresponse_end(out, start);
-    return DL_HANDLED_RESPOND;
+    return dl__events_finish(out, start, rv);
 }
 
 /* ---- InitProducerId ------------------------------------------------------------------------ */
@@ -381,12 +386,7 @@ static dl_handled_t init_producer_id(dl_events_ctx_t *ctx, const dl_kheader_t *h
     size_t start = dl_kresponse_begin(out, h);
     int rv = dl_kw_i32(out, 0) | dl_kw_i16(out, error) | dl_kw_i64(out, error ? -1 : id) |
              dl_kw_i16(out, error ? -1 : 0);
-    if (rv != 0) {
-        out->len = start;
-        return DL_HANDLED_CLOSE;
-    }
-    dl_kresponse_end(out, start);
-    return DL_HANDLED_RESPOND;
+    return dl__events_finish(out, start, rv);
 }
 
 /* ---- ListOffsets --------------------------------------------------------------------------- */
@@ -435,12 +435,7 @@ static dl_handled_t list_offsets(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl
             }
         }
     }
-    if (dl_kr_failed(r) || rv != 0) {
-        out->len = start;
-        return DL_HANDLED_CLOSE;
-    }
-    dl_kresponse_end(out, start);
-    return DL_HANDLED_RESPOND;
+    return dl__events_finish(out, start, rv | dl_kr_failed(r));
 }
 
 /* ---- Fetch --------------------------------------------------------------------------------- */

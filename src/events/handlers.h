@@ -66,6 +66,9 @@ int dl_events_encode_join(dl_buf_t *out, const dl_kheader_t *h, const dl_group_j
 int dl_events_encode_sync(dl_buf_t *out, const dl_kheader_t *h, int16_t error,
                           const uint8_t *assignment, size_t len);
 
+/* Ends the response begun at start when rv is 0 (RESPOND), else drops it (CLOSE). */
+dl_handled_t dl__events_finish(dl_buf_t *out, size_t start, int rv);
+
 /* handlers_groups.c: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
  * OffsetCommit, OffsetFetch, ListGroups. */
 dl_handled_t dl__events_handle_group(dl_events_ctx_t *ctx, const dl_kheader_t *h,

@@ -46,17 +46,6 @@ static void free_strings(strings_t *a)
     free(a->items);
 }
 
-/* Ends a response whose body is complete, or drops it when a write failed. */
-static dl_handled_t finish(dl_buf_t *out, size_t start, int rv)
-{
-    if (rv != 0) {
-        out->len = start;
-        return DL_HANDLED_CLOSE;
-    }
-    dl_kresponse_end(out, start);
-    return DL_HANDLED_RESPOND;
-}
-
 /* ---- FindCoordinator: this broker coordinates every group ------------------------------ */
 
 static dl_handled_t find_coordinator(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreader_t *r,
@@ -78,7 +67,7 @@ static dl_handled_t find_coordinator(dl_events_ctx_t *ctx, const dl_kheader_t *h
     rv |= dl_kw_i32(out, transactions ? -1 : ctx->node_id) |
           dl_kw_string(out, transactions ? "" : ctx->advertised_host) |
           dl_kw_i32(out, transactions ? -1 : ctx->advertised_port);
-    return finish(out, start, rv);
+    return dl__events_finish(out, start, rv);
 }
 
 /* ---- JoinGroup and SyncGroup: answered by the coordinator ------------------------------ */
@@ -136,7 +125,7 @@ int dl_events_encode_join(dl_buf_t *out, const dl_kheader_t *h, const dl_group_j
         rv |= dl_kw_bytes(out, jr->members[i].metadata ? jr->members[i].metadata : (void *)"",
                           (int32_t)jr->members[i].metadata_len);
     }
-    return finish(out, start, rv) == DL_HANDLED_RESPOND ? 0 : -ENOMEM;
+    return dl__events_finish(out, start, rv) == DL_HANDLED_RESPOND ? 0 : -ENOMEM;
 }
 
 static dl_handled_t sync_group(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreader_t *r)
@@ -175,7 +164,7 @@ int dl_events_encode_sync(dl_buf_t *out, const dl_kheader_t *h, int16_t error,
         rv |= dl_kw_i32(out, 0); /* throttle_time_ms */
     rv |= dl_kw_i16(out, error) |
           dl_kw_bytes(out, assignment ? assignment : (void *)"", (int32_t)(assignment ? len : 0));
-    return finish(out, start, rv) == DL_HANDLED_RESPOND ? 0 : -ENOMEM;
+    return dl__events_finish(out, start, rv) == DL_HANDLED_RESPOND ? 0 : -ENOMEM;
 }
 
 /* ---- Heartbeat and LeaveGroup ---------------------------------------------------------- */
@@ -203,7 +192,7 @@ static dl_handled_t heartbeat_or_leave(dl_events_ctx_t *ctx, const dl_kheader_t 
     if (h->api_version >= 1)
         rv |= dl_kw_i32(out, 0); /* throttle_time_ms */
     rv |= dl_kw_i16(out, error);
-    return finish(out, start, rv);
+    return dl__events_finish(out, start, rv);
 }
 
 /* ---- OffsetCommit ---------------------------------------------------------------------- */
@@ -279,7 +268,7 @@ static dl_handled_t offset_commit(dl_events_ctx_t *ctx, const dl_kheader_t *h, d
         out->len = start;
         return DL_HANDLED_CLOSE;
     }
-    return finish(out, start, 0);
+    return dl__events_finish(out, start, 0);
 }
 
 /* ---- OffsetFetch ----------------------------------------------------------------------- */
@@ -364,7 +353,7 @@ static dl_handled_t offset_fetch(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl
         rv |= dl_kw_i16(out, DL_KERR_NONE);
     int failed = dl_kr_failed(r) || s.failed;
     free_strings(&s);
-    return finish(out, start, rv | failed);
+    return dl__events_finish(out, start, rv | failed);
 }
 
 /* ---- ListGroups ------------------------------------------------------------------------ */
@@ -396,7 +385,7 @@ static dl_handled_t list_groups(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_
         dl_groups_each(ctx->groups, each_group, &l);
     if (rv == 0 && l.rv == 0)
         dl_kw_patch_i32(out, count_at, l.n);
-    return finish(out, start, rv | l.rv);
+    return dl__events_finish(out, start, rv | l.rv);
 }
 
 /* ---- DescribeGroups -------------------------------------------------------------------- */
@@ -471,7 +460,7 @@ static dl_handled_t describe_groups(dl_events_ctx_t *ctx, const dl_kheader_t *h,
     }
     free(ids);
     free_strings(&s);
-    return finish(out, start, rv);
+    return dl__events_finish(out, start, rv);
 }
 
 dl_handled_t dl__events_handle_group(dl_events_ctx_t *ctx, const dl_kheader_t *h,
