@@ -39,6 +39,13 @@ int dl_atomic_write_file(const char *path, const void *data, size_t len);
  */
 int dl_read_file(const char *path, char **data, size_t *len);
 
+/*
+ * Removes path and everything under it, like `rm -rf` (symbolic links are removed, never
+ * followed). A path that does not exist is fine. Not durable by itself: fsync the parent
+ * directory afterwards when that matters. Not thread-safe (nftw(3) keeps the walk's state).
+ */
+int dl_remove_tree(const char *path);
+
 /* Writes all len bytes to fd at its current position, retrying short writes and EINTR. */
 int dl_write_all(int fd, const void *data, size_t len);
 

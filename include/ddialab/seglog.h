@@ -109,6 +109,10 @@ int dl_seglog_open(const char *dir, const dl_seglog_options_t *opts, dl_seglog_t
 /* Closes the files and frees the log. Finish every prepared sync job first. NULL is fine. */
 void dl_seglog_close(dl_seglog_t *log);
 
+/* The log's directory was renamed to dir (the log works through a directory descriptor, so it
+ * goes on working; this keeps its messages right). 0 or -ENOMEM (the old name stays). */
+int dl_seglog_set_dir(dl_seglog_t *log, const char *dir);
+
 uint64_t dl_seglog_first_index(const dl_seglog_t *log);
 uint64_t dl_seglog_last_index(const dl_seglog_t *log);   /* first_index - 1 when empty */
 uint64_t dl_seglog_synced_index(const dl_seglog_t *log); /* highest index known fsynced */

@@ -24,7 +24,7 @@ const char *dl_kbatch_status_text(dl_kbatch_status_t status)
     return "unknown record batch status";
 }
 
-dl_kbatch_status_t dl_kbatch_parse(const uint8_t *p, size_t len, int verify_crc, dl_kbatch_t *b)
+dl_kbatch_status_t dl_kbatch_parse(const uint8_t *p, size_t len, int flags, dl_kbatch_t *b)
 {
     /* The magic byte sits at the same place in every format: read it before the rest, whose
      * layout depends on it. */
@@ -55,13 +55,21 @@ dl_kbatch_status_t dl_kbatch_parse(const uint8_t *p, size_t len, int verify_crc,
     b->records = p + DL_KBATCH_HEADER_BYTES;
     b->records_len = b->total_len - DL_KBATCH_HEADER_BYTES;
     const size_t crc_from = 21; /* attributes */
-    if (verify_crc && dl_crc32c(0, p + crc_from, b->total_len - crc_from) != b->crc)
+    if ((flags & DL_KBATCH_VERIFY_CRC) &&
+        dl_crc32c(0, p + crc_from, b->total_len - crc_from) != b->crc)
         return DL_KBATCH_BAD_CRC;
     if ((b->attributes & DL_KBATCH_COMPRESSION_MASK) > DL_KCOMPRESSION_ZSTD)
         return DL_KBATCH_BAD_COMPRESSION;
-    if (b->records_count < 1 || b->last_offset_delta != b->records_count - 1)
+    if (b->records_count < 1 || b->last_offset_delta < b->records_count - 1 ||
+        (!(flags & DL_KBATCH_COMPACTED) && b->last_offset_delta != b->records_count - 1))
         return DL_KBATCH_BAD_COUNT;
     return DL_KBATCH_OK;
+}
+
+void dl_kbatch_seal(uint8_t *p, size_t len)
+{
+    dl_kput_be32(p + DL_KBATCH_LENGTH_OFFSET, (uint32_t)(len - DL_KBATCH_OVERHEAD));
+    dl_kput_be32(p + 17, dl_crc32c(0, p + 21, len - 21));
 }
 
 int dl_krecord_next(dl_kreader_t *r, dl_krecord_t *rec)
@@ -147,9 +155,6 @@ int dl_kbatch_build(dl_buf_t *out, const dl_krecord_in_t *records, size_t n, int
         out->len = start;
         return -ENOMEM;
     }
-    uint8_t *batch = out->data + start;
-    size_t len = out->len - start;
-    dl_kput_be32(batch + DL_KBATCH_LENGTH_OFFSET, (uint32_t)(len - DL_KBATCH_OVERHEAD));
-    dl_kput_be32(batch + 17, dl_crc32c(0, batch + 21, len - 21));
+    dl_kbatch_seal(out->data + start, out->len - start);
     return 0;
 }

@@ -73,13 +73,24 @@ typedef enum {
 /* A sentence for a status, for logs and error messages. */
 const char *dl_kbatch_status_text(dl_kbatch_status_t status);
 
+/* dl_kbatch_parse's flags. */
+#define DL_KBATCH_VERIFY_CRC 1 /* check the CRC-32C (a batch that comes in) */
+/* A stored batch that compaction may have thinned (compact.h): its records keep their offset
+ * deltas, so it may hold fewer records than lastOffsetDelta + 1 (but at least one). */
+#define DL_KBATCH_COMPACTED 2
+
 /*
  * Parses the batch at the start of len bytes at p into *b (pointers into p) and checks what a
  * broker checks on produce: complete, magic 2, CRC-32C, a codec Kafka defines, and at least one
  * record with lastOffsetDelta = recordsCount - 1 (offsets 0 .. n-1, as producers number them).
- * With verify_crc 0 the CRC is not checked (a stored batch, checked when it came in).
+ * Without DL_KBATCH_VERIFY_CRC in flags the CRC is not checked (a stored batch, checked when it
+ * came in); with DL_KBATCH_COMPACTED fewer records than offsets are allowed.
  */
-dl_kbatch_status_t dl_kbatch_parse(const uint8_t *p, size_t len, int verify_crc, dl_kbatch_t *b);
+dl_kbatch_status_t dl_kbatch_parse(const uint8_t *p, size_t len, int flags, dl_kbatch_t *b);
+
+/* Sets the batchLength of the len-byte batch at p to match len, and its CRC-32C to match its
+ * contents (after a batch was rebuilt). */
+void dl_kbatch_seal(uint8_t *p, size_t len);
 
 /* Rewrites the base offset of the batch at p (the broker's one change to a produced batch). */
 static inline void dl_kbatch_set_base_offset(uint8_t *p, int64_t base_offset)

@@ -11,11 +11,13 @@
 #include "ddialab/metrics.h"
 #include "ddialab/error.h"
 #include "events/batch.h"
+#include "events/compact.h"
 #include "events/protocol.h"
 
 #define READ_CHUNK       (64u << 10)
 #define MAX_FETCH_WAIT   30000 /* ms; clients ask for 500 (librdkafka) or 5000 (kafkajs) */
 #define DEFAULT_MAX_CONN 1024
+#define COMPACT_STEP     (1u << 20) /* bytes a compaction reads and writes per loop turn */
 
 typedef struct conn_s {
     uv_tcp_t tcp; /* first: handle callbacks cast back */
@@ -65,10 +67,17 @@ struct dl_broker_s {
     dl_groups_t *groups;
     uv_timer_t groups_timer; /* the coordinator's next deadline */
     uv_idle_t resume_idle;   /* connections whose parked request was answered */
-    uv_timer_t retention;    /* every retention_check_ms */
+    uv_timer_t retention;    /* every retention_check_ms: retention and compaction */
+    /* The log cleaner: one compaction at a time, a step per loop turn (compact.h). */
+    dl_compaction_t *compaction;
+    dl_topic_t *compaction_topic;
+    int32_t compaction_partition;
+    int compaction_ready; /* waits for the fsync round in flight to end */
+    uv_idle_t compact_idle;
     dl_metrics_t *metrics;
     dl_metric_t *requests[DL_KAPI_INIT_PRODUCER_ID + 1]; /* by API key; NULL: not served */
     dl_metric_t *fsync_rounds, *fsync_seconds, *fsync_failures, *retention_bytes;
+    dl_metric_t *compaction_passes, *compaction_bytes, *compaction_failures;
     uint64_t round_started_ns;
     int stopping;
     void (*done)(void *ctx);
@@ -88,6 +97,8 @@ typedef struct local_s {
 
 static void serve_frames(conn_t *c);
 static void maybe_finish_stop(dl_broker_t *b);
+static void finish_compaction(dl_broker_t *b);
+static void settle_deletions(dl_broker_t *b);
 static void schedule_groups(dl_broker_t *b);
 static void wake_fetches(dl_broker_t *b);
 
@@ -198,6 +209,11 @@ static void after_jobs(uv_work_t *work, int status)
     b->n_jobs = 0;
     b->syncing = 0;
     b->done_round = b->started_round;
+    /* No sync job is prepared now: the moment to swap a compacted log in, or to close the
+       partitions of deleted topics. */
+    if (b->compaction_ready)
+        finish_compaction(b);
+    settle_deletions(b);
     dl_metric_inc(b->fsync_rounds);
     dl_metric_observe(b->fsync_seconds, (double)(uv_hrtime() - b->round_started_ns) / 1e9);
     if (failed)
@@ -389,6 +405,8 @@ static void serve(conn_t *c, uint8_t *frame, size_t len, int final)
         c->parked = 0;
     if (h.api_key >= DL_KAPI_OFFSET_COMMIT && h.api_key <= DL_KAPI_SYNC_GROUP)
         schedule_groups(b);
+    if (h.api_key == DL_KAPI_DELETE_TOPICS)
+        settle_deletions(b);
     if (handled == DL_HANDLED_PARKED) {
         if (c->parked) /* not answered yet */
             c->busy = 1;
@@ -588,22 +606,37 @@ static void on_connection(uv_stream_t *server, int status)
         close_conn(c, "cannot read");
 }
 
-/* ---- Retention ------------------------------------------------------------------------- */
+/* ---- Retention and compaction ---------------------------------------------------------- */
 
-static void on_retention(uv_timer_t *t)
+static int64_t wall_ms(void)
 {
-    dl_broker_t *b = t->data;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts); /* record timestamps are wall-clock milliseconds */
-    int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int compacting(const dl_broker_t *b, const dl_topic_t *topic, int32_t k)
+{
+    return b->compaction != NULL && b->compaction_topic == topic && b->compaction_partition == k;
+}
+
+static void retain(dl_broker_t *b, int64_t now_ms)
+{
     size_t n;
     dl_topic_t *const *topics = dl_topics_list(b->ctx.topics, &n);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        const dl_topic_config_t *cfg = &topics[i]->config;
+        int64_t ms = cfg->retention_ms != DL_TOPIC_UNSET ? cfg->retention_ms : b->opts.retention_ms;
+        int64_t bytes =
+            cfg->retention_bytes != DL_TOPIC_UNSET ? cfg->retention_bytes : b->opts.retention_bytes;
+        if (!cfg->delete_old || (ms < 0 && bytes < 0))
+            continue; /* cleanup.policy=compact: the cleaner's alone */
         for (int32_t k = 0; k < topics[i]->n_partitions; k++) {
             dl_partition_t *p = topics[i]->partitions[k];
+            if (compacting(b, topics[i], k))
+                continue; /* a pass reads it by position: next time */
             uint64_t dropped = 0;
-            int rv = dl_partition_retain(p, now_ms, b->opts.retention_ms, b->opts.retention_bytes,
-                                         &dropped);
+            int rv = dl_partition_retain(p, now_ms, ms, bytes, &dropped);
             dl_metric_add(b->retention_bytes, (double)dropped);
             if (dropped > 0)
                 DL_INFO("retention: %s-%d dropped %llu bytes; its log now starts at offset %lld",
@@ -613,6 +646,174 @@ static void on_retention(uv_timer_t *t)
                 DL_WARN("retention: %s-%d: %s", topics[i]->name, (int)k,
                         dl_seglog_errmsg(dl_partition_log(p)));
         }
+    }
+}
+
+/* Whether partition k of topic is due for compaction: asked for, or at least min.cleanable.
+ * dirty.ratio of it and a segment's worth (segment.bytes) written since its last pass. */
+static int due(const dl_topics_t *topics, const dl_topic_t *topic, int32_t k)
+{
+    const dl_partition_cleaning_t *cl = &topic->cleaning[k];
+    uint64_t size = dl_partition_size_bytes(topic->partitions[k]);
+    uint64_t dirty = size > cl->clean_bytes ? size - cl->clean_bytes : 0;
+    uint64_t segment = dl_topic_partition_options(topics, topic).segment_bytes;
+    if (segment == 0)
+        segment = 64u << 20;
+    return cl->requested ||
+           (dirty > 0 && dirty >= segment &&
+            (double)dirty >= topic->config.min_cleanable_dirty_ratio * (double)size);
+}
+
+static void on_compact_idle(uv_idle_t *idle);
+
+/* Starts a pass on the first partition due, unless one is running. */
+static void maybe_compact(dl_broker_t *b)
+{
+    if (b->compaction != NULL || b->stopping)
+        return;
+    size_t n;
+    dl_topic_t *const *topics = dl_topics_list(b->ctx.topics, &n);
+    for (size_t i = 0; i < n; i++) {
+        dl_topic_t *topic = topics[i];
+        if (!topic->config.compact)
+            continue;
+        for (int32_t k = 0; k < topic->n_partitions; k++) {
+            dl_partition_t *p = topic->partitions[k];
+            if (dl_partition_failed(p) || !due(b->ctx.topics, topic, k))
+                continue;
+            dl_compaction_options_t o = {
+                .now_ms = wall_ms(),
+                .delete_retention_ms = topic->config.delete_retention_ms,
+                .partition = dl_topic_partition_options(b->ctx.topics, topic),
+            };
+            char err[512];
+            dl_compaction_t *c;
+            int rv = dl_compaction_start(p, &o, &c, err, sizeof(err));
+            if (rv != 0 || c == NULL) { /* failed, or nothing to compact: wait for new data */
+                if (rv != 0) {
+                    DL_WARN("compaction of %s-%d cannot start: %s", topic->name, (int)k, err);
+                    dl_metric_inc(b->compaction_failures);
+                }
+                topic->cleaning[k].requested = 0;
+                topic->cleaning[k].clean_bytes = dl_partition_size_bytes(p);
+                continue;
+            }
+            b->compaction = c;
+            b->compaction_topic = topic;
+            b->compaction_partition = k;
+            uv_idle_start(&b->compact_idle, on_compact_idle);
+            return;
+        }
+    }
+}
+
+/* Ends the running pass (finished or given up) and looks for the next. */
+static void end_compaction(dl_broker_t *b, int failed)
+{
+    if (failed) {
+        dl_metric_inc(b->compaction_failures);
+        dl_partition_cleaning_t *cl = &b->compaction_topic->cleaning[b->compaction_partition];
+        cl->requested = 0;
+        cl->clean_bytes = dl_partition_size_bytes(dl_compaction_partition(b->compaction));
+        dl_compaction_abort(b->compaction);
+    }
+    b->compaction = NULL;
+    b->compaction_topic = NULL;
+    b->compaction_ready = 0;
+    uv_idle_stop(&b->compact_idle);
+    maybe_compact(b);
+}
+
+static void finish_compaction(dl_broker_t *b)
+{
+    dl_topic_t *topic = b->compaction_topic;
+    int32_t k = b->compaction_partition;
+    dl_partition_t *p = dl_compaction_partition(b->compaction);
+    dl_compaction_stats_t st;
+    char err[512];
+    int rv = dl_compaction_finish(b->compaction, &st, err, sizeof(err));
+    b->compaction = NULL; /* freed by finish */
+    if (rv != 0) {
+        DL_WARN("compaction of %s-%d failed: %s", topic->name, (int)k, err);
+        b->compaction = NULL;
+        dl_metric_inc(b->compaction_failures);
+        topic->cleaning[k].requested = 0;
+        topic->cleaning[k].clean_bytes = dl_partition_size_bytes(p);
+        end_compaction(b, 0);
+        return;
+    }
+    dl_partition_cleaning_t *cl = &topic->cleaning[k];
+    cl->requested = 0;
+    cl->clean_bytes = dl_partition_size_bytes(p);
+    cl->passes++;
+    cl->bytes_removed += st.bytes_before - st.bytes_after;
+    cl->records_removed += st.records_removed;
+    cl->last_pass_ms = wall_ms();
+    dl_metric_inc(b->compaction_passes);
+    dl_metric_add(b->compaction_bytes, (double)(st.bytes_before - st.bytes_after));
+    DL_INFO("compaction: %s-%d %llu -> %llu bytes, %llu of %llu records removed (%llu "
+            "tombstones)",
+            topic->name, (int)k, (unsigned long long)st.bytes_before,
+            (unsigned long long)st.bytes_after, (unsigned long long)st.records_removed,
+            (unsigned long long)st.records_read, (unsigned long long)st.tombstones_removed);
+    end_compaction(b, 0);
+}
+
+static void on_compact_idle(uv_idle_t *idle)
+{
+    dl_broker_t *b = idle->data;
+    char err[512];
+    int rv = dl_compaction_step(b->compaction, COMPACT_STEP, err, sizeof(err));
+    if (rv < 0) {
+        DL_WARN("compaction of %s-%d given up: %s", b->compaction_topic->name,
+                (int)b->compaction_partition, err);
+        end_compaction(b, 1);
+    } else if (rv == 1 && b->syncing) {
+        b->compaction_ready = 1; /* the round's end finishes it */
+        uv_idle_stop(idle);
+    } else if (rv == 1) {
+        finish_compaction(b);
+    }
+}
+
+void dl_broker_compact(dl_broker_t *b, dl_topic_t *topic)
+{
+    for (int32_t k = 0; k < topic->n_partitions; k++)
+        topic->cleaning[k].requested = 1;
+    maybe_compact(b);
+}
+
+/* Deleted topics: their partitions leave the fsync set now, and are closed and removed once
+ * no fsync round holds them. */
+static void settle_deletions(dl_broker_t *b)
+{
+    size_t n;
+    dl_topic_t *const *dead = dl_topics_graveyard(b->ctx.topics, &n);
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (b->compaction != NULL && b->compaction_topic == dead[i]) {
+            dl_compaction_abort(b->compaction);
+            b->compaction = NULL;
+            b->compaction_topic = NULL;
+            b->compaction_ready = 0;
+            uv_idle_stop(&b->compact_idle);
+        }
+        for (int32_t k = 0; k < dead[i]->n_partitions; k++)
+            for (size_t j = 0; j < b->dirty.n; j++)
+                if (b->dirty.items[j] == dead[i]->partitions[k])
+                    b->dirty.items[j--] = b->dirty.items[--b->dirty.n];
+    }
+    if (!b->syncing)
+        dl_topics_reap(b->ctx.topics);
+    maybe_compact(b);
+}
+
+static void on_retention(uv_timer_t *t)
+{
+    dl_broker_t *b = t->data;
+    retain(b, wall_ms());
+    maybe_compact(b);
 }
 
 /* ---- Metrics --------------------------------------------------------------------------- */
@@ -720,6 +921,12 @@ static dl_metrics_t *new_metrics(dl_broker_t *b)
         dl_metrics_latency_seconds_buckets, dl_metrics_latency_seconds_nbuckets);
     b->retention_bytes = dl_metrics_counter(m, "ddialab_events_retention_deleted_bytes_total",
                                             "Bytes deleted by retention", "");
+    b->compaction_passes = dl_metrics_counter(m, "ddialab_events_compactions_total",
+                                              "Log compaction passes finished", "");
+    b->compaction_bytes = dl_metrics_counter(m, "ddialab_events_compaction_removed_bytes_total",
+                                             "Bytes log compaction removed", "");
+    b->compaction_failures = dl_metrics_counter(m, "ddialab_events_compaction_failures_total",
+                                                "Log compaction passes given up", "");
     dl_metrics_add_process(m);
     return m;
 }
@@ -829,9 +1036,11 @@ int dl_broker_start(uv_loop_t *loop, const dl_broker_options_t *opts, dl_topics_
     uv_timer_init(loop, &b->groups_timer);
     uv_idle_init(loop, &b->resume_idle);
     uv_timer_init(loop, &b->retention);
+    uv_idle_init(loop, &b->compact_idle);
     b->interval.data = b->groups_timer.data = b->resume_idle.data = b->retention.data = b;
-    b->handles += 4;
-    if ((opts->retention_ms >= 0 || opts->retention_bytes >= 0) && opts->retention_check_ms > 0)
+    b->compact_idle.data = b;
+    b->handles += 5;
+    if (opts->retention_check_ms > 0)
         uv_timer_start(&b->retention, on_retention, (uint64_t)opts->retention_check_ms,
                        (uint64_t)opts->retention_check_ms);
     if (opts->sync_policy == DL_SYNC_INTERVAL && opts->sync_interval_ms > 0)
@@ -917,4 +1126,8 @@ void dl_broker_stop(dl_broker_t *b, void (*done)(void *ctx), void *ctx)
     uv_close((uv_handle_t *)&b->groups_timer, on_broker_handle_closed);
     uv_close((uv_handle_t *)&b->resume_idle, on_broker_handle_closed);
     uv_close((uv_handle_t *)&b->retention, on_broker_handle_closed);
+    uv_close((uv_handle_t *)&b->compact_idle, on_broker_handle_closed);
+    dl_compaction_abort(b->compaction); /* a pass cut short is simply done again */
+    b->compaction = NULL;
+    b->compaction_ready = 0;
 }

@@ -32,7 +32,8 @@ typedef struct dl_broker_options_s {
     int64_t sync_interval_ms;
     size_t max_connections; /* 0: 1024 */
     /* Retention, checked every retention_check_ms (partition.h, dl_partition_retain): -1 for
-     * no limit. */
+     * no limit; a topic's retention.ms and retention.bytes override these. The same timer
+     * starts log compaction of cleanup.policy=compact topics (compact.h). */
     int64_t retention_ms, retention_bytes, retention_check_ms;
 } dl_broker_options_t;
 
@@ -58,6 +59,10 @@ dl_groups_t *dl_broker_groups(dl_broker_t *b);
 void dl_broker_produce(dl_broker_t *b, dl_partition_t *const *partitions,
                        const uint8_t *const *batches, const size_t *lens, size_t n,
                        void (*done)(void *ctx, int rv, const int64_t *base_offsets), void *ctx);
+
+/* Asks for every partition of topic (cleanup.policy=compact) to be compacted now: passes run
+ * one at a time in the background; GET /topics/{t} shows each partition's passes. */
+void dl_broker_compact(dl_broker_t *b, dl_topic_t *topic);
 
 /* The broker's metrics registry (ddialab_events_*, for GET /metrics). */
 struct dl_metrics_s *dl_broker_metrics(dl_broker_t *b);

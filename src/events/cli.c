@@ -289,13 +289,76 @@ int dl_events_consume_main(int argc, char **argv)
 
 /* ---- topics ------------------------------------------------------------------------------- */
 
+/* Sets the configs in text ("name=value,name=value"; a piece without '=' continues the value
+ * before it, as in cleanup.policy=compact,delete) on t. 0, or 2 with a message. */
+static int set_configs(rd_kafka_NewTopic_t *t, const char *text)
+{
+    char *copy = strdup(text), *save = NULL;
+    char *names[64], *values[64];
+    int n = 0, rv = copy ? 0 : 2;
+    for (char *piece = copy ? strtok_r(copy, ",", &save) : NULL; rv == 0 && piece != NULL;
+         piece = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(piece, '=');
+        if (eq == NULL && n > 0) {
+            piece[-1] = ','; /* glue it back onto the value before */
+            continue;
+        }
+        if (eq == NULL || eq == piece || n == 64) {
+            fprintf(stderr, "ddialab events topics: --config: expected name=value[,name=value]\n");
+            rv = 2;
+            break;
+        }
+        *eq = '\0';
+        names[n] = piece;
+        values[n++] = eq + 1;
+    }
+    for (int i = 0; rv == 0 && i < n; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_NewTopic_set_config(t, names[i], values[i]);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fprintf(stderr, "ddialab events topics: --config %s: %s\n", names[i],
+                    rd_kafka_err2str(e));
+            rv = 2;
+        }
+    }
+    free(copy);
+    return rv;
+}
+
+/* Waits for the answer to an admin request on q and prints what happened to topic: 0 or 1. */
+static int admin_result(rd_kafka_queue_t *q, const char *topic, int deleting)
+{
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, TIMEOUT_MS);
+    size_t n = 0;
+    const rd_kafka_topic_result_t **results = NULL;
+    if (ev != NULL && deleting && rd_kafka_event_DeleteTopics_result(ev))
+        results = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+    else if (ev != NULL && !deleting && rd_kafka_event_CreateTopics_result(ev))
+        results = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+    int status = 0;
+    if (ev == NULL || rd_kafka_event_error(ev)) {
+        fprintf(stderr, "ddialab events topics: %s\n",
+                ev ? rd_kafka_event_error_string(ev) : "no answer in time");
+        status = 1;
+    } else if (n == 1 && rd_kafka_topic_result_error(results[0])) {
+        fprintf(stderr, "ddialab events topics: %s: %s\n", topic,
+                rd_kafka_topic_result_error_string(results[0]));
+        status = 1;
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    return status;
+}
+
 int dl_events_topics_main(int argc, char **argv)
 {
     static const char *usage =
-        "usage: ddialab events topics [--bootstrap 127.0.0.1:9092] [--create T --partitions N\n"
-        "                             [--replication-factor R]]\n\n"
-        "Lists the topics with their partitions and offsets, or creates one.\n";
-    char *bootstrap = "127.0.0.1:9092", *create = NULL;
+        "usage: ddialab events topics [--bootstrap 127.0.0.1:9092]\n"
+        "                             [--create T [--partitions N] [--config name=value,...]]\n"
+        "                             [--delete T]\n\n"
+        "Lists the topics with their partitions and offsets, creates one, or deletes one.\n"
+        "Topic configs: cleanup.policy (delete, compact), retention.ms, retention.bytes,\n"
+        "delete.retention.ms, min.cleanable.dirty.ratio, segment.bytes.\n";
+    char *bootstrap = "127.0.0.1:9092", *create = NULL, *configs = NULL, *delete_topic = NULL;
     int64_t partitions = 1, replication = 1;
     dl_flag_t flags[] = {
         {"bootstrap", DL_FLAG_STRING, &bootstrap, "broker(s) to start from, HOST:PORT[,...]"},
@@ -303,11 +366,17 @@ int dl_events_topics_main(int argc, char **argv)
         {"partitions", DL_FLAG_INT, &partitions, "partitions of the topic --create makes"},
         {"replication-factor", DL_FLAG_INT, &replication,
          "copies of each partition (this broker is one node: 1)"},
+        {"config", DL_FLAG_STRING, &configs, "topic configs for --create: name=value[,name=value]"},
+        {"delete", DL_FLAG_STRING, &delete_topic, "delete this topic and its data"},
         {NULL, 0, NULL, NULL},
     };
     int rv = parse("topics", usage, flags, argc, argv, 0, NULL);
     if (rv != 0)
         return rv == 1 ? 0 : rv;
+    if (create != NULL && delete_topic != NULL) {
+        fprintf(stderr, "ddialab events topics: --create and --delete: one at a time\n");
+        return 2;
+    }
     rd_kafka_conf_t *conf = config("topics", bootstrap);
     if (conf == NULL)
         return 2;
@@ -318,6 +387,18 @@ int dl_events_topics_main(int argc, char **argv)
         return 1;
     }
     int status = 0;
+    if (delete_topic != NULL) {
+        rd_kafka_DeleteTopic_t *t = rd_kafka_DeleteTopic_new(delete_topic);
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_DeleteTopics(rk, &t, 1, NULL, q);
+        status = admin_result(q, delete_topic, 1);
+        if (status == 0)
+            printf("deleted %s\n", delete_topic);
+        rd_kafka_DeleteTopic_destroy(t);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_destroy(rk);
+        return status;
+    }
     if (create != NULL) {
         rd_kafka_NewTopic_t *t =
             rd_kafka_NewTopic_new(create, (int)partitions, (int)replication, err, sizeof(err));
@@ -325,28 +406,14 @@ int dl_events_topics_main(int argc, char **argv)
         if (t == NULL) {
             fprintf(stderr, "ddialab events topics: %s\n", err);
             status = 2;
+        } else if (configs != NULL && (status = set_configs(t, configs)) != 0) {
+            rd_kafka_NewTopic_destroy(t);
         } else {
             rd_kafka_CreateTopics(rk, &t, 1, NULL, q);
-            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, TIMEOUT_MS);
-            const rd_kafka_CreateTopics_result_t *res =
-                ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
-            size_t n = 0;
-            const rd_kafka_topic_result_t **results =
-                res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
-            if (ev == NULL || rd_kafka_event_error(ev)) {
-                fprintf(stderr, "ddialab events topics: %s\n",
-                        ev ? rd_kafka_event_error_string(ev) : "no answer in time");
-                status = 1;
-            } else if (n == 1 && rd_kafka_topic_result_error(results[0])) {
-                fprintf(stderr, "ddialab events topics: %s: %s\n", create,
-                        rd_kafka_topic_result_error_string(results[0]));
-                status = 1;
-            } else {
+            status = admin_result(q, create, 0);
+            if (status == 0)
                 printf("created %s with %d partition%s\n", create, (int)partitions,
                        partitions == 1 ? "" : "s");
-            }
-            if (ev)
-                rd_kafka_event_destroy(ev);
             rd_kafka_NewTopic_destroy(t);
         }
         rd_kafka_queue_destroy(q);

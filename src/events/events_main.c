@@ -215,6 +215,8 @@ static int broker_main(int argc, char **argv)
                                 .metrics = dl_broker_metrics(m.broker),
                                 .broker = m.broker,
                                 .auto_create = auto_create,
+                                .retention_ms = retention_ms,
+                                .retention_bytes = retention_bytes,
                                 .node_id = (int32_t)node_id};
     if (http_on &&
         dl_events_http_start(&loop, http_host, http_port, &m.http, err, sizeof(err)) != 0) {

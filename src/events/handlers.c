@@ -2,11 +2,14 @@
 #include "events/handlers.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ddialab/error.h"
 #include "events/batch.h"
+#include "events/decompress.h"
 
 #define CLUSTER_ID "ddialab-events"
 
@@ -63,8 +66,8 @@ static dl_topic_t *metadata_topic(dl_events_ctx_t *ctx, dl_kslice_t name, int al
     dl_topic_t *topic = dl_topics_find(ctx->topics, (const char *)name.p, (size_t)name.len);
     if (topic == NULL && allow_create && ctx->auto_create) {
         char err[256];
-        if (dl_topics_create(ctx->topics, (const char *)name.p, (size_t)name.len, 0, &topic, err,
-                             sizeof(err)) != 0)
+        if (dl_topics_create(ctx->topics, (const char *)name.p, (size_t)name.len, 0, NULL, &topic,
+                             err, sizeof(err)) != 0)
             topic = NULL;
         if (topic == NULL)
             *error = DL_KERR_KAFKA_STORAGE_ERROR;
@@ -160,12 +163,32 @@ static int16_t batch_error(dl_kbatch_status_t status)
     }
 }
 
+/* Whether every record of batch b has a key, as a compacted topic requires (Kafka answers
+ * CORRUPT_MESSAGE up to Produce v7 otherwise); a batch that does not decompress is refused. */
+static int16_t check_keys(const dl_kbatch_t *b)
+{
+    dl_buf_t plain = {0};
+    int16_t error = DL_KERR_NONE;
+    if (dl_kdecompress(b->attributes & DL_KBATCH_COMPRESSION_MASK, b->records, b->records_len,
+                       64u << 20, &plain) != 0)
+        error = DL_KERR_CORRUPT_MESSAGE;
+    dl_kreader_t r = dl_kr_init(plain.data, plain.len);
+    dl_krecord_t rec;
+    int more;
+    while (error == DL_KERR_NONE && (more = dl_krecord_next(&r, &rec)) != 0)
+        if (more < 0 || rec.key.len < 0)
+            error = DL_KERR_CORRUPT_MESSAGE;
+    dl_buf_free(&plain);
+    return error;
+}
+
 /*
  * Appends the batches in records (checked whole first, so that a partition takes all of them or
- * none) to p; the Kafka error, with *base_offset the first batch's offset.
+ * none) to p; the Kafka error, with *base_offset the first batch's offset. A compacted topic's
+ * records must have keys.
  */
-static int16_t produce_partition(dl_events_ctx_t *ctx, dl_partition_t *p, dl_kslice_t records,
-                                 int64_t *base_offset)
+static int16_t produce_partition(dl_events_ctx_t *ctx, dl_partition_t *p, int compacted,
+                                 dl_kslice_t records, int64_t *base_offset)
 {
     *base_offset = -1;
     if (records.len <= 0)
@@ -181,6 +204,9 @@ static int16_t produce_partition(dl_events_ctx_t *ctx, dl_partition_t *p, dl_ksl
         if (b.attributes & (DL_KBATCH_TRANSACTIONAL | DL_KBATCH_CONTROL))
             return DL_KERR_INVALID_RECORD; /* no transactions here (InitProducerId v3+ is
                                             * flexible, and not served) */
+        int16_t keys = compacted ? check_keys(&b) : DL_KERR_NONE;
+        if (keys != DL_KERR_NONE)
+            return keys;
         at += b.total_len;
     }
     /* The batches are the producer's bytes inside the request frame: stored from there, with
@@ -242,7 +268,8 @@ static dl_handled_t produce(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_krea
             int64_t base_offset = -1;
             int16_t error = !valid_acks ? DL_KERR_INVALID_REQUIRED_ACKS
                             : p == NULL ? DL_KERR_UNKNOWN_TOPIC_OR_PARTITION
-                                        : produce_partition(ctx, p, records, &base_offset);
+                                        : produce_partition(ctx, p, topic->config.compact, records,
+                                                            &base_offset);
             rv |= dl_kw_i32(out, index) | dl_kw_i16(out, error) | dl_kw_i64(out, base_offset);
             if (v >= 2)
                 rv |= dl_kw_i64(out, -1); /* log_append_time_ms: CreateTime */
@@ -292,11 +319,26 @@ static int16_t check_create(dl_events_ctx_t *ctx, dl_kslice_t name, int32_t n_pa
         *message = "this broker is a single node: the replication factor is 1";
         return DL_KERR_INVALID_REPLICATION_FACTOR;
     }
-    if (n_configs > 0) {
-        *message = "topic configs (cleanup.policy, retention) are not supported yet";
-        return DL_KERR_INVALID_CONFIG;
-    }
+    (void)n_configs; /* checked as they are read */
     return DL_KERR_NONE;
+}
+
+/* A topic a CreateTopics asks for. */
+typedef struct {
+    dl_kslice_t name;
+    int32_t n_partitions, n_assignments, n_configs;
+    int16_t replication;
+    int assignment_elsewhere;
+    json_t *configs; /* name -> value, as dl_topics_create takes them */
+    int bad_config;
+    char config_error[200];
+} wanted_t;
+
+static void free_wanted(wanted_t *want, int32_t n)
+{
+    for (int32_t i = 0; want != NULL && i < n; i++)
+        json_decref(want[i].configs);
+    free(want);
 }
 
 static dl_handled_t create_topics(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreader_t *r,
@@ -307,12 +349,6 @@ static dl_handled_t create_topics(dl_events_ctx_t *ctx, const dl_kheader_t *h, d
     if (dl_kr_failed(r))
         return DL_HANDLED_CLOSE;
     /* The options follow the topics: read them all first, then act. */
-    typedef struct {
-        dl_kslice_t name;
-        int32_t n_partitions, n_assignments, n_configs;
-        int16_t replication;
-        int assignment_elsewhere;
-    } wanted_t;
     wanted_t *want = calloc((size_t)n_topics + 1, sizeof(*want));
     if (want == NULL)
         return DL_HANDLED_CLOSE;
@@ -328,15 +364,40 @@ static dl_handled_t create_topics(dl_events_ctx_t *ctx, const dl_kheader_t *h, d
             want[i].assignment_elsewhere |= index != j || n_brokers != 1;
         }
         want[i].n_configs = dl_kr_array(r, 4, NULL);
+        dl_topic_config_t check;
+        dl_topic_config_init(&check);
         for (int32_t j = 0; j < want[i].n_configs && !dl_kr_failed(r); j++) {
-            (void)dl_kr_string(r);
-            (void)dl_kr_string(r);
+            dl_kslice_t name = dl_kr_string(r), value = dl_kr_string(r);
+            if (dl_kr_failed(r) || want[i].bad_config)
+                continue;
+            if (name.len < 0 || value.len < 0) {
+                want[i].bad_config = 1;
+                snprintf(want[i].config_error, sizeof(want[i].config_error),
+                         "a topic config's name and value must not be null");
+                continue;
+            }
+            if (dl_topic_config_set(&check, (const char *)name.p, (size_t)name.len,
+                                    (const char *)value.p, (size_t)value.len, want[i].config_error,
+                                    sizeof(want[i].config_error)) != 0) {
+                want[i].bad_config = 1;
+                continue;
+            }
+            if (want[i].configs == NULL)
+                want[i].configs = json_object();
+            char key[64];
+            snprintf(key, sizeof(key), "%.*s", (int)name.len, (const char *)name.p);
+            json_t *jv = json_stringn((const char *)value.p, (size_t)value.len);
+            if (want[i].configs == NULL || jv == NULL ||
+                json_object_set_new(want[i].configs, key, jv) != 0) {
+                want[i].bad_config = 1;
+                snprintf(want[i].config_error, sizeof(want[i].config_error), "out of memory");
+            }
         }
     }
     (void)dl_kr_i32(r); /* timeout_ms */
     int validate_only = v >= 1 ? dl_kr_i8(r) != 0 : 0;
     if (dl_kr_failed(r)) {
-        free(want);
+        free_wanted(want, n_topics);
         return DL_HANDLED_CLOSE;
     }
     size_t start = dl_kresponse_begin(out, h);
@@ -353,18 +414,67 @@ static dl_handled_t create_topics(dl_events_ctx_t *ctx, const dl_kheader_t *h, d
             error = DL_KERR_INVALID_REPLICA_ASSIGNMENT;
             message = "every partition is on this broker, one replica each";
         }
-        char err[256] = "";
+        if (error == DL_KERR_NONE && want[i].bad_config) {
+            error = DL_KERR_INVALID_CONFIG;
+            message = want[i].config_error;
+        }
+        char err[256] = "", *config = NULL;
+        if (error == DL_KERR_NONE && want[i].configs != NULL &&
+            (config = json_dumps(want[i].configs, JSON_SORT_KEYS | JSON_COMPACT)) == NULL) {
+            error = DL_KERR_KAFKA_STORAGE_ERROR;
+            message = "out of memory";
+        }
         if (error == DL_KERR_NONE && !validate_only &&
             dl_topics_create(ctx->topics, (const char *)want[i].name.p, (size_t)want[i].name.len, n,
-                             NULL, err, sizeof(err)) != 0) {
+                             config, NULL, err, sizeof(err)) != 0) {
             error = DL_KERR_KAFKA_STORAGE_ERROR;
             message = err;
         }
+        free(config);
         rv |= dl_kw_slice(out, want[i].name) | dl_kw_i16(out, error);
         if (v >= 1)
             rv |= dl_kw_string(out, message);
     }
-    free(want);
+    free_wanted(want, n_topics);
+    return dl__events_finish(out, start, rv);
+}
+
+/* ---- DeleteTopics -------------------------------------------------------------------------- */
+
+static dl_handled_t delete_topics(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kreader_t *r,
+                                  dl_buf_t *out)
+{
+    int v = h->api_version;
+    int32_t n_topics = dl_kr_array(r, 2, NULL);
+    dl_kreader_t names = *r; /* the names are read again below, as they are answered */
+    for (int32_t i = 0; i < n_topics && !dl_kr_failed(r); i++)
+        (void)dl_kr_string(r);
+    (void)dl_kr_i32(r); /* timeout_ms: deletion is done before the answer */
+    if (dl_kr_failed(r))
+        return DL_HANDLED_CLOSE;
+    size_t start = dl_kresponse_begin(out, h);
+    int rv = 0;
+    if (v >= 1)
+        rv |= dl_kw_i32(out, 0); /* throttle_time_ms */
+    rv |= dl_kw_i32(out, n_topics);
+    for (int32_t i = 0; i < n_topics; i++) {
+        dl_kslice_t name = dl_kr_string(&names);
+        int16_t error = DL_KERR_NONE;
+        char err[256];
+        int deleted = name.len > 0 && dl_topic_name_valid((const char *)name.p, (size_t)name.len)
+                          ? dl_topics_delete(ctx->topics, (const char *)name.p, (size_t)name.len,
+                                             err, sizeof(err))
+                          : -ENOENT;
+        if (deleted == -ENOENT)
+            error = DL_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+        else if (deleted != 0)
+            error = DL_KERR_UNKNOWN_SERVER_ERROR;
+        if (deleted == 0 && ctx->offsets != NULL) {
+            snprintf(err, sizeof(err), "%.*s", (int)name.len, (const char *)name.p);
+            (void)dl_offsets_delete_topic(ctx->offsets, err); /* stale rows are only clutter */
+        }
+        rv |= dl_kw_slice(out, name) | dl_kw_i16(out, error);
+    }
     return dl__events_finish(out, start, rv);
 }
 
@@ -585,6 +695,8 @@ dl_handled_t dl_events_handle(dl_events_ctx_t *ctx, const dl_kheader_t *h, dl_kr
         return init_producer_id(ctx, h, &body, out);
     case DL_KAPI_CREATE_TOPICS:
         return create_topics(ctx, h, &body, out);
+    case DL_KAPI_DELETE_TOPICS:
+        return delete_topics(ctx, h, &body, out);
     default:
         return dl__events_handle_group(ctx, h, &body, out);
     }

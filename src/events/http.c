@@ -10,6 +10,7 @@
  *   GET /groups/{g}                                 members, assignments, offsets and lag
  *   GET /metrics                                    Prometheus text
  *   POST /topics/{t}/records                        {"records": [...]}: stored, offsets out
+ *   POST /topics/{t}/compact                        compact a cleanup.policy=compact topic now
  *
  * Keys, values and header values are JSON strings when they are UTF-8 text, else base64 under
  * "<name>_base64". Compressed batches are decompressed here (decompress.c); the Kafka side never
@@ -120,6 +121,21 @@ static void get_topics(void *ctx, dl_http_req_t *req)
     dl_http_reply_json(req, 200, list ? json_pack("{s:o}", "topics", list) : NULL, NULL);
 }
 
+/* The topic's configs as in effect (the broker's flags where the topic sets none). */
+static json_t *topic_config(const dl_events_http_t *h, const dl_topic_t *t)
+{
+    const dl_topic_config_t *c = &t->config;
+    dl_partition_options_t o = dl_topic_partition_options(h->topics, t);
+    int64_t ms = c->retention_ms != DL_TOPIC_UNSET ? c->retention_ms : h->retention_ms;
+    int64_t bytes = c->retention_bytes != DL_TOPIC_UNSET ? c->retention_bytes : h->retention_bytes;
+    return json_pack("{s:s, s:I, s:I, s:I, s:f, s:I}", "cleanup.policy",
+                     c->compact ? (c->delete_old ? "compact,delete" : "compact") : "delete",
+                     "retention.ms", (json_int_t)ms, "retention.bytes", (json_int_t)bytes,
+                     "delete.retention.ms", (json_int_t)c->delete_retention_ms,
+                     "min.cleanable.dirty.ratio", c->min_cleanable_dirty_ratio, "segment.bytes",
+                     (json_int_t)(o.segment_bytes ? o.segment_bytes : 64u << 20));
+}
+
 static void get_topic(dl_events_http_t *h, dl_http_req_t *req, const dl_topic_t *t)
 {
     json_t *parts = json_array();
@@ -129,13 +145,25 @@ static void get_topic(dl_events_http_t *h, dl_http_req_t *req, const dl_topic_t 
                               (json_int_t)dl_partition_log_start_offset(part), "latest_offset",
                               (json_int_t)dl_partition_high_watermark(part), "bytes",
                               (json_int_t)dl_partition_size_bytes(part));
+        const dl_partition_cleaning_t *cl = &t->cleaning[p];
+        if (o != NULL && t->config.compact &&
+            json_object_set_new(
+                o, "compaction",
+                json_pack("{s:I, s:I, s:I, s:I, s:b}", "passes", (json_int_t)cl->passes,
+                          "bytes_removed", (json_int_t)cl->bytes_removed, "records_removed",
+                          (json_int_t)cl->records_removed, "last_pass_ms",
+                          (json_int_t)cl->last_pass_ms, "requested", cl->requested)) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
         if (json_array_append_new(parts, o) != 0) {
             json_decref(parts);
             parts = NULL;
         }
     }
     json_t *body = topic_summary(t);
-    if (body != NULL && (parts == NULL || json_object_set_new(body, "partitions", parts) != 0)) {
+    if (body != NULL && (parts == NULL || json_object_set_new(body, "partitions", parts) != 0 ||
+                         json_object_set_new(body, "config", topic_config(h, t)) != 0)) {
         json_decref(body);
         body = NULL;
     }
@@ -238,7 +266,8 @@ static void get_records(dl_events_http_t *h, dl_http_req_t *req, const dl_topic_
     int rv = list ? dl_partition_read(p, offset, READ_BYTES, &batches) : -ENOMEM;
     for (size_t at = 0; rv == 0 && at < batches.len && (int64_t)json_array_size(list) < limit;) {
         dl_kbatch_t b;
-        if (dl_kbatch_parse(batches.data + at, batches.len - at, 0, &b) != DL_KBATCH_OK) {
+        if (dl_kbatch_parse(batches.data + at, batches.len - at, DL_KBATCH_COMPACTED, &b) !=
+            DL_KBATCH_OK) {
             rv = DL_ECORRUPT;
             break;
         }
@@ -683,6 +712,30 @@ out:
     free(in);
 }
 
+/* POST /topics/{t}/compact: every partition of a compacted topic is compacted soon. */
+static void compact_topic(dl_events_http_t *h, dl_http_req_t *req, const char *name)
+{
+    dl_topic_t *t = dl_topics_find(h->topics, name, strlen(name));
+    if (t == NULL) {
+        not_found(req, "topic", name);
+        return;
+    }
+    if (!t->config.compact) {
+        dl_http_reply_error(req, DL_EUNSUPPORTED,
+                            "topic '%s' has cleanup.policy=delete: only topics created with "
+                            "cleanup.policy=compact are compacted",
+                            name);
+        return;
+    }
+    dl_broker_compact(h->broker, t);
+    dl_http_reply_json(req, 202,
+                       json_pack("{s:s, s:i, s:s}", "topic", name, "partitions",
+                                 (int)t->n_partitions, "message",
+                                 "compaction scheduled: GET /topics/{t} shows each partition's "
+                                 "passes"),
+                       NULL);
+}
+
 static void post_topic_path(void *ctx, dl_http_req_t *req)
 {
     dl_events_http_t *h = ctx;
@@ -690,8 +743,10 @@ static void post_topic_path(void *ctx, dl_http_req_t *req)
     size_t len;
     dl_http_req_wildcard(req, &path, &len);
     const char *slash = memchr(path, '/', len);
-    if (slash == NULL || strcmp(slash, "/records") != 0) {
-        dl_http_reply_error(req, DL_ENOTFOUND, "expected POST /topics/{t}/records");
+    int compact = slash != NULL && strcmp(slash, "/compact") == 0;
+    if (slash == NULL || (strcmp(slash, "/records") != 0 && !compact)) {
+        dl_http_reply_error(req, DL_ENOTFOUND,
+                            "expected POST /topics/{t}/records or POST /topics/{t}/compact");
         return;
     }
     size_t name_len = (size_t)(slash - path);
@@ -702,6 +757,10 @@ static void post_topic_path(void *ctx, dl_http_req_t *req)
         return;
     }
     snprintf(name, sizeof(name), "%.*s", (int)name_len, path);
+    if (compact) {
+        compact_topic(h, req, name);
+        return;
+    }
     const void *data;
     size_t body_len;
     dl_http_req_body(req, &data, &body_len);
@@ -720,12 +779,26 @@ static void post_topic_path(void *ctx, dl_http_req_t *req)
     dl_topic_t *t = dl_topics_find(h->topics, name, name_len);
     char err[256];
     if (t == NULL && h->auto_create &&
-        dl_topics_create(h->topics, name, name_len, 0, &t, err, sizeof(err)) != 0)
+        dl_topics_create(h->topics, name, name_len, 0, NULL, &t, err, sizeof(err)) != 0)
         t = NULL;
     if (t == NULL) {
         not_found(req, "topic", name);
         json_decref(body);
         return;
+    }
+    size_t i;
+    json_t *rec;
+    json_array_foreach(records, i, rec)
+    {
+        if (t->config.compact && !json_is_string(json_object_get(rec, "key")) &&
+            !json_is_string(json_object_get(rec, "key_base64"))) {
+            dl_http_reply_error(req, DL_EBADREQUEST,
+                                "records[%zu] has no key: topic '%s' is compacted "
+                                "(cleanup.policy=compact), and compaction keeps one record per key",
+                                i, name);
+            json_decref(body);
+            return;
+        }
     }
     post_records(h, req, t, records);
     json_decref(body);

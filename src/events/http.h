@@ -20,11 +20,12 @@ typedef struct dl_events_http_s {
     dl_offsets_t *offsets;
     const char *kafka_address; /* "127.0.0.1:9092", for /status */
     int32_t node_id;
-    struct dl_metrics_s *metrics; /* GET /metrics */
-    dl_broker_t *broker;          /* POST /topics/{t}/records stores through it */
-    int auto_create;              /* POST to an unknown topic creates it */
-    uint32_t next_partition;      /* round robin for records without a key */
-    dl_http_server_t *server;     /* set by dl_events_http_start */
+    struct dl_metrics_s *metrics;          /* GET /metrics */
+    dl_broker_t *broker;                   /* POST /topics/{t}/records stores through it */
+    int auto_create;                       /* POST to an unknown topic creates it */
+    int64_t retention_ms, retention_bytes; /* the broker's, for topics that set none */
+    uint32_t next_partition;               /* round robin for records without a key */
+    dl_http_server_t *server;              /* set by dl_events_http_start */
 } dl_events_http_t;
 
 /* Serves h (which must outlive the server) on host:port. errmsg on failure. Stop the server

@@ -125,3 +125,16 @@ int dl_offsets_each(dl_offsets_t *o, const char *group,
     sqlite3_clear_bindings(o->each);
     return rc == SQLITE_DONE ? 0 : dl_sqlite_error(o->db, rc, "reading offsets", NULL, 0);
 }
+
+int dl_offsets_delete_topic(dl_offsets_t *o, const char *topic)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(o->db, "DELETE FROM offsets WHERE topic = ?", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return dl_sqlite_error(o->db, rc, "deleting a topic's offsets", NULL, 0);
+    sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0
+                             : dl_sqlite_error(o->db, rc, "deleting a topic's offsets", NULL, 0);
+}

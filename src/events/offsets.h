@@ -33,4 +33,7 @@ int dl_offsets_each(dl_offsets_t *o, const char *group,
                                const char *metadata),
                     void *ctx);
 
+/* Forgets every group's committed offsets of topic (DeleteTopics, as Kafka does). */
+int dl_offsets_delete_topic(dl_offsets_t *o, const char *topic);
+
 #endif

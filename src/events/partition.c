@@ -11,17 +11,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <limits.h>
+#include <unistd.h>
 
 #include "ddialab/error.h"
+#include "ddialab/fsutil.h"
 #include "events/batch.h"
 #include "events/producers.h"
 
 #define DEFAULT_MAX_BATCH_BYTES (16u << 20)
+#define START_FILE              "start-offset" /* a seglog ignores names not its segments' */
 
 /*
- * One stored batch. index[i] is seglog record first_index + i, and the batches follow on from
- * each other (index[i + 1].base_offset == index[i].last_offset + 1), so a binary search on
- * base_offset finds the batch that holds an offset.
+ * One stored batch. index[i] is seglog record first_index + i, and the batches are in offset
+ * order (index[i + 1].base_offset > index[i].last_offset; equal to last_offset + 1 unless
+ * compaction removed the batches between), so a binary search on base_offset finds the batch
+ * that holds an offset, or the first one after it.
  */
 typedef struct entry_s {
     int64_t base_offset;
@@ -34,7 +41,11 @@ typedef struct entry_s {
 } entry_t;
 
 struct dl_partition_s {
+    char *dir;
     dl_seglog_t *log;
+    /* The log start offset when it lies below the first batch (compaction removed the batches
+       in between; kept in the file START_FILE), else INT64_MAX: the first batch's base. */
+    int64_t start_offset;
     uint64_t first_index; /* seglog index of index[0] */
     entry_t *index;
     size_t count, cap;
@@ -82,7 +93,8 @@ static void push(dl_partition_t *p, const dl_kbatch_t *b, uint32_t size)
 static int check_stored(const dl_partition_t *p, const char *dir, uint64_t idx, const uint8_t *data,
                         size_t len, dl_kbatch_t *b, char *errmsg, size_t errlen)
 {
-    dl_kbatch_status_t st = dl_kbatch_parse(data, len, 1, b);
+    dl_kbatch_status_t st =
+        dl_kbatch_parse(data, len, DL_KBATCH_VERIFY_CRC | DL_KBATCH_COMPACTED, b);
     const char *why = NULL;
     if (st != DL_KBATCH_OK)
         why = dl_kbatch_status_text(st);
@@ -90,8 +102,8 @@ static int check_stored(const dl_partition_t *p, const char *dir, uint64_t idx, 
         why = "the record holds bytes after the end of the batch";
     else if (b->base_offset < 0 || b->base_offset > INT64_MAX - b->records_count)
         why = "the base offset is out of range";
-    else if (p->count > 0 && b->base_offset != p->high_watermark)
-        why = "the base offset does not follow on from the batch before";
+    else if (p->count > 0 && b->base_offset < p->high_watermark)
+        why = "the base offset is below the end of the batch before";
     if (why == NULL)
         return 0;
     /* A record too short to hold a base offset is named by the offset expected there. */
@@ -136,6 +148,73 @@ static int rebuild_index(dl_partition_t *p, const char *dir, char *errmsg, size_
     return 0;
 }
 
+/* The directory next to dir with suffix appended ("<dir>.compacted"). */
+static void sibling(char out[PATH_MAX], const char *dir, const char *suffix)
+{
+    snprintf(out, PATH_MAX, "%s%s", dir, suffix);
+}
+
+/* The parent directory of dir, for fsyncing renames in it. */
+static int fsync_parent(const char *dir)
+{
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof(parent), "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL)
+        return dl_fsync_dir(".");
+    if (slash == parent)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    return dl_fsync_dir(parent);
+}
+
+/*
+ * Completes or undoes a compaction's swap that a crash interrupted (dl_partition_adopt): a
+ * "<dir>.compacted" is a finished, fsynced log that replaces dir; "<dir>.old" and
+ * "<dir>.compacting" are leftovers to delete. Each step is safe to repeat.
+ */
+static int finish_swap(const char *dir)
+{
+    char compacted[PATH_MAX], old[PATH_MAX], compacting[PATH_MAX];
+    sibling(compacted, dir, ".compacted");
+    sibling(old, dir, ".old");
+    sibling(compacting, dir, ".compacting");
+    struct stat st;
+    int rv;
+    if (stat(compacted, &st) == 0) {
+        if (stat(dir, &st) == 0) {
+            if ((rv = dl_remove_tree(old)) != 0)
+                return rv;
+            if (rename(dir, old) != 0)
+                return -errno;
+        }
+        if (rename(compacted, dir) != 0)
+            return -errno;
+        if ((rv = fsync_parent(dir)) != 0)
+            return rv;
+    }
+    if ((rv = dl_remove_tree(old)) != 0 || (rv = dl_remove_tree(compacting)) != 0)
+        return rv;
+    return 0;
+}
+
+/* The log start offset kept in dir's START_FILE, or INT64_MAX when there is none. */
+static int64_t read_start_offset(const char *dir)
+{
+    char path[PATH_MAX], *text;
+    size_t len;
+    snprintf(path, sizeof(path), "%s/" START_FILE, dir);
+    if (dl_read_file(path, &text, &len) != 0)
+        return INT64_MAX;
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    int ok = errno == 0 && end != text && v >= 0;
+    free(text);
+    return ok ? (int64_t)v : INT64_MAX;
+}
+
 int dl_partition_open(const char *dir, const dl_partition_options_t *opts, dl_partition_t **out,
                       char *errmsg, size_t errlen)
 {
@@ -155,6 +234,20 @@ int dl_partition_open(const char *dir, const dl_partition_options_t *opts, dl_pa
             snprintf(errmsg, errlen, "partition %s: out of memory", dir);
         return -ENOMEM;
     }
+    p->start_offset = INT64_MAX;
+    if ((p->dir = strdup(dir)) == NULL) {
+        dl_producers_free(p->producers);
+        free(p);
+        if (errlen > 0)
+            snprintf(errmsg, errlen, "partition %s: out of memory", dir);
+        return -ENOMEM;
+    }
+    if ((rv = finish_swap(dir)) != 0) {
+        if (errlen > 0)
+            snprintf(errmsg, errlen, "partition %s: cannot finish a compaction: %s", dir,
+                     strerror(-rv));
+        goto err_after_alloc;
+    }
     dl_partition_options_t o = opts ? *opts : (dl_partition_options_t){0};
     p->max_batch_bytes = o.max_batch_bytes ? o.max_batch_bytes : DEFAULT_MAX_BATCH_BYTES;
     dl_seglog_options_t lo = {
@@ -169,6 +262,7 @@ int dl_partition_open(const char *dir, const dl_partition_options_t *opts, dl_pa
     rv = rebuild_index(p, dir, errmsg, errlen);
     if (rv < 0)
         goto err_after_log;
+    p->start_offset = read_start_offset(dir);
     *out = p;
     return 0;
 
@@ -177,6 +271,7 @@ err_after_log:
     dl_seglog_close(p->log);
 err_after_alloc:
     dl_producers_free(p->producers);
+    free(p->dir);
     free(p);
     return rv;
 }
@@ -185,6 +280,7 @@ void dl_partition_close(dl_partition_t *p)
 {
     if (p == NULL)
         return;
+    free(p->dir);
     dl_seglog_close(p->log);
     dl_producers_free(p->producers);
     free(p->index);
@@ -199,7 +295,9 @@ int16_t dl_partition_check_producer(const dl_partition_t *p, const dl_kbatch_t *
 
 int64_t dl_partition_log_start_offset(const dl_partition_t *p)
 {
-    return p->count > 0 ? p->index[0].base_offset : p->high_watermark;
+    if (p->count == 0)
+        return p->high_watermark;
+    return p->start_offset < p->index[0].base_offset ? p->start_offset : p->index[0].base_offset;
 }
 
 int64_t dl_partition_high_watermark(const dl_partition_t *p)
@@ -243,18 +341,19 @@ int dl_partition_append(dl_partition_t *p, uint8_t *batch, size_t len, int64_t *
     return 0;
 }
 
-/* The position in the index of the batch holding offset, which lies in [log start, hw). */
+/* The position in the index of the batch holding offset, which lies in [log start, hw), or
+ * of the first batch after it when compaction removed the batch that held it. */
 static size_t find(const dl_partition_t *p, int64_t offset)
 {
-    size_t lo = 0, hi = p->count; /* the answer is the last entry with base_offset <= offset */
-    while (hi - lo > 1) {
+    size_t lo = 0, hi = p->count; /* the first entry whose last_offset >= offset */
+    while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (p->index[mid].base_offset <= offset)
-            lo = mid;
+        if (p->index[mid].last_offset < offset)
+            lo = mid + 1;
         else
             hi = mid;
     }
-    assert(p->index[lo].base_offset <= offset && offset <= p->index[lo].last_offset);
+    assert(lo < p->count);
     return lo;
 }
 
@@ -363,5 +462,114 @@ int dl_partition_retain(dl_partition_t *p, int64_t now_ms, int64_t retention_ms,
     p->count -= gone;
     p->first_index = first;
     p->size_bytes -= *dropped_bytes;
+    if (gone > 0 && p->start_offset != INT64_MAX) {
+        p->start_offset = INT64_MAX; /* the first batch kept starts the log now */
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/" START_FILE, p->dir);
+        unlink(path);
+    }
     return rv;
+}
+
+const char *dl_partition_dir(const dl_partition_t *p)
+{
+    return p->dir;
+}
+
+size_t dl_partition_batch_count(const dl_partition_t *p)
+{
+    return p->count;
+}
+
+int dl_partition_batch_at(dl_partition_t *p, size_t i, void **data, size_t *len)
+{
+    if (i >= p->count)
+        return -ENOENT;
+    int rv = dl_seglog_read(p->log, p->first_index + i, data, len);
+    if (rv == 0 && *len != p->index[i].size) {
+        free(*data);
+        *data = NULL;
+        return DL_ECORRUPT;
+    }
+    return rv;
+}
+
+int64_t dl_partition_batch_last_offset(const dl_partition_t *p, size_t i)
+{
+    return p->index[i].last_offset;
+}
+
+int dl_partition_append_stored(dl_partition_t *p, const uint8_t *batch, size_t len)
+{
+    dl_kbatch_t b;
+    if (len > p->max_batch_bytes)
+        return DL_ETOOLARGE;
+    if (dl_kbatch_parse(batch, len, DL_KBATCH_COMPACTED, &b) != DL_KBATCH_OK ||
+        b.total_len != len || b.base_offset < p->high_watermark ||
+        b.base_offset > INT64_MAX - 1 - b.last_offset_delta)
+        return -EINVAL;
+    int rv = reserve(p);
+    if (rv < 0)
+        return rv;
+    struct iovec iov = {(void *)batch, len};
+    uint64_t idx;
+    if ((rv = dl_seglog_append(p->log, &iov, 1, &idx)) < 0)
+        return rv;
+    assert(idx == p->first_index + p->count);
+    push(p, &b, (uint32_t)len);
+    return 0;
+}
+
+int dl_partition_adopt(dl_partition_t *p, dl_partition_t *q, int64_t start_offset, char *errmsg,
+                       size_t errlen)
+{
+    char compacted[PATH_MAX], old[PATH_MAX], path[PATH_MAX], text[32];
+    sibling(compacted, p->dir, ".compacted");
+    sibling(old, p->dir, ".old");
+    int rv;
+    /* Before the commit point: any failure leaves p as it was (finish_swap deletes q's dir). */
+    if ((rv = dl_seglog_sync(q->log)) != 0) {
+        snprintf(errmsg, errlen, "cannot fsync the compacted log: %s", dl_seglog_errmsg(q->log));
+        return rv;
+    }
+    snprintf(path, sizeof(path), "%s/" START_FILE, q->dir);
+    int n = snprintf(text, sizeof(text), "%" PRId64 "\n", start_offset);
+    if ((rv = dl_atomic_write_file(path, text, (size_t)n)) != 0) {
+        snprintf(errmsg, errlen, "cannot write %s: %s", path, strerror(-rv));
+        return rv;
+    }
+    if (rename(q->dir, compacted) != 0) {
+        rv = -errno;
+        snprintf(errmsg, errlen, "cannot rename %s: %s", q->dir, strerror(-rv));
+        return rv;
+    }
+    /* The commit point is behind: from here the compacted log is the partition (a restart
+       would swap it in), on disk now and in memory below. A failure to finish the renames
+       leaves the partition failed (no more writes); the next open finishes them. */
+    if ((rv = fsync_parent(p->dir)) != 0 || rename(p->dir, old) != 0 ||
+        rename(compacted, p->dir) != 0 || (rv = fsync_parent(p->dir)) != 0) {
+        rv = rv ? rv : -errno;
+        snprintf(errmsg, errlen, "cannot swap in the compacted log of %s: %s", p->dir,
+                 strerror(-rv));
+        p->failed = 1;
+        return rv;
+    }
+    dl_seglog_close(p->log);
+    dl_producers_free(p->producers);
+    free(p->index);
+    p->log = q->log;
+    p->first_index = q->first_index;
+    p->index = q->index;
+    p->count = q->count;
+    p->cap = q->cap;
+    p->high_watermark = q->high_watermark;
+    p->size_bytes = q->size_bytes;
+    p->producers = q->producers;
+    p->start_offset = start_offset;
+    free(q->dir);
+    free(q);
+    dl_seglog_set_dir(p->log, p->dir);
+    if ((rv = dl_remove_tree(old)) != 0) /* a leftover, removed at the next open */
+        snprintf(errmsg, errlen, "cannot remove %s: %s", old, strerror(-rv));
+    return 0;
 }

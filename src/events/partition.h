@@ -108,4 +108,29 @@ int64_t dl_partition_offset_for_time(const dl_partition_t *p, int64_t timestamp_
 int dl_partition_retain(dl_partition_t *p, int64_t now_ms, int64_t retention_ms,
                         int64_t retention_bytes, uint64_t *dropped_bytes);
 
+/* ---- For compaction (compact.h) ----------------------------------------------------------- */
+
+/* The partition's directory, as opened. */
+const char *dl_partition_dir(const dl_partition_t *p);
+/* How many batches are stored, and the i-th of them (0: the oldest) as a malloc'd copy. */
+size_t dl_partition_batch_count(const dl_partition_t *p);
+int dl_partition_batch_at(dl_partition_t *p, size_t i, void **data, size_t *len);
+int64_t dl_partition_batch_last_offset(const dl_partition_t *p, size_t i);
+
+/* Appends a stored batch with its base offset as it is (at or above the high watermark, so
+ * offsets may jump): how a compaction writes its new log. -EINVAL for anything else. */
+int dl_partition_append_stored(dl_partition_t *p, const uint8_t *batch, size_t len);
+
+/*
+ * Makes q (opened at "<dir of p>.compacting" and written with dl_partition_append_stored) the
+ * partition p: fsyncs it, records start_offset as the log start offset, and swaps directories
+ * by renames that a crash cannot leave half-done (dl_partition_open finishes or forgets them).
+ * On success q is freed and p holds the new log; p's old log is closed and deleted. On failure
+ * q is untouched (the caller closes it) and p is as it was, unless the failure came after the
+ * commit point, when p is set failed until a restart completes the swap. Call it only when no
+ * sync job is prepared on p's log.
+ */
+int dl_partition_adopt(dl_partition_t *p, dl_partition_t *q, int64_t start_offset, char *errmsg,
+                       size_t errlen);
+
 #endif

@@ -23,6 +23,7 @@ static const dl_kapi_t APIS[] = {
     {DL_KAPI_LIST_GROUPS, 0, 2, 3, "ListGroups"},
     {DL_KAPI_API_VERSIONS, 0, 2, 3, "ApiVersions"},
     {DL_KAPI_CREATE_TOPICS, 0, 3, 5, "CreateTopics"},
+    {DL_KAPI_DELETE_TOPICS, 0, 3, 4, "DeleteTopics"},
     {DL_KAPI_INIT_PRODUCER_ID, 0, 1, 2, "InitProducerId"},
 };
 /* clang-format on */

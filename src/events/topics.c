@@ -3,10 +3,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ddialab/error.h"
 #include "ddialab/fsutil.h"
@@ -16,7 +20,125 @@ struct dl_topics_s {
     dl_topics_options_t opts;
     dl_topic_t **topics; /* sorted by name */
     size_t n, cap;
+    dl_topic_t **graveyard; /* deleted, partitions still open */
+    size_t n_graveyard;
+    uint64_t deletions; /* numbers the ".deleting" names */
 };
+
+/* ---- Configs ------------------------------------------------------------------------------- */
+
+void dl_topic_config_init(dl_topic_config_t *c)
+{
+    *c = (dl_topic_config_t){
+        .delete_old = 1,
+        .retention_ms = DL_TOPIC_UNSET,
+        .retention_bytes = DL_TOPIC_UNSET,
+        .segment_bytes = DL_TOPIC_UNSET,
+        .delete_retention_ms = 86400000,
+        .min_cleanable_dirty_ratio = 0.5,
+    };
+}
+
+static int parse_long(const char *text, long long min, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < min)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+int dl_topic_config_set(dl_topic_config_t *c, const char *name, size_t nlen, const char *value,
+                        size_t vlen, char *errmsg, size_t errlen)
+{
+    char n[64], v[64];
+    if (nlen >= sizeof(n) || vlen >= sizeof(v) || memchr(value, '\0', vlen) != NULL) {
+        snprintf(errmsg, errlen, "unknown topic config '%.*s' or a value too long",
+                 (int)(nlen > 60 ? 60 : nlen), name);
+        return -EINVAL;
+    }
+    memcpy(n, name, nlen);
+    n[nlen] = '\0';
+    memcpy(v, value, vlen);
+    v[vlen] = '\0';
+    long long x;
+    int rv = 0;
+    if (strcmp(n, "cleanup.policy") == 0) {
+        int compact = strcmp(v, "compact") == 0,
+            both = strcmp(v, "compact,delete") == 0 || strcmp(v, "delete,compact") == 0;
+        if (!compact && !both && strcmp(v, "delete") != 0)
+            rv = -EINVAL;
+        c->compact = compact || both;
+        c->delete_old = !compact;
+    } else if (strcmp(n, "retention.ms") == 0 || strcmp(n, "retention.bytes") == 0) {
+        rv = parse_long(v, -1, &x);
+        *(n[10] == 'm' ? &c->retention_ms : &c->retention_bytes) = x;
+    } else if (strcmp(n, "delete.retention.ms") == 0) {
+        rv = parse_long(v, 0, &x);
+        c->delete_retention_ms = x;
+    } else if (strcmp(n, "segment.bytes") == 0) {
+        rv = parse_long(v, 14, &x); /* Kafka's least: a record batch header */
+        c->segment_bytes = x;
+    } else if (strcmp(n, "min.cleanable.dirty.ratio") == 0) {
+        char *end;
+        double d = strtod(v, &end);
+        rv = end == v || *end != '\0' || !(d >= 0 && d <= 1) ? -EINVAL : 0;
+        c->min_cleanable_dirty_ratio = d;
+    } else {
+        snprintf(errmsg, errlen,
+                 "unknown topic config '%s' (known: cleanup.policy, retention.ms, "
+                 "retention.bytes, delete.retention.ms, min.cleanable.dirty.ratio, segment.bytes)",
+                 n);
+        return -EINVAL;
+    }
+    if (rv != 0)
+        snprintf(errmsg, errlen, "invalid value '%s' for topic config %s", v, n);
+    return rv;
+}
+
+/* Applies the configs of a JSON object of strings to *c. */
+static int config_from_json(dl_topic_config_t *c, const char *text, char *errmsg, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *obj = json_loads(text, 0, &jerr);
+    if (!json_is_object(obj)) {
+        snprintf(errmsg, errlen, "topic configs are not a JSON object: %s", jerr.text);
+        json_decref(obj);
+        return -EINVAL;
+    }
+    const char *name;
+    json_t *value;
+    int rv = 0;
+    json_object_foreach(obj, name, value)
+    {
+        if (!json_is_string(value)) {
+            snprintf(errmsg, errlen, "topic config %s: the value is not a string", name);
+            rv = -EINVAL;
+        } else {
+            rv = dl_topic_config_set(c, name, strlen(name), json_string_value(value),
+                                     json_string_length(value), errmsg, errlen);
+        }
+        if (rv != 0)
+            break;
+    }
+    json_decref(obj);
+    return rv;
+}
+
+static void config_path(const dl_topics_t *t, const char *name, char out[PATH_MAX])
+{
+    snprintf(out, PATH_MAX, "%s/%s.config", t->data_dir, name);
+}
+
+dl_partition_options_t dl_topic_partition_options(const dl_topics_t *t, const dl_topic_t *topic)
+{
+    dl_partition_options_t o = t->opts.partition;
+    if (topic->config.segment_bytes != DL_TOPIC_UNSET)
+        o.segment_bytes = (uint64_t)topic->config.segment_bytes;
+    return o;
+}
 
 int dl_topic_name_valid(const char *name, size_t len)
 {
@@ -86,6 +208,8 @@ static void free_topic(dl_topic_t *topic)
     for (int32_t i = 0; i < topic->n_partitions; i++)
         dl_partition_close(topic->partitions[i]);
     free(topic->partitions);
+    free(topic->cleaning);
+    free(topic->config_json);
     free(topic->name);
     free(topic);
 }
@@ -95,23 +219,30 @@ static void free_topic(dl_topic_t *topic)
  * when create is set; NULL with errmsg on failure.
  */
 static dl_topic_t *open_topic(dl_topics_t *t, const char *name, size_t len, int32_t n, int create,
-                              char *errmsg, size_t errlen)
+                              const char *config_json, char *errmsg, size_t errlen)
 {
     dl_topic_t *topic = calloc(1, sizeof(*topic));
     if (topic == NULL || (topic->name = strndup(name, len)) == NULL ||
-        (topic->partitions = calloc((size_t)n, sizeof(*topic->partitions))) == NULL) {
+        (topic->partitions = calloc((size_t)n, sizeof(*topic->partitions))) == NULL ||
+        (topic->cleaning = calloc((size_t)n, sizeof(*topic->cleaning))) == NULL ||
+        (config_json != NULL && (topic->config_json = strdup(config_json)) == NULL)) {
         snprintf(errmsg, errlen, "out of memory");
         free_topic(topic);
         return NULL;
     }
+    dl_topic_config_init(&topic->config);
+    if (config_json != NULL && config_from_json(&topic->config, config_json, errmsg, errlen)) {
+        free_topic(topic);
+        return NULL;
+    }
+    dl_partition_options_t popts = dl_topic_partition_options(t, topic);
     for (int32_t i = 0; i < n; i++) {
         char dir[4096];
         snprintf(dir, sizeof(dir), "%s/%s-%d", t->data_dir, topic->name, (int)i);
         struct stat st;
         if (!create && stat(dir, &st) != 0)
             break; /* the first missing partition ends the topic (a creation cut short) */
-        if (dl_partition_open(dir, &t->opts.partition, &topic->partitions[i], errmsg, errlen) !=
-            0) {
+        if (dl_partition_open(dir, &popts, &topic->partitions[i], errmsg, errlen) != 0) {
             free_topic(topic);
             return NULL;
         }
@@ -146,7 +277,7 @@ static int insert(dl_topics_t *t, dl_topic_t *topic)
 }
 
 int dl_topics_create(dl_topics_t *t, const char *name, size_t len, int32_t n_partitions,
-                     dl_topic_t **out, char *errmsg, size_t errlen)
+                     const char *config_json, dl_topic_t **out, char *errmsg, size_t errlen)
 {
     if (n_partitions == 0)
         n_partitions = t->opts.default_partitions;
@@ -163,7 +294,30 @@ int dl_topics_create(dl_topics_t *t, const char *name, size_t len, int32_t n_par
         snprintf(errmsg, errlen, "topic '%.*s' already exists", (int)len, name);
         return -EEXIST;
     }
-    dl_topic_t *topic = open_topic(t, name, len, n_partitions, 1, errmsg, errlen);
+    dl_topic_config_t check;
+    dl_topic_config_init(&check);
+    if (config_json != NULL && config_from_json(&check, config_json, errmsg, errlen) != 0)
+        return -EINVAL;
+    char path[PATH_MAX], topic_name[DL_TOPIC_NAME_MAX + 1];
+    snprintf(topic_name, sizeof(topic_name), "%.*s", (int)len, name);
+    /* What a deletion cut short may have left under this topic's names goes first. */
+    int rv = 0;
+    for (int32_t i = 0; rv == 0 && i < DL_TOPIC_PARTITIONS_MAX; i++) {
+        snprintf(path, sizeof(path), "%s/%s-%d", t->data_dir, topic_name, (int)i);
+        rv = dl_remove_tree(path);
+    }
+    config_path(t, topic_name, path);
+    if (rv == 0)
+        rv = config_json ? dl_atomic_write_file(path, config_json, strlen(config_json))
+                         : (unlink(path) == 0 || errno == ENOENT ? 0 : -errno);
+    if (rv == 0)
+        rv = dl_fsync_dir(t->data_dir);
+    if (rv != 0) {
+        snprintf(errmsg, errlen, "cannot prepare the directories of topic %s: %s", topic_name,
+                 strerror(-rv));
+        return rv;
+    }
+    dl_topic_t *topic = open_topic(t, name, len, n_partitions, 1, config_json, errmsg, errlen);
     if (topic == NULL)
         return -EIO;
     if (insert(t, topic) != 0) {
@@ -188,11 +342,28 @@ static int load(dl_topics_t *t, char *errmsg, size_t errlen)
     struct dirent *entry;
     while (rv == 0 && (entry = readdir(d)) != NULL) {
         size_t len = strlen(entry->d_name);
+        if (len > 9 && strcmp(entry->d_name + len - 9, ".deleting") == 0) {
+            char path[PATH_MAX]; /* a deleted topic's partition, not yet removed */
+            snprintf(path, sizeof(path), "%s/%s", t->data_dir, entry->d_name);
+            rv = dl_remove_tree(path);
+            if (rv != 0)
+                snprintf(errmsg, errlen, "cannot remove %s: %s", path, strerror(-rv));
+            continue;
+        }
         if (len < 3 || strcmp(entry->d_name + len - 2, "-0") != 0 ||
             !dl_topic_name_valid(entry->d_name, len - 2))
             continue;
-        dl_topic_t *topic =
-            open_topic(t, entry->d_name, len - 2, DL_TOPIC_PARTITIONS_MAX, 0, errmsg, errlen);
+        char path[PATH_MAX], *config = NULL;
+        size_t config_len;
+        snprintf(path, sizeof(path), "%s/%.*s.config", t->data_dir, (int)(len - 2), entry->d_name);
+        if ((rv = dl_read_file(path, &config, &config_len)) != 0 && rv != -ENOENT) {
+            snprintf(errmsg, errlen, "cannot read %s: %s", path, strerror(-rv));
+            break;
+        }
+        rv = 0;
+        dl_topic_t *topic = open_topic(t, entry->d_name, len - 2, DL_TOPIC_PARTITIONS_MAX, 0,
+                                       config, errmsg, errlen);
+        free(config);
         if (topic == NULL)
             rv = DL_ECORRUPT;
         else if ((rv = insert(t, topic)) != 0)
@@ -236,6 +407,8 @@ void dl_topics_close(dl_topics_t *t)
     for (size_t i = 0; i < t->n; i++)
         free_topic(t->topics[i]);
     free(t->topics);
+    dl_topics_reap(t);
+    free(t->graveyard);
     free(t->data_dir);
     free(t);
 }
@@ -255,4 +428,96 @@ int dl_partition_set_add(dl_partition_set_t *set, dl_partition_t *p)
     }
     set->items[set->n++] = p;
     return 0;
+}
+
+/* ---- Deletion ------------------------------------------------------------------------------ */
+
+int dl_topics_delete(dl_topics_t *t, const char *name, size_t len, char *errmsg, size_t errlen)
+{
+    int found;
+    size_t at = position(t, name, len, &found);
+    if (!found) {
+        snprintf(errmsg, errlen, "no topic named '%.*s'", (int)len, name);
+        return -ENOENT;
+    }
+    dl_topic_t **graveyard = realloc(t->graveyard, (t->n_graveyard + 1) * sizeof(*graveyard));
+    if (graveyard == NULL) {
+        snprintf(errmsg, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    t->graveyard = graveyard;
+    dl_topic_t *topic = t->topics[at];
+    memmove(t->topics + at, t->topics + at + 1, (t->n - at - 1) * sizeof(*t->topics));
+    t->n--;
+    t->graveyard[t->n_graveyard++] = topic;
+    /* Partition 0 first: once it is renamed the topic is gone, whatever happens next. */
+    int rv = 0;
+    uint64_t id = t->deletions++;
+    for (int32_t i = 0; rv == 0 && i < topic->n_partitions; i++) {
+        char from[PATH_MAX], to[PATH_MAX];
+        snprintf(from, sizeof(from), "%s/%s-%d", t->data_dir, topic->name, (int)i);
+        snprintf(to, sizeof(to), "%s/%s-%d.%llu.deleting", t->data_dir, topic->name, (int)i,
+                 (unsigned long long)id);
+        if (rename(from, to) != 0) {
+            rv = -errno;
+            snprintf(errmsg, errlen, "cannot rename %s: %s", from, strerror(errno));
+            if (i == 0) { /* nothing happened: the topic stays */
+                t->n_graveyard--;
+                (void)insert(t, topic); /* room: it was in the list a moment ago */
+                return rv;
+            }
+        }
+    }
+    char path[PATH_MAX];
+    config_path(t, topic->name, path);
+    if (rv == 0 && unlink(path) != 0 && errno != ENOENT) {
+        rv = -errno;
+        snprintf(errmsg, errlen, "cannot remove %s: %s", path, strerror(errno));
+    }
+    int synced = dl_fsync_dir(t->data_dir);
+    if (rv == 0 && synced != 0) {
+        rv = synced;
+        snprintf(errmsg, errlen, "cannot fsync %s: %s", t->data_dir, strerror(-synced));
+    }
+    /* The partitions keep their directory names for messages; the directories are removed by
+       their new names when reaped (and at the next start if not). */
+    topic->config.compact = 0;
+    for (int32_t i = 0; i < topic->n_partitions; i++)
+        topic->cleaning[i].requested = 0;
+    return rv;
+}
+
+dl_topic_t *const *dl_topics_graveyard(const dl_topics_t *t, size_t *n)
+{
+    *n = t->n_graveyard;
+    return t->graveyard;
+}
+
+void dl_topics_reap(dl_topics_t *t)
+{
+    for (size_t k = 0; k < t->n_graveyard; k++) {
+        dl_topic_t *topic = t->graveyard[k];
+        for (int32_t i = 0; i < topic->n_partitions; i++) {
+            dl_partition_close(topic->partitions[i]);
+            topic->partitions[i] = NULL;
+        }
+        free_topic(topic);
+    }
+    t->n_graveyard = 0;
+    if (t->data_dir == NULL)
+        return;
+    DIR *d = opendir(t->data_dir);
+    if (d == NULL)
+        return;
+    struct dirent *entry;
+    while ((entry = readdir(d)) != NULL) {
+        size_t len = strlen(entry->d_name);
+        if (len > 9 && strcmp(entry->d_name + len - 9, ".deleting") == 0) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof(path), "%s/%s", t->data_dir, entry->d_name);
+            dl_remove_tree(path);
+        }
+    }
+    closedir(d);
+    dl_fsync_dir(t->data_dir);
 }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -210,4 +211,21 @@ out:
     free(buf);
     close(fd);
     return rv;
+}
+
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    int rv = type == FTW_DP ? rmdir(path) : unlink(path);
+    return rv == 0 || errno == ENOENT ? 0 : -errno;
+}
+
+int dl_remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -errno;
+    int rv = nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    return rv == 0 ? 0 : rv == -1 ? -errno : rv;
 }

@@ -720,3 +720,13 @@ int dl_seglog_read(dl_seglog_t *log, uint64_t index, void **data, size_t *len)
     *len = payload_len;
     return 0;
 }
+
+int dl_seglog_set_dir(dl_seglog_t *log, const char *dir)
+{
+    char *copy = strdup(dir);
+    if (copy == NULL)
+        return -ENOMEM;
+    free(log->dir);
+    log->dir = copy;
+    return 0;
+}

@@ -54,7 +54,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                              .default_partitions = 2,
                              .partition = {.segment_bytes = 1 << 16, .sync_policy = DL_SYNC_NONE}};
     if (dl_topics_open(&o, &topics, err, sizeof(err)) != 0 ||
-        dl_topics_create(topics, "t", 1, 2, NULL, err, sizeof(err)) != 0) {
+        dl_topics_create(topics, "t", 1, 2, NULL, NULL, err, sizeof(err)) != 0) {
         fprintf(stderr, "fuzz_kafka_request: %s\n", err);
         abort();
     }
