@@ -2,7 +2,8 @@
 `ddialab events broker`: a producer (plain and gzip batches, acks=-1, headers), a consumer group
 with kafkajs's own RoundRobinAssigner that reads everything back and commits, and the same group
 again, which must resume after its commit; and the admin client creating topics (new, existing,
-invalid name, replication beyond one node), listing groups and describing one; and a producer
+invalid name, replication beyond one node, a compacted one, an unknown config), listing groups
+and describing one, deleting a topic; and a producer
 whose broker is killed with SIGKILL mid-stream, none of whose acknowledged records may be lost. The package comes from the npm registry with `npm ci`
 the first time the test runs (node and npm ship with the machine image; scripts/deps.sh checks
 for nodejs).
@@ -72,7 +73,10 @@ class Kafkajs(unittest.TestCase):
         self.assertEqual(result["invalid"], "INVALID_TOPIC_EXCEPTION")
         self.assertEqual(result["replicated"], "INVALID_REPLICATION_FACTOR")
         self.assertEqual(result["partitions"], [0, 1, 2, 3, 4])
-        self.assertEqual(result["topics"], ["made"])
+        self.assertEqual(result["compacted"], True)
+        self.assertEqual(result["badConfig"], "INVALID_CONFIG")
+        self.assertEqual(result["topics"], ["made", "table"])
+        self.assertEqual(result["afterDelete"], ["made"])
         self.assertEqual(result["groups"], ["admin-test-group/consumer"])
         described = result["described"]
         self.assertEqual((described["state"], described["protocol"], described["protocolType"]),

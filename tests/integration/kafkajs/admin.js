@@ -1,5 +1,6 @@
 // kafkajs 2.2.4's admin client against a ddialab events broker: CreateTopics (new, existing,
-// invalid), metadata of what it made, ListGroups after a consumer group ran.
+// invalid, with configs), metadata of what it made, ListGroups after a consumer group ran,
+// DeleteTopics.
 // usage: node admin.js BROKER
 'use strict';
 const { Kafka, logLevel } = require('kafkajs');
@@ -25,6 +26,17 @@ async function main() {
     result.replicated = 'accepted';
   } catch (e) {
     result.replicated = (e.errors && e.errors[0] && e.errors[0].type) || e.type || String(e);
+  }
+  result.compacted = await admin.createTopics({
+    topics: [{ topic: 'table', numPartitions: 1,
+               configEntries: [{ name: 'cleanup.policy', value: 'compact' },
+                               { name: 'delete.retention.ms', value: '1000' }] }] });
+  try {
+    await admin.createTopics({ topics: [{ topic: 'odd', numPartitions: 1,
+                                          configEntries: [{ name: 'flush.ms', value: '1' }] }] });
+    result.badConfig = 'accepted';
+  } catch (e) {
+    result.badConfig = (e.errors && e.errors[0] && e.errors[0].type) || e.type || String(e);
   }
   const meta = await admin.fetchTopicMetadata({ topics: ['made'] });
   result.partitions = meta.topics[0].partitions.map((p) => p.partitionId).sort((a, b) => a - b);
@@ -55,6 +67,8 @@ async function main() {
     await new Promise((r) => setTimeout(r, 100));
   }
   await consumer.disconnect();
+  await admin.deleteTopics({ topics: ['table'] });
+  result.afterDelete = (await admin.listTopics()).sort();
   await admin.disconnect();
   console.log(JSON.stringify(result));
 }
