@@ -746,11 +746,13 @@ static void finish_compaction(dl_broker_t *b)
     cl->requested = 0;
     cl->clean_bytes = dl_partition_size_bytes(p);
     cl->passes++;
-    cl->bytes_removed += st.bytes_before - st.bytes_after;
+    /* A rewritten batch may compress a little worse than its producer did. */
+    uint64_t removed = st.bytes_before > st.bytes_after ? st.bytes_before - st.bytes_after : 0;
+    cl->bytes_removed += removed;
     cl->records_removed += st.records_removed;
     cl->last_pass_ms = wall_ms();
     dl_metric_inc(b->compaction_passes);
-    dl_metric_add(b->compaction_bytes, (double)(st.bytes_before - st.bytes_after));
+    dl_metric_add(b->compaction_bytes, (double)removed);
     DL_INFO("compaction: %s-%d %llu -> %llu bytes, %llu of %llu records removed (%llu "
             "tombstones)",
             topic->name, (int)k, (unsigned long long)st.bytes_before,

@@ -115,6 +115,7 @@ struct dl_compaction_s {
     int phase;
     keymap_t keys;      /* key -> offset of its newest record in [0, end) */
     keymap_t producers; /* producer id -> position of its newest batch in [0, end) */
+    keymap_t pinned;    /* keys in batches kept whole for their producer: see pin_keys */
     dl_buf_t plain, kept, rebuilt;
     dl_compaction_stats_t stats;
 };
@@ -136,6 +137,7 @@ void dl_compaction_abort(dl_compaction_t *c)
     }
     keymap_free(&c->keys);
     keymap_free(&c->producers);
+    keymap_free(&c->pinned);
     dl_buf_free(&c->plain);
     dl_buf_free(&c->kept);
     dl_buf_free(&c->rebuilt);
@@ -240,6 +242,36 @@ static int map_batch(dl_compaction_t *c, size_t i, const dl_kbatch_t *b, char *e
 }
 
 /*
+ * A producer's newest batch is kept whole, stale records and all. A tombstone for one of its
+ * keys must then stay too, however old: without it the stale record would be the key's last
+ * word, and a deleted key would come back. So the keys of those batches are pinned.
+ */
+static int pin_keys(dl_compaction_t *c, char *errmsg, size_t errlen)
+{
+    for (size_t s = 0; s < c->producers.cap; s++) {
+        if (c->producers.slots[s].key == NULL)
+            continue;
+        void *data;
+        dl_kbatch_t b;
+        int rv = read_batch(c, (size_t)c->producers.slots[s].value, &data, &b, errmsg, errlen);
+        if (rv == 0)
+            rv = records_of(c, &b, errmsg, errlen);
+        free(data);
+        if (rv != 0)
+            return rv;
+        dl_kreader_t r = dl_kr_init(c->plain.data, c->plain.len);
+        dl_krecord_t rec;
+        while (dl_krecord_next(&r, &rec) == 1)
+            if (rec.key.len >= 0 &&
+                keymap_put(&c->pinned, rec.key.p, (size_t)rec.key.len, 1) != 0) {
+                snprintf(errmsg, errlen, "out of memory");
+                return -ENOMEM;
+            }
+    }
+    return 0;
+}
+
+/*
  * Copy phase, for a batch below end: whether it goes whole (*keep_whole), not at all (neither
  * set), or rewritten with the records kept (*rewritten, in c->rebuilt).
  */
@@ -271,7 +303,8 @@ static int filter_batch(dl_compaction_t *c, size_t i, const uint8_t *data, const
         int64_t ts = log_append_time ? b->max_timestamp : b->base_timestamp + rec.timestamp_delta;
         int newest =
             rec.key.len >= 0 && keymap_get(&c->keys, rec.key.p, (size_t)rec.key.len) == offset;
-        int expired = rec.value.len < 0 && ts < horizon;
+        int expired = newest && rec.value.len < 0 && ts < horizon &&
+                      keymap_get(&c->pinned, rec.key.p, (size_t)rec.key.len) < 0;
         if (newest && !expired) {
             if (dl_buf_append(&c->kept, at, (size_t)(r.p - at)) != 0)
                 return -ENOMEM;
@@ -366,6 +399,8 @@ int dl_compaction_step(dl_compaction_t *c, size_t budget, char *errmsg, size_t e
             c->end = c->pos;
             c->phase = PHASE_COPY;
             c->pos = 0;
+            if ((rv = pin_keys(c, errmsg, errlen)) != 0)
+                return rv;
             break;
         }
         void *data;
@@ -397,8 +432,10 @@ int dl_compaction_finish(dl_compaction_t *c, dl_compaction_stats_t *stats, char 
         ;
     if (rv == 1) {
         rv = dl_partition_adopt(c->p, c->q, c->start_offset, errmsg, errlen);
-        if (rv == 0)
+        if (rv >= 0)
             c->q = NULL; /* now the partition's log */
+        if (rv == 1)
+            rv = DL_EINTERNAL; /* swapped in, but the partition failed (errmsg) */
     }
     if (rv == 0 && stats != NULL)
         *stats = c->stats;

@@ -7,6 +7,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,7 @@ struct dl_partition_s {
     /* The log start offset when it lies below the first batch (compaction removed the batches
        in between; kept in the file START_FILE), else INT64_MAX: the first batch's base. */
     int64_t start_offset;
+    int gaps;             /* compacted (a START_FILE exists): offsets may jump between batches */
     uint64_t first_index; /* seglog index of index[0] */
     entry_t *index;
     size_t count, cap;
@@ -100,10 +102,13 @@ static int check_stored(const dl_partition_t *p, const char *dir, uint64_t idx, 
         why = dl_kbatch_status_text(st);
     else if (b->total_len != len)
         why = "the record holds bytes after the end of the batch";
-    else if (b->base_offset < 0 || b->base_offset > INT64_MAX - b->records_count)
+    else if (b->base_offset < 0 || b->base_offset > INT64_MAX - 1 - b->last_offset_delta)
         why = "the base offset is out of range";
     else if (p->count > 0 && b->base_offset < p->high_watermark)
         why = "the base offset is below the end of the batch before";
+    else if (p->count > 0 && b->base_offset != p->high_watermark && !p->gaps)
+        why = "the base offset does not follow on from the batch before (and the partition "
+              "was never compacted)";
     if (why == NULL)
         return 0;
     /* A record too short to hold a base offset is named by the offset expected there. */
@@ -170,11 +175,11 @@ static int fsync_parent(const char *dir)
 }
 
 /*
- * Completes or undoes a compaction's swap that a crash interrupted (dl_partition_adopt): a
+ * Completes or undoes a compaction's swap that a crash interrupted (partition.h): a
  * "<dir>.compacted" is a finished, fsynced log that replaces dir; "<dir>.old" and
  * "<dir>.compacting" are leftovers to delete. Each step is safe to repeat.
  */
-static int finish_swap(const char *dir)
+int dl_partition_recover_dir(const char *dir)
 {
     char compacted[PATH_MAX], old[PATH_MAX], compacting[PATH_MAX];
     sibling(compacted, dir, ".compacted");
@@ -242,7 +247,7 @@ int dl_partition_open(const char *dir, const dl_partition_options_t *opts, dl_pa
             snprintf(errmsg, errlen, "partition %s: out of memory", dir);
         return -ENOMEM;
     }
-    if ((rv = finish_swap(dir)) != 0) {
+    if ((rv = dl_partition_recover_dir(dir)) != 0) {
         if (errlen > 0)
             snprintf(errmsg, errlen, "partition %s: cannot finish a compaction: %s", dir,
                      strerror(-rv));
@@ -259,10 +264,11 @@ int dl_partition_open(const char *dir, const dl_partition_options_t *opts, dl_pa
     rv = dl_seglog_open(dir, &lo, &p->log, NULL, errmsg, errlen);
     if (rv < 0)
         goto err_after_alloc;
+    p->start_offset = read_start_offset(dir);
+    p->gaps = p->start_offset != INT64_MAX;
     rv = rebuild_index(p, dir, errmsg, errlen);
     if (rv < 0)
         goto err_after_log;
-    p->start_offset = read_start_offset(dir);
     *out = p;
     return 0;
 
@@ -317,6 +323,8 @@ dl_seglog_t *dl_partition_log(dl_partition_t *p)
 
 int dl_partition_append(dl_partition_t *p, uint8_t *batch, size_t len, int64_t *base_offset)
 {
+    if (p->failed)
+        return DL_EINTERNAL;
     if (len > p->max_batch_bytes)
         return DL_ETOOLARGE;
     dl_kbatch_t b;
@@ -466,7 +474,8 @@ int dl_partition_retain(dl_partition_t *p, int64_t now_ms, int64_t retention_ms,
         p->start_offset = INT64_MAX; /* the first batch kept starts the log now */
         char path[PATH_MAX];
         snprintf(path, sizeof(path), "%s/" START_FILE, p->dir);
-        unlink(path);
+        if ((unlink(path) != 0 && errno != ENOENT) || dl_fsync_dir(p->dir) != 0)
+            rv = rv ? rv : -EIO; /* a restart would answer an earliest offset too low */
     }
     return rv;
 }
@@ -527,33 +536,47 @@ int dl_partition_adopt(dl_partition_t *p, dl_partition_t *q, int64_t start_offse
     sibling(compacted, p->dir, ".compacted");
     sibling(old, p->dir, ".old");
     int rv;
-    /* Before the commit point: any failure leaves p as it was (finish_swap deletes q's dir). */
+    /* Before the commit point: any failure leaves p as it was (its next open deletes q's dir). */
     if ((rv = dl_seglog_sync(q->log)) != 0) {
         snprintf(errmsg, errlen, "cannot fsync the compacted log: %s", dl_seglog_errmsg(q->log));
         return rv;
     }
     snprintf(path, sizeof(path), "%s/" START_FILE, q->dir);
     int n = snprintf(text, sizeof(text), "%" PRId64 "\n", start_offset);
-    if ((rv = dl_atomic_write_file(path, text, (size_t)n)) != 0) {
-        snprintf(errmsg, errlen, "cannot write %s: %s", path, strerror(-rv));
+    if ((rv = dl_atomic_write_file(path, text, (size_t)n)) != 0 ||
+        (rv = dl_remove_tree(old)) != 0 || (rv = dl_remove_tree(compacted)) != 0) {
+        snprintf(errmsg, errlen, "cannot prepare the swap of %s: %s", p->dir, strerror(-rv));
         return rv;
     }
-    if (rename(q->dir, compacted) != 0) {
+    /* The commit point. Where the file system can (ext4, xfs, btrfs, tmpfs), one atomic
+       exchange of the two directories: the partition's name never stops existing, and the old
+       log ends up under q's name. Elsewhere, renames that dl_partition_open finishes after a
+       crash: q -> .compacted (the commit), p -> .old, .compacted -> p. */
+    char gone[PATH_MAX]; /* where the old log is afterwards */
+    snprintf(gone, sizeof(gone), "%s", q->dir);
+    int post = 0;
+    if (renameat2(AT_FDCWD, q->dir, AT_FDCWD, p->dir, RENAME_EXCHANGE) == 0) {
+        post = fsync_parent(p->dir);
+    } else if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) {
+        rv = -errno;
+        snprintf(errmsg, errlen, "cannot swap in the compacted log of %s: %s", p->dir,
+                 strerror(-rv));
+        return rv;
+    } else if (rename(q->dir, compacted) != 0) {
         rv = -errno;
         snprintf(errmsg, errlen, "cannot rename %s: %s", q->dir, strerror(-rv));
         return rv;
+    } else {
+        snprintf(gone, sizeof(gone), "%s", old);
+        if ((post = fsync_parent(p->dir)) == 0 && rename(p->dir, old) != 0)
+            post = -errno;
+        if (post == 0 && rename(compacted, p->dir) != 0)
+            post = -errno;
+        if (post == 0)
+            post = fsync_parent(p->dir);
     }
-    /* The commit point is behind: from here the compacted log is the partition (a restart
-       would swap it in), on disk now and in memory below. A failure to finish the renames
-       leaves the partition failed (no more writes); the next open finishes them. */
-    if ((rv = fsync_parent(p->dir)) != 0 || rename(p->dir, old) != 0 ||
-        rename(compacted, p->dir) != 0 || (rv = fsync_parent(p->dir)) != 0) {
-        rv = rv ? rv : -errno;
-        snprintf(errmsg, errlen, "cannot swap in the compacted log of %s: %s", p->dir,
-                 strerror(-rv));
-        p->failed = 1;
-        return rv;
-    }
+    /* Past the commit point the compacted log is the partition, whatever happens next: a
+       restart would find it (or finish the renames that make it so). */
     dl_seglog_close(p->log);
     dl_producers_free(p->producers);
     free(p->index);
@@ -566,10 +589,17 @@ int dl_partition_adopt(dl_partition_t *p, dl_partition_t *q, int64_t start_offse
     p->size_bytes = q->size_bytes;
     p->producers = q->producers;
     p->start_offset = start_offset;
+    p->gaps = 1;
     free(q->dir);
     free(q);
     dl_seglog_set_dir(p->log, p->dir);
-    if ((rv = dl_remove_tree(old)) != 0) /* a leftover, removed at the next open */
-        snprintf(errmsg, errlen, "cannot remove %s: %s", old, strerror(-rv));
+    if (post != 0) {
+        /* The renames did not all reach the disk: no more writes until a restart settles it. */
+        p->failed = 1;
+        snprintf(errmsg, errlen, "the compacted log of %s is swapped in, but: %s", p->dir,
+                 strerror(-post));
+        return 1;
+    }
+    (void)dl_remove_tree(gone); /* the old log; a leftover goes at the next open */
     return 0;
 }

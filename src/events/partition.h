@@ -123,14 +123,21 @@ int dl_partition_append_stored(dl_partition_t *p, const uint8_t *batch, size_t l
 
 /*
  * Makes q (opened at "<dir of p>.compacting" and written with dl_partition_append_stored) the
- * partition p: fsyncs it, records start_offset as the log start offset, and swaps directories
- * by renames that a crash cannot leave half-done (dl_partition_open finishes or forgets them).
- * On success q is freed and p holds the new log; p's old log is closed and deleted. On failure
- * q is untouched (the caller closes it) and p is as it was, unless the failure came after the
- * commit point, when p is set failed until a restart completes the swap. Call it only when no
- * sync job is prepared on p's log.
+ * partition p: fsyncs it, records start_offset as the log start offset, and swaps the
+ * directories, atomically with renameat2(RENAME_EXCHANGE) where the file system has it, else by
+ * renames that dl_partition_recover_dir finishes after a crash. Returns 0 when done; a negative
+ * error before the commit point (q untouched: the caller closes it; p as it was); or 1 when the
+ * swap committed but a later step failed: p holds the new log but is set failed (no more writes
+ * until a restart settles the directories), errmsg says why. q is freed unless the result is
+ * negative. Call it only when no sync job is prepared on p's log.
  */
 int dl_partition_adopt(dl_partition_t *p, dl_partition_t *q, int64_t start_offset, char *errmsg,
                        size_t errlen);
+
+/* Finishes (or forgets) a swap a crash interrupted around partition directory dir: a
+ * "<dir>.compacted" replaces dir, "<dir>.old" and "<dir>.compacting" are deleted. Runs in
+ * dl_partition_open; topics.c runs it too for a partition 0 that a crash left only as
+ * "<dir>.compacted". 0 or an errno. */
+int dl_partition_recover_dir(const char *dir);
 
 #endif

@@ -302,10 +302,13 @@ int dl_topics_create(dl_topics_t *t, const char *name, size_t len, int32_t n_par
     snprintf(topic_name, sizeof(topic_name), "%.*s", (int)len, name);
     /* What a deletion cut short may have left under this topic's names goes first. */
     int rv = 0;
-    for (int32_t i = 0; rv == 0 && i < DL_TOPIC_PARTITIONS_MAX; i++) {
-        snprintf(path, sizeof(path), "%s/%s-%d", t->data_dir, topic_name, (int)i);
-        rv = dl_remove_tree(path);
-    }
+    static const char *const suffixes[] = {"", ".compacted", ".old", ".compacting"};
+    for (int32_t i = 0; rv == 0 && i < DL_TOPIC_PARTITIONS_MAX; i++)
+        for (size_t k = 0; rv == 0 && k < sizeof(suffixes) / sizeof(*suffixes); k++) {
+            snprintf(path, sizeof(path), "%s/%s-%d%s", t->data_dir, topic_name, (int)i,
+                     suffixes[k]);
+            rv = dl_remove_tree(path);
+        }
     config_path(t, topic_name, path);
     if (rv == 0)
         rv = config_json ? dl_atomic_write_file(path, config_json, strlen(config_json))
@@ -330,26 +333,88 @@ int dl_topics_create(dl_topics_t *t, const char *name, size_t len, int32_t n_par
     return 0;
 }
 
-/* Opens every topic whose partition 0 directory ("<name>-0") is in the data directory. */
-static int load(dl_topics_t *t, char *errmsg, size_t errlen)
+/* Whether name ends with suffix; *base_len receives the length before it. */
+static int ends_with(const char *name, const char *suffix, size_t *base_len)
+{
+    size_t n = strlen(name), k = strlen(suffix);
+    *base_len = n - k;
+    return n > k && strcmp(name + n - k, suffix) == 0;
+}
+
+/*
+ * Before the topics are opened: finishes the compaction swaps a crash interrupted (a partition
+ * may exist only as "<dir>.compacted" then, which the scan for "<name>-0" would miss) and
+ * deletes what deletions and given-up passes left: "*.deleting", "*.old", "*.compacting".
+ */
+static int tidy(dl_topics_t *t, char *errmsg, size_t errlen)
 {
     DIR *d = opendir(t->data_dir);
     if (d == NULL) {
         snprintf(errmsg, errlen, "cannot open %s: %s", t->data_dir, strerror(errno));
         return -errno;
     }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
     int rv = 0;
     struct dirent *entry;
     while (rv == 0 && (entry = readdir(d)) != NULL) {
-        size_t len = strlen(entry->d_name);
-        if (len > 9 && strcmp(entry->d_name + len - 9, ".deleting") == 0) {
-            char path[PATH_MAX]; /* a deleted topic's partition, not yet removed */
-            snprintf(path, sizeof(path), "%s/%s", t->data_dir, entry->d_name);
-            rv = dl_remove_tree(path);
-            if (rv != 0)
-                snprintf(errmsg, errlen, "cannot remove %s: %s", path, strerror(-rv));
+        size_t base;
+        if (!ends_with(entry->d_name, ".deleting", &base) &&
+            !ends_with(entry->d_name, ".compacted", &base) &&
+            !ends_with(entry->d_name, ".old", &base) &&
+            !ends_with(entry->d_name, ".compacting", &base))
             continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **more = realloc(names, cap * sizeof(*names));
+            if (more == NULL) {
+                rv = -ENOMEM;
+                break;
+            }
+            names = more;
         }
+        if ((names[n] = strdup(entry->d_name)) == NULL)
+            rv = -ENOMEM;
+        else
+            n++;
+    }
+    closedir(d);
+    for (size_t i = 0; i < n; i++) {
+        char path[PATH_MAX];
+        size_t base;
+        if (rv == 0 && ends_with(names[i], ".deleting", &base)) {
+            snprintf(path, sizeof(path), "%s/%s", t->data_dir, names[i]);
+            rv = dl_remove_tree(path);
+        } else if (rv == 0) {
+            (void)(ends_with(names[i], ".compacted", &base) || ends_with(names[i], ".old", &base) ||
+                   ends_with(names[i], ".compacting", &base));
+            snprintf(path, sizeof(path), "%s/%.*s", t->data_dir, (int)base, names[i]);
+            rv = dl_partition_recover_dir(path);
+        }
+        if (rv != 0)
+            snprintf(errmsg, errlen, "cannot tidy %s/%s: %s", t->data_dir, names[i], strerror(-rv));
+        free(names[i]);
+    }
+    free(names);
+    if (rv == -ENOMEM)
+        snprintf(errmsg, errlen, "out of memory");
+    return rv;
+}
+
+/* Opens every topic whose partition 0 directory ("<name>-0") is in the data directory. */
+static int load(dl_topics_t *t, char *errmsg, size_t errlen)
+{
+    int rv = tidy(t, errmsg, errlen);
+    if (rv != 0)
+        return rv;
+    DIR *d = opendir(t->data_dir);
+    if (d == NULL) {
+        snprintf(errmsg, errlen, "cannot open %s: %s", t->data_dir, strerror(errno));
+        return -errno;
+    }
+    struct dirent *entry;
+    while (rv == 0 && (entry = readdir(d)) != NULL) {
+        size_t len = strlen(entry->d_name);
         if (len < 3 || strcmp(entry->d_name + len - 2, "-0") != 0 ||
             !dl_topic_name_valid(entry->d_name, len - 2))
             continue;
@@ -469,6 +534,16 @@ int dl_topics_delete(dl_topics_t *t, const char *name, size_t len, char *errmsg,
         }
     }
     char path[PATH_MAX];
+    /* What a compaction's swap may have left beside a partition (partition.h) must not bring
+       it back at the next start. */
+    static const char *const leftovers[] = {".compacted", ".old", ".compacting"};
+    for (int32_t i = 0; rv == 0 && i < topic->n_partitions; i++)
+        for (size_t k = 0; rv == 0 && k < sizeof(leftovers) / sizeof(*leftovers); k++) {
+            snprintf(path, sizeof(path), "%s/%s-%d%s", t->data_dir, topic->name, (int)i,
+                     leftovers[k]);
+            if ((rv = dl_remove_tree(path)) != 0)
+                snprintf(errmsg, errlen, "cannot remove %s: %s", path, strerror(-rv));
+        }
     config_path(t, topic->name, path);
     if (rv == 0 && unlink(path) != 0 && errno != ENOENT) {
         rv = -errno;

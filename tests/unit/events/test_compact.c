@@ -24,6 +24,7 @@
 #include "events/decompress.h"
 #include "events/kwire.h"
 #include "events/partition.h"
+#include "events/topics.h"
 
 #define NOW 1700000000000LL /* ms: every record below is stamped NOW - 1000 + i */
 
@@ -239,6 +240,58 @@ static void test_compaction_keeps_a_producers_newest_batch_whole(void **state)
     dl_partition_close(p);
 }
 
+static void test_a_tombstone_stays_while_a_producers_batch_holds_its_key(void **state)
+{
+    /* Producer 7's newest batch is kept whole, with its stale k=v1: removing the tombstone
+       after it would bring k back. */
+    dl_partition_t *p = open_ok(part_dir(state));
+    append(p, (kv_t[]){{"k", "v1"}}, 1, 0, 7);
+    append(p, (kv_t[]){{"k", NULL}}, 1, 0, -1);
+    append(p, (kv_t[]){{"x", "1"}}, 1, 0, -1);
+    append(p, (kv_t[]){{"y", "2"}}, 1, 0, -1);
+    compact(p, NOW + 3600 * 1000, 0); /* the tombstone is long expired */
+    char text[512];
+    dump(p, text, sizeof(text));
+    assert_string_equal(text, "0:k=v1 1:k=- 2:x=1 3:y=2");
+    dl_partition_close(p);
+}
+
+static void test_topics_open_finishes_a_swap_that_left_partition_0_only_compacted(void **state)
+{
+    char data[PATH_MAX], dir[PATH_MAX], compacted[PATH_MAX], err[256];
+    snprintf(data, sizeof(data), "%s/data", (const char *)*state);
+    dl_topics_options_t o = {.data_dir = data};
+    dl_topics_t *t;
+    assert_int_equal(dl_topics_open(&o, &t, err, sizeof(err)), 0);
+    assert_int_equal(
+        dl_topics_create(t, "t", 1, 2, "{\"cleanup.policy\": \"compact\"}", NULL, err, sizeof(err)),
+        0);
+    dl_topics_close(t);
+    /* A crash between the fallback's renames: t-0 -> t-0.old done, t-0.compacted -> t-0 not. */
+    snprintf(dir, sizeof(dir), "%s/t-0", data);
+    snprintf(compacted, sizeof(compacted), "%s/t-0.compacted", data);
+    dl_partition_t *q = open_ok(compacted);
+    dl_buf_t b = make_batch((kv_t[]){{"k", "new"}}, 1, 0, -1);
+    dl_kbatch_set_base_offset(b.data, 3);
+    assert_int_equal(dl_partition_append_stored(q, b.data, b.len), 0);
+    dl_buf_free(&b);
+    dl_partition_close(q);
+    char old[PATH_MAX];
+    snprintf(old, sizeof(old), "%s.old", dir);
+    assert_int_equal(rename(dir, old), 0);
+
+    assert_int_equal(dl_topics_open(&o, &t, err, sizeof(err)), 0);
+    dl_topic_t *topic = dl_topics_find(t, "t", 1);
+    assert_non_null(topic);
+    assert_int_equal(topic->n_partitions, 2);
+    assert_true(topic->config.compact);
+    assert_int_equal(dl_partition_high_watermark(topic->partitions[0]), 4);
+    dl_topics_close(t);
+    struct stat st;
+    assert_int_not_equal(stat(old, &st), 0);
+    assert_int_not_equal(stat(compacted, &st), 0);
+}
+
 static void test_compaction_keeps_what_was_appended_during_the_pass(void **state)
 {
     dl_partition_t *p = open_ok(part_dir(state));
@@ -335,6 +388,12 @@ int main(void)
                                         test_tmpdir_setup, test_tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_compaction_keeps_a_producers_newest_batch_whole,
                                         test_tmpdir_setup, test_tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_tombstone_stays_while_a_producers_batch_holds_its_key, test_tmpdir_setup,
+            test_tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_topics_open_finishes_a_swap_that_left_partition_0_only_compacted,
+            test_tmpdir_setup, test_tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_compaction_keeps_what_was_appended_during_the_pass,
                                         test_tmpdir_setup, test_tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_partition_open_finishes_a_swap_a_crash_interrupted,

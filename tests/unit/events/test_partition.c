@@ -293,6 +293,24 @@ static void test_partition_open_refuses_a_stored_record_that_is_not_a_batch(void
     dl_buf_free(&b);
 }
 
+static void test_partition_open_refuses_a_gap_in_a_partition_never_compacted(void **state)
+{
+    dl_buf_t b1 = make_batch(3, 0, 5), b2 = make_batch(1, 0, 5);
+    dl_kbatch_set_base_offset(b1.data, 0);
+    dl_kbatch_set_base_offset(b2.data, 4); /* a gap: 3 is missing, and nothing compacted it */
+    struct iovec iov[2] = {{b1.data, b1.len}, {b2.data, b2.len}};
+    seglog_write(*state, iov, 2);
+
+    dl_partition_t *p = NULL;
+    char err[512];
+    assert_int_equal(dl_partition_open(*state, NULL, &p, err, sizeof(err)), DL_ECORRUPT);
+    assert_null(p);
+    assert_non_null(strstr(err, "seglog index 2, offset 4 (expected 3)"));
+    assert_non_null(strstr(err, "does not follow on"));
+    dl_buf_free(&b1);
+    dl_buf_free(&b2);
+}
+
 static void test_partition_open_refuses_batches_whose_offsets_go_back(void **state)
 {
     dl_buf_t b1 = make_batch(3, 0, 5), b2 = make_batch(1, 0, 5);
@@ -438,6 +456,7 @@ int main(void)
         TMPDIR_TEST(test_partition_log_start_is_the_first_stored_batch),
         TMPDIR_TEST(test_partition_reopen_cuts_a_torn_tail_back_to_the_last_whole_batch),
         TMPDIR_TEST(test_partition_open_refuses_a_stored_record_that_is_not_a_batch),
+        TMPDIR_TEST(test_partition_open_refuses_a_gap_in_a_partition_never_compacted),
         TMPDIR_TEST(test_partition_open_refuses_batches_whose_offsets_go_back),
         TMPDIR_TEST(test_partition_offset_for_time_picks_the_first_batch_reaching_the_time),
         TMPDIR_TEST(test_partition_append_larger_than_max_batch_bytes_changes_nothing),
