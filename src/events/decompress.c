@@ -140,34 +140,6 @@ static int unzstd(const uint8_t *in, size_t len, size_t max_out, dl_buf_t *out, 
     return rv;
 }
 
-int dl_kdecompress(int codec, const uint8_t *in, size_t len, size_t max_out, dl_buf_t *out)
-{
-    size_t start = out->len;
-    int rv;
-    switch (codec) {
-    case DL_KCOMPRESSION_NONE:
-        rv = len <= max_out ? dl_buf_append(out, in, len) : -EFBIG;
-        break;
-    case DL_KCOMPRESSION_GZIP:
-        rv = gunzip(in, len, max_out, out, start);
-        break;
-    case DL_KCOMPRESSION_SNAPPY:
-        rv = unsnappy(in, len, max_out, out, start);
-        break;
-    case DL_KCOMPRESSION_LZ4:
-        rv = unlz4(in, len, max_out, out, start);
-        break;
-    case DL_KCOMPRESSION_ZSTD:
-        rv = unzstd(in, len, max_out, out, start);
-        break;
-    default:
-        rv = -EINVAL;
-    }
-    if (rv != 0)
-        out->len = start;
-    return rv;
-}
-
 /* ---- Compression (compaction rewrites batches in their codec) --------------------------- */
 
 static int gzip_into(const uint8_t *in, size_t len, dl_buf_t *out)
@@ -228,29 +200,46 @@ static int zstd_into(const uint8_t *in, size_t len, dl_buf_t *out)
     return 0;
 }
 
+static int copy_out(const uint8_t *in, size_t len, size_t max_out, dl_buf_t *out, size_t start)
+{
+    (void)start;
+    return len <= max_out ? dl_buf_append(out, in, len) : -EFBIG;
+}
+
+static int copy_in(const uint8_t *in, size_t len, dl_buf_t *out)
+{
+    return dl_buf_append(out, in, len);
+}
+
+/* The codecs by their number in a batch's attributes (dl_kcompression_t). */
+static const struct {
+    int (*unpack)(const uint8_t *in, size_t len, size_t max_out, dl_buf_t *out, size_t start);
+    int (*pack)(const uint8_t *in, size_t len, dl_buf_t *out);
+} CODECS[] = {
+    [DL_KCOMPRESSION_NONE] = {copy_out, copy_in},
+    [DL_KCOMPRESSION_GZIP] = {gunzip, gzip_into},
+    [DL_KCOMPRESSION_SNAPPY] = {unsnappy, snappy_into},
+    [DL_KCOMPRESSION_LZ4] = {unlz4, lz4_into},
+    [DL_KCOMPRESSION_ZSTD] = {unzstd, zstd_into},
+};
+
+int dl_kdecompress(int codec, const uint8_t *in, size_t len, size_t max_out, dl_buf_t *out)
+{
+    if (codec < 0 || (size_t)codec >= sizeof(CODECS) / sizeof(*CODECS))
+        return -EINVAL;
+    size_t start = out->len;
+    int rv = CODECS[codec].unpack(in, len, max_out, out, start);
+    if (rv != 0)
+        out->len = start;
+    return rv;
+}
+
 int dl_kcompress(int codec, const uint8_t *in, size_t len, dl_buf_t *out)
 {
+    if (codec < 0 || (size_t)codec >= sizeof(CODECS) / sizeof(*CODECS))
+        return -EINVAL;
     size_t start = out->len;
-    int rv;
-    switch (codec) {
-    case DL_KCOMPRESSION_NONE:
-        rv = dl_buf_append(out, in, len);
-        break;
-    case DL_KCOMPRESSION_GZIP:
-        rv = gzip_into(in, len, out);
-        break;
-    case DL_KCOMPRESSION_SNAPPY:
-        rv = snappy_into(in, len, out);
-        break;
-    case DL_KCOMPRESSION_LZ4:
-        rv = lz4_into(in, len, out);
-        break;
-    case DL_KCOMPRESSION_ZSTD:
-        rv = zstd_into(in, len, out);
-        break;
-    default:
-        rv = -EINVAL;
-    }
+    int rv = CODECS[codec].pack(in, len, out);
     if (rv != 0)
         out->len = start;
     return rv;

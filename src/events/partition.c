@@ -577,20 +577,15 @@ int dl_partition_adopt(dl_partition_t *p, dl_partition_t *q, int64_t start_offse
     }
     /* Past the commit point the compacted log is the partition, whatever happens next: a
        restart would find it (or finish the renames that make it so). */
+    char *dir = p->dir;
     dl_seglog_close(p->log);
     dl_producers_free(p->producers);
     free(p->index);
-    p->log = q->log;
-    p->first_index = q->first_index;
-    p->index = q->index;
-    p->count = q->count;
-    p->cap = q->cap;
-    p->high_watermark = q->high_watermark;
-    p->size_bytes = q->size_bytes;
-    p->producers = q->producers;
+    free(q->dir);
+    *p = *q; /* the log, its index, producers and offsets; not failed */
+    p->dir = dir;
     p->start_offset = start_offset;
     p->gaps = 1;
-    free(q->dir);
     free(q);
     dl_seglog_set_dir(p->log, p->dir);
     if (post != 0) {
