@@ -25,7 +25,8 @@ static const char *BROKER_USAGE =
     "--default-partitions partitions. --flush batch (the default) fsyncs every produced batch\n"
     "before acknowledging it (acks 1 or all); --flush 100ms fsyncs every 100 ms and\n"
     "acknowledges at once, so a crash may lose what the last interval wrote. Retention deletes\n"
-    "a partition's oldest segment files by age (--retention-ms) and size (--retention-bytes).\n";
+    "a partition's oldest segment files by age (--retention-ms) and size (--retention-bytes);\n"
+    "topics created with cleanup.policy=compact are compacted in the background instead.\n";
 
 typedef struct main_s {
     dl_topics_t *topics;
@@ -105,7 +106,7 @@ static int broker_main(int argc, char **argv)
         {"retention-bytes", DL_FLAG_INT, &retention_bytes,
          "delete a partition's oldest segments while it holds more than this (-1: no limit)"},
         {"retention-check", DL_FLAG_DURATION, &retention_check_ms,
-         "how often retention looks (Kafka: 5 minutes)"},
+         "how often retention and the log cleaner look (Kafka: 5 minutes)"},
         {"node-id", DL_FLAG_INT, &node_id, "the broker id clients see in metadata"},
         {"log-level", DL_FLAG_STRING, &log_level, "debug, info, warn or error"},
         {NULL, 0, NULL, NULL},
@@ -261,7 +262,7 @@ static void usage(FILE *out)
                  "  broker      a Kafka-protocol event log on 127.0.0.1:9092 (HTTP on :8090)\n"
                  "  produce     send lines of standard input as records\n"
                  "  consume     print records, alone or in a consumer group\n"
-                 "  topics      list topics with their offsets, or create one\n"
+                 "  topics      list topics with their offsets, create or delete one\n"
                  "  groups      list consumer groups; one group's members and lag\n\n"
                  "produce, consume, topics and groups are Kafka clients (librdkafka): they work\n"
                  "against this broker and against a Kafka cluster alike (--bootstrap).\n");
