@@ -87,6 +87,26 @@ class Kafkajs(unittest.TestCase):
         self.assertGreater(member["assigned"], 0)
         self.assertEqual(described["missing"], "Dead")
 
+    def test_consumer_reads_a_compacted_topic_through_its_gaps(self):
+        p = subprocess.run([harness.BIN, "events", "topics", "--bootstrap", self.broker.bootstrap,
+                            "--create", "table", "--config", "cleanup.policy=compact"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.broker.produce("table", ["a:1", "b:1", "c:1"])  # offsets 0-2: c:1 goes
+        self.broker.produce("table", ["c:2", "a:2"])  # 3-4: both stay
+        self.broker.produce("table", ["b:2"])  # 5: the newest batch, never compacted
+        r = harness.request(f"127.0.0.1:{self.broker.http_port}", "POST", "/topics/table/compact")
+        self.assertEqual(r.status, 202)
+        harness.wait_until(
+            lambda: self.broker.http("/topics/table")[1]["partitions"][0]["compaction"]["passes"],
+            what="the compaction pass", describe=self.broker.log_tail)
+        p = subprocess.run(["node", os.path.join(PROJECT, "compacted.js"), self.broker.bootstrap,
+                            "table", "4"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr + "\n" + self.broker.log_tail())
+        got = json.loads(p.stdout.strip().splitlines()[-1])
+        # b:1 (1) stays: the map covers only batches before the newest, where b:1 is b's newest.
+        self.assertEqual(got, ["1 b=1", "3 c=2", "4 a=2", "5 b=2"])
+
     def test_kill_9_mid_stream_loses_no_acknowledged_record(self):
         self.broker.metadata("stream")
         env = dict(os.environ, KAFKAJS_NO_PARTITIONER_WARNING="1")
