@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum {
     DL_FLAG_BOOL,     /* target: int (0 or 1) */
@@ -49,5 +50,19 @@ int dl_parse_host_port(const char *text, char *host, size_t hostlen, int *port);
 
 /* Prints the usage line and the flag table (name, default, help) to stdout. */
 void dl_flags_print_help(const char *usage, const dl_flag_t *flags);
+
+/* A verb of a lab's command line ("ddialab <lab> <verb> ..."): its main gets argv from the verb. */
+typedef struct dl_verb_s {
+    const char *name;
+    int (*main)(int argc, char **argv);
+} dl_verb_t;
+
+/*
+ * Runs the verb argv[1] names (argv[0] is the lab, as in "events"): usage(stdout) and 0 for
+ * --help, -h or help; usage(stderr) and 2 with no verb; a one-line error and 2 for an unknown
+ * one. Otherwise what the verb's main returns.
+ */
+int dl_flags_run_verb(const char *lab, const dl_verb_t *verbs, size_t n, void (*usage)(FILE *out),
+                      int argc, char **argv);
 
 #endif

@@ -79,6 +79,8 @@ typedef enum {
     DL_SYNC_NONE = 2,     /* never fsync on its own (the OS decides); stable as soon as written */
 } dl_sync_policy_t;
 
+#define DL_SEGLOG_DEFAULT_SEGMENT_BYTES (64ull << 20)
+
 typedef struct dl_seglog_options_s {
     /* roll to a new segment file when the active one reaches this; 0 = 64 MiB */
     uint64_t segment_bytes;

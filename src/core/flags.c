@@ -315,3 +315,22 @@ int dl_parse_host_port(const char *text, char *host, size_t hostlen, int *port)
     *port = (int)p;
     return 0;
 }
+
+int dl_flags_run_verb(const char *lab, const dl_verb_t *verbs, size_t n, void (*usage)(FILE *out),
+                      int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(argv[1], verbs[i].name) == 0)
+            return verbs[i].main(argc - 1, argv + 1);
+    fprintf(stderr, "ddialab %s: unknown verb '%s' (try: ddialab %s --help)\n", lab, argv[1], lab);
+    return 2;
+}

@@ -657,14 +657,20 @@ static int due(const dl_topics_t *topics, const dl_topic_t *topic, int32_t k)
     uint64_t size = dl_partition_size_bytes(topic->partitions[k]);
     uint64_t dirty = size > cl->clean_bytes ? size - cl->clean_bytes : 0;
     uint64_t segment = dl_topic_partition_options(topics, topic).segment_bytes;
-    if (segment == 0)
-        segment = 64u << 20;
     return cl->requested ||
            (dirty > 0 && dirty >= segment &&
             (double)dirty >= topic->config.min_cleanable_dirty_ratio * (double)size);
 }
 
 static void on_compact_idle(uv_idle_t *idle);
+
+/* Partition k of topic is left alone until more is written to it: after a pass, or when one
+ * failed or had nothing to do. */
+static void rest(dl_topic_t *topic, int32_t k)
+{
+    topic->cleaning[k].requested = 0;
+    topic->cleaning[k].clean_bytes = dl_partition_size_bytes(topic->partitions[k]);
+}
 
 /* Starts a pass on the first partition due, unless one is running. */
 static void maybe_compact(dl_broker_t *b)
@@ -689,13 +695,12 @@ static void maybe_compact(dl_broker_t *b)
             char err[512];
             dl_compaction_t *c;
             int rv = dl_compaction_start(p, &o, &c, err, sizeof(err));
-            if (rv != 0 || c == NULL) { /* failed, or nothing to compact: wait for new data */
+            if (rv != 0 || c == NULL) { /* failed, or nothing to compact */
                 if (rv != 0) {
                     DL_WARN("compaction of %s-%d cannot start: %s", topic->name, (int)k, err);
                     dl_metric_inc(b->compaction_failures);
                 }
-                topic->cleaning[k].requested = 0;
-                topic->cleaning[k].clean_bytes = dl_partition_size_bytes(p);
+                rest(topic, k);
                 continue;
             }
             b->compaction = c;
@@ -707,20 +712,27 @@ static void maybe_compact(dl_broker_t *b)
     }
 }
 
-/* Ends the running pass (finished or given up) and looks for the next. */
-static void end_compaction(dl_broker_t *b, int failed)
+/* Forgets the running pass: given up (its new log deleted), or already ended by
+ * dl_compaction_finish (b->compaction NULL then). */
+static void drop_compaction(dl_broker_t *b)
 {
-    if (failed) {
-        dl_metric_inc(b->compaction_failures);
-        dl_partition_cleaning_t *cl = &b->compaction_topic->cleaning[b->compaction_partition];
-        cl->requested = 0;
-        cl->clean_bytes = dl_partition_size_bytes(dl_compaction_partition(b->compaction));
-        dl_compaction_abort(b->compaction);
-    }
+    dl_compaction_abort(b->compaction);
     b->compaction = NULL;
     b->compaction_topic = NULL;
     b->compaction_ready = 0;
     uv_idle_stop(&b->compact_idle);
+}
+
+/* A pass that failed: counted, its partition left alone until more is written, the next
+ * partition due gets its turn. */
+static void fail_compaction(dl_broker_t *b, const char *what, const char *err)
+{
+    dl_topic_t *topic = b->compaction_topic;
+    int32_t k = b->compaction_partition;
+    DL_WARN("compaction of %s-%d %s: %s", topic->name, (int)k, what, err);
+    dl_metric_inc(b->compaction_failures);
+    rest(topic, k);
+    drop_compaction(b);
     maybe_compact(b);
 }
 
@@ -728,23 +740,16 @@ static void finish_compaction(dl_broker_t *b)
 {
     dl_topic_t *topic = b->compaction_topic;
     int32_t k = b->compaction_partition;
-    dl_partition_t *p = dl_compaction_partition(b->compaction);
     dl_compaction_stats_t st;
     char err[512];
     int rv = dl_compaction_finish(b->compaction, &st, err, sizeof(err));
     b->compaction = NULL; /* freed by finish */
     if (rv != 0) {
-        DL_WARN("compaction of %s-%d failed: %s", topic->name, (int)k, err);
-        b->compaction = NULL;
-        dl_metric_inc(b->compaction_failures);
-        topic->cleaning[k].requested = 0;
-        topic->cleaning[k].clean_bytes = dl_partition_size_bytes(p);
-        end_compaction(b, 0);
+        fail_compaction(b, "failed", err);
         return;
     }
     dl_partition_cleaning_t *cl = &topic->cleaning[k];
-    cl->requested = 0;
-    cl->clean_bytes = dl_partition_size_bytes(p);
+    rest(topic, k);
     cl->passes++;
     /* A rewritten batch may compress a little worse than its producer did. */
     uint64_t removed = st.bytes_before > st.bytes_after ? st.bytes_before - st.bytes_after : 0;
@@ -758,7 +763,8 @@ static void finish_compaction(dl_broker_t *b)
             topic->name, (int)k, (unsigned long long)st.bytes_before,
             (unsigned long long)st.bytes_after, (unsigned long long)st.records_removed,
             (unsigned long long)st.records_read, (unsigned long long)st.tombstones_removed);
-    end_compaction(b, 0);
+    drop_compaction(b);
+    maybe_compact(b);
 }
 
 static void on_compact_idle(uv_idle_t *idle)
@@ -767,9 +773,7 @@ static void on_compact_idle(uv_idle_t *idle)
     char err[512];
     int rv = dl_compaction_step(b->compaction, COMPACT_STEP, err, sizeof(err));
     if (rv < 0) {
-        DL_WARN("compaction of %s-%d given up: %s", b->compaction_topic->name,
-                (int)b->compaction_partition, err);
-        end_compaction(b, 1);
+        fail_compaction(b, "given up", err);
     } else if (rv == 1 && b->syncing) {
         b->compaction_ready = 1; /* the round's end finishes it */
         uv_idle_stop(idle);
@@ -794,13 +798,8 @@ static void settle_deletions(dl_broker_t *b)
     if (n == 0)
         return;
     for (size_t i = 0; i < n; i++) {
-        if (b->compaction != NULL && b->compaction_topic == dead[i]) {
-            dl_compaction_abort(b->compaction);
-            b->compaction = NULL;
-            b->compaction_topic = NULL;
-            b->compaction_ready = 0;
-            uv_idle_stop(&b->compact_idle);
-        }
+        if (b->compaction != NULL && b->compaction_topic == dead[i])
+            drop_compaction(b);
         for (int32_t k = 0; k < dead[i]->n_partitions; k++)
             for (size_t j = 0; j < b->dirty.n; j++)
                 if (b->dirty.items[j] == dead[i]->partitions[k])
@@ -1128,8 +1127,6 @@ void dl_broker_stop(dl_broker_t *b, void (*done)(void *ctx), void *ctx)
     uv_close((uv_handle_t *)&b->groups_timer, on_broker_handle_closed);
     uv_close((uv_handle_t *)&b->resume_idle, on_broker_handle_closed);
     uv_close((uv_handle_t *)&b->retention, on_broker_handle_closed);
+    drop_compaction(b); /* a pass cut short is simply done again */
     uv_close((uv_handle_t *)&b->compact_idle, on_broker_handle_closed);
-    dl_compaction_abort(b->compaction); /* a pass cut short is simply done again */
-    b->compaction = NULL;
-    b->compaction_ready = 0;
 }

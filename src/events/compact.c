@@ -13,8 +13,7 @@
 #include "events/decompress.h"
 
 #define DEFAULT_MAX_MAP_BYTES (128u << 20)
-#define MAX_RECORDS_BYTES     (64u << 20) /* a batch's records, decompressed */
-#define ENTRY_OVERHEAD        48          /* what a key costs besides its bytes */
+#define ENTRY_OVERHEAD        48 /* what a key costs besides its bytes */
 
 /* ---- A map from keys (whole, any bytes) to offsets: open addressing, linear probing ----- */
 
@@ -183,7 +182,7 @@ static int records_of(dl_compaction_t *c, const dl_kbatch_t *b, char *errmsg, si
 {
     c->plain.len = 0;
     int rv = dl_kdecompress(b->attributes & DL_KBATCH_COMPRESSION_MASK, b->records, b->records_len,
-                            MAX_RECORDS_BYTES, &c->plain);
+                            DL_KDECOMPRESS_MAX, &c->plain);
     if (rv != 0)
         snprintf(errmsg, errlen, "cannot decompress the batch at offset %lld: %s",
                  (long long)b->base_offset,

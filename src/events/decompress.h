@@ -13,6 +13,9 @@
 
 #include "ddialab/buf.h"
 
+/* The most a batch's records may decompress to wherever the broker reads them. */
+#define DL_KDECOMPRESS_MAX (64u << 20)
+
 /* Appends the decompressed form of len bytes at in (codec: dl_kcompression_t) to out, at most
  * max_out bytes (more is -EFBIG, a decompression bomb). 0, -EINVAL for corrupt input or an
  * unknown codec, -EFBIG, -ENOMEM. */

@@ -270,28 +270,12 @@ static void usage(FILE *out)
 
 int dl_events_main(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    static const struct {
-        const char *name;
-        int (*main)(int argc, char **argv);
-    } verbs[] = {
+    static const dl_verb_t verbs[] = {
         {"broker", broker_main},
         {"produce", dl_events_produce_main},
         {"consume", dl_events_consume_main},
         {"topics", dl_events_topics_main},
         {"groups", dl_events_groups_main},
     };
-    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-        if (strcmp(argv[1], verbs[i].name) == 0)
-            return verbs[i].main(argc - 1, argv + 1);
-    fprintf(stderr, "ddialab events: unknown verb '%s' (try: ddialab events --help)\n", argv[1]);
-    return 2;
+    return dl_flags_run_verb("events", verbs, sizeof(verbs) / sizeof(verbs[0]), usage, argc, argv);
 }

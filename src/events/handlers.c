@@ -170,7 +170,7 @@ static int16_t check_keys(const dl_kbatch_t *b)
     dl_buf_t plain = {0};
     int16_t error = DL_KERR_NONE;
     if (dl_kdecompress(b->attributes & DL_KBATCH_COMPRESSION_MASK, b->records, b->records_len,
-                       64u << 20, &plain) != 0)
+                       DL_KDECOMPRESS_MAX, &plain) != 0)
         error = DL_KERR_CORRUPT_MESSAGE;
     dl_kreader_t r = dl_kr_init(plain.data, plain.len);
     dl_krecord_t rec;

@@ -32,10 +32,9 @@
 #include "events/batch.h"
 #include "events/decompress.h"
 
-#define DEFAULT_LIMIT    100
-#define MAX_LIMIT        1000
-#define READ_BYTES       (4u << 20)  /* batches read per request */
-#define MAX_DECOMPRESSED (64u << 20) /* per batch */
+#define DEFAULT_LIMIT 100
+#define MAX_LIMIT     1000
+#define READ_BYTES    (4u << 20) /* batches read per request */
 
 /* Whether len bytes at p are UTF-8 text without NUL (valid sequences, no overlongs). */
 static int is_text(const uint8_t *p, size_t len)
@@ -133,7 +132,7 @@ static json_t *topic_config(const dl_events_http_t *h, const dl_topic_t *t)
                      "retention.ms", (json_int_t)ms, "retention.bytes", (json_int_t)bytes,
                      "delete.retention.ms", (json_int_t)c->delete_retention_ms,
                      "min.cleanable.dirty.ratio", c->min_cleanable_dirty_ratio, "segment.bytes",
-                     (json_int_t)(o.segment_bytes ? o.segment_bytes : 64u << 20));
+                     (json_int_t)o.segment_bytes);
 }
 
 static void get_topic(dl_events_http_t *h, dl_http_req_t *req, const dl_topic_t *t)
@@ -199,7 +198,7 @@ static int add_records(const dl_kbatch_t *b, int64_t from, int64_t limit, json_t
 {
     dl_buf_t plain = {0};
     int codec = b->attributes & DL_KBATCH_COMPRESSION_MASK;
-    int rv = dl_kdecompress(codec, b->records, b->records_len, MAX_DECOMPRESSED, &plain);
+    int rv = dl_kdecompress(codec, b->records, b->records_len, DL_KDECOMPRESS_MAX, &plain);
     if (rv != 0)
         return rv;
     dl_kreader_t r = dl_kr_init(plain.data, plain.len);

@@ -137,6 +137,8 @@ dl_partition_options_t dl_topic_partition_options(const dl_topics_t *t, const dl
     dl_partition_options_t o = t->opts.partition;
     if (topic->config.segment_bytes != DL_TOPIC_UNSET)
         o.segment_bytes = (uint64_t)topic->config.segment_bytes;
+    if (o.segment_bytes == 0)
+        o.segment_bytes = DL_SEGLOG_DEFAULT_SEGMENT_BYTES;
     return o;
 }
 
@@ -276,6 +278,29 @@ static int insert(dl_topics_t *t, dl_topic_t *topic)
     return 0;
 }
 
+/*
+ * Removes partition i of topic name's directory (when whole is set) and what a compaction's swap
+ * may have left beside it (partition.h). *found (may be NULL) says whether any of them existed.
+ */
+static int remove_partition(const dl_topics_t *t, const char *name, int32_t i, int whole,
+                            int *found, char *errmsg, size_t errlen)
+{
+    static const char *const suffixes[] = {"", ".compacted", ".old", ".compacting"};
+    int rv = 0;
+    for (size_t k = whole ? 0 : 1; rv == 0 && k < sizeof(suffixes) / sizeof(*suffixes); k++) {
+        char path[PATH_MAX];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s-%d%s", t->data_dir, name, (int)i, suffixes[k]);
+        if (lstat(path, &st) != 0)
+            continue;
+        if (found != NULL)
+            *found = 1;
+        if ((rv = dl_remove_tree(path)) != 0)
+            snprintf(errmsg, errlen, "cannot remove %s: %s", path, strerror(-rv));
+    }
+    return rv;
+}
+
 int dl_topics_create(dl_topics_t *t, const char *name, size_t len, int32_t n_partitions,
                      const char *config_json, dl_topic_t **out, char *errmsg, size_t errlen)
 {
@@ -302,13 +327,12 @@ int dl_topics_create(dl_topics_t *t, const char *name, size_t len, int32_t n_par
     snprintf(topic_name, sizeof(topic_name), "%.*s", (int)len, name);
     /* What a deletion cut short may have left under this topic's names goes first. */
     int rv = 0;
-    static const char *const suffixes[] = {"", ".compacted", ".old", ".compacting"};
-    for (int32_t i = 0; rv == 0 && i < DL_TOPIC_PARTITIONS_MAX; i++)
-        for (size_t k = 0; rv == 0 && k < sizeof(suffixes) / sizeof(*suffixes); k++) {
-            snprintf(path, sizeof(path), "%s/%s-%d%s", t->data_dir, topic_name, (int)i,
-                     suffixes[k]);
-            rv = dl_remove_tree(path);
-        }
+    for (int32_t i = 0; rv == 0 && i < DL_TOPIC_PARTITIONS_MAX; i++) {
+        int found = 0;
+        rv = remove_partition(t, topic_name, i, 1, &found, errmsg, errlen);
+        if (i >= n_partitions && !found)
+            break; /* the topic's partitions end at the first gap: nothing past it is read */
+    }
     config_path(t, topic_name, path);
     if (rv == 0)
         rv = config_json ? dl_atomic_write_file(path, config_json, strlen(config_json))
@@ -517,7 +541,7 @@ int dl_topics_delete(dl_topics_t *t, const char *name, size_t len, char *errmsg,
     t->graveyard[t->n_graveyard++] = topic;
     /* Partition 0 first: once it is renamed the topic is gone, whatever happens next. */
     int rv = 0;
-    uint64_t id = t->deletions++;
+    uint64_t id = topic->deletion = t->deletions++;
     for (int32_t i = 0; rv == 0 && i < topic->n_partitions; i++) {
         char from[PATH_MAX], to[PATH_MAX];
         snprintf(from, sizeof(from), "%s/%s-%d", t->data_dir, topic->name, (int)i);
@@ -534,16 +558,9 @@ int dl_topics_delete(dl_topics_t *t, const char *name, size_t len, char *errmsg,
         }
     }
     char path[PATH_MAX];
-    /* What a compaction's swap may have left beside a partition (partition.h) must not bring
-       it back at the next start. */
-    static const char *const leftovers[] = {".compacted", ".old", ".compacting"};
+    /* What a compaction's swap may have left beside a partition must not bring it back. */
     for (int32_t i = 0; rv == 0 && i < topic->n_partitions; i++)
-        for (size_t k = 0; rv == 0 && k < sizeof(leftovers) / sizeof(*leftovers); k++) {
-            snprintf(path, sizeof(path), "%s/%s-%d%s", t->data_dir, topic->name, (int)i,
-                     leftovers[k]);
-            if ((rv = dl_remove_tree(path)) != 0)
-                snprintf(errmsg, errlen, "cannot remove %s: %s", path, strerror(-rv));
-        }
+        rv = remove_partition(t, topic->name, i, 0, NULL, errmsg, errlen);
     config_path(t, topic->name, path);
     if (rv == 0 && unlink(path) != 0 && errno != ENOENT) {
         rv = -errno;
@@ -570,29 +587,20 @@ dl_topic_t *const *dl_topics_graveyard(const dl_topics_t *t, size_t *n)
 
 void dl_topics_reap(dl_topics_t *t)
 {
+    if (t->n_graveyard == 0)
+        return;
     for (size_t k = 0; k < t->n_graveyard; k++) {
         dl_topic_t *topic = t->graveyard[k];
         for (int32_t i = 0; i < topic->n_partitions; i++) {
+            char path[PATH_MAX];
             dl_partition_close(topic->partitions[i]);
             topic->partitions[i] = NULL;
+            snprintf(path, sizeof(path), "%s/%s-%d.%llu.deleting", t->data_dir, topic->name, (int)i,
+                     (unsigned long long)topic->deletion);
+            (void)dl_remove_tree(path); /* what is left goes at the next start (tidy) */
         }
         free_topic(topic);
     }
     t->n_graveyard = 0;
-    if (t->data_dir == NULL)
-        return;
-    DIR *d = opendir(t->data_dir);
-    if (d == NULL)
-        return;
-    struct dirent *entry;
-    while ((entry = readdir(d)) != NULL) {
-        size_t len = strlen(entry->d_name);
-        if (len > 9 && strcmp(entry->d_name + len - 9, ".deleting") == 0) {
-            char path[PATH_MAX];
-            snprintf(path, sizeof(path), "%s/%s", t->data_dir, entry->d_name);
-            dl_remove_tree(path);
-        }
-    }
-    closedir(d);
-    dl_fsync_dir(t->data_dir);
+    (void)dl_fsync_dir(t->data_dir);
 }

@@ -59,6 +59,7 @@ typedef struct dl_topic_s {
     dl_topic_config_t config;
     char *config_json;                 /* the configs as given, or NULL */
     dl_partition_cleaning_t *cleaning; /* one per partition */
+    uint64_t deletion; /* once deleted: the number in its "<dir>.<n>.deleting" names */
 } dl_topic_t;
 
 typedef struct dl_topics_s dl_topics_t;
@@ -106,7 +107,8 @@ dl_topic_t *const *dl_topics_graveyard(const dl_topics_t *t, size_t *n);
 /* Closes the graveyard's partitions and removes their directories. */
 void dl_topics_reap(dl_topics_t *t);
 
-/* The partition options a topic's partitions are opened with (its segment.bytes applied). */
+/* The partition options a topic's partitions are opened with: its segment.bytes applied, the
+ * seglog's default made explicit. */
 dl_partition_options_t dl_topic_partition_options(const dl_topics_t *t, const dl_topic_t *topic);
 
 /* A set of partitions (each at most once), for the partitions a request wrote and those the

@@ -22,7 +22,7 @@
 #include "ddialab/fsutil.h"
 #include "storage/seglog_internal.h"
 
-#define DEFAULT_SEGMENT_BYTES    (64ull << 20)
+#define DEFAULT_SEGMENT_BYTES    DL_SEGLOG_DEFAULT_SEGMENT_BYTES
 #define DEFAULT_MAX_RECORD_BYTES (64u << 20)
 #define MAX_OPEN_SEALED          32  /* sealed segments whose fd stays open for reads */
 #define BATCH_CHUNK_RECORDS      512 /* records per pwritev: two iovecs each, within IOV_MAX */

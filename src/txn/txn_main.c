@@ -1,7 +1,7 @@
 /* Dispatch for "ddialab txn": one verb each. */
 #include <stdio.h>
-#include <string.h>
 
+#include "ddialab/flags.h"
 #include "ddialab/txn.h"
 #include "txn/cli.h"
 
@@ -17,12 +17,7 @@ static void usage(FILE *out)
                  "        2pl, ssi (serializable)\n");
 }
 
-typedef struct {
-    const char *name;
-    int (*main)(int argc, char **argv);
-} verb_t;
-
-static const verb_t verbs[] = {
+static const dl_verb_t verbs[] = {
     {"run", dl_txn_run_main},
     {"demo", dl_txn_demo_main},
     {"stress", dl_txn_stress_main},
@@ -31,18 +26,5 @@ static const verb_t verbs[] = {
 
 int dl_txn_main(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-        if (strcmp(argv[1], verbs[i].name) == 0)
-            return verbs[i].main(argc - 1, argv + 1);
-    fprintf(stderr, "ddialab txn: unknown verb '%s' (try: ddialab txn --help)\n", argv[1]);
-    return 2;
+    return dl_flags_run_verb("txn", verbs, sizeof(verbs) / sizeof(verbs[0]), usage, argc, argv);
 }

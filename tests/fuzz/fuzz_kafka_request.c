@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ddialab/fsutil.h"
 #include "events/handlers.h"
 #include "events/kwire.h"
 #include "events/protocol.h"
@@ -38,9 +39,7 @@ static void cleanup(void)
     dl_producer_ids_close(producer_ids);
     dl_offsets_close(offsets);
     dl_topics_close(topics);
-    char cmd[sizeof(dir) + 16];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0)
+    if (dl_remove_tree(dir) != 0)
         fprintf(stderr, "fuzz_kafka_request: could not remove %s\n", dir);
 }
 

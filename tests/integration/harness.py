@@ -226,6 +226,31 @@ class WaitTimeout(AssertionError):
     pass
 
 
+def log_tail(path, prefix, lines=30):
+    """The last lines of a process's log file, each behind "  prefix | "."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(f"  {prefix} | " + line for line in text.splitlines()[-lines:])
+
+
+def start_server(launch, ready, what, describe, attempts=3):
+    """Starts a server that picks its own free ports: launch(new_ports) spawns it (new_ports is
+    true for every attempt but a first that may reuse the ports it had), then ready() is waited
+    for. When the server dies reporting its address in use (another process took the free port
+    first), it is launched again on new ports, up to attempts times."""
+    for attempt in range(attempts):
+        launch(attempt > 0)
+        try:
+            wait_until(ready, what=what, describe=describe)
+            return
+        except RuntimeError as e:
+            if "in use" not in str(e) or attempt + 1 == attempts:
+                raise
+
+
 def wait_until(cond, timeout=DEFAULT_TIMEOUT, what="condition", describe=None):
     """Polls cond() until it returns a truthy value, which is returned.
 

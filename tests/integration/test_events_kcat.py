@@ -33,22 +33,16 @@ class Broker:
         self.proc = None
         self.port = self.http_port = None
 
-    def start(self, attempts=3):
-        for attempt in range(attempts):
-            if self.port is None or attempt > 0:
+    def start(self):
+        def launch(new_ports):
+            if self.port is None or new_ports:
                 self.port, self.http_port = harness.free_ports(2)
             argv = [harness.BIN, "events", "broker", "--listen", f"127.0.0.1:{self.port}",
                     "--http", f"127.0.0.1:{self.http_port}", "--data-dir", self.data] + self.flags
             with open(self.log_path, "ab") as log:
                 self.proc = harness.spawn(argv, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, env=self.env)
-            try:
-                harness.wait_until(self._listening, what="the broker to listen",
-                                   describe=self.log_tail)
-                return
-            except RuntimeError as e:
-                if "address already in use" not in str(e) or attempt + 1 == attempts:
-                    raise
+        harness.start_server(launch, self._listening, "the broker to listen", self.log_tail)
 
     def _listening(self):
         if self.proc.poll() is not None:
@@ -82,12 +76,7 @@ class Broker:
             raise AssertionError(f"the broker exited {rc} on SIGTERM:\n{tail}")
 
     def log_tail(self, lines=30):
-        try:
-            with open(self.log_path, "rb") as f:
-                text = f.read().decode(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join("  broker | " + line for line in text.splitlines()[-lines:])
+        return harness.log_tail(self.log_path, "broker", lines)
 
     def kcat(self, *args, input=None, timeout=30):
         """Runs kcat against this broker; its stdout (raises with stderr on failure)."""

@@ -29,21 +29,15 @@ class Server:
         self.proc = None
         self.addr = None
 
-    def start(self, attempts=3):
-        for attempt in range(attempts):
-            port = harness.free_ports(1)[0]
-            self.addr = f"127.0.0.1:{port}"
+    def start(self):
+        def launch(new_ports):
+            self.addr = f"127.0.0.1:{harness.free_ports(1)[0]}"
             argv = [harness.BIN, "txn", "serve", "--listen", self.addr] + self.flags
             with open(self.log_path, "ab") as log:
                 self.proc = harness.spawn(argv, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT)
-            try:
-                harness.wait_until(self._answers, what="the server to answer GET /sessions",
-                                   describe=self.log_tail)
-                return
-            except RuntimeError as e:
-                if "in use" not in str(e) or attempt + 1 == attempts:
-                    raise
+        harness.start_server(launch, self._answers, "the server to answer GET /sessions",
+                             self.log_tail)
 
     def _answers(self):
         if self.proc.poll() is not None:
@@ -52,12 +46,7 @@ class Server:
         return harness.request(self.addr, "GET", "/sessions", timeout=2).status == 200
 
     def log_tail(self, lines=30):
-        try:
-            with open(self.log_path, "rb") as f:
-                text = f.read().decode(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join("  serve | " + line for line in text.splitlines()[-lines:])
+        return harness.log_tail(self.log_path, "serve", lines)
 
     def request(self, method, path, body=None, headers=None, timeout=harness.HTTP_TIMEOUT):
         return harness.request(self.addr, method, path, body, headers, timeout)

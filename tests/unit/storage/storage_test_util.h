@@ -4,7 +4,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,19 +29,10 @@ static inline char *test_tmpdir(void)
     return strdup(buf);
 }
 
-static inline int test_remove_one(const char *path, const struct stat *st, int flag,
-                                  struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 /* rm -rf path. */
 static inline void test_remove_tree(const char *path)
 {
-    nftw(path, test_remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    (void)dl_remove_tree(path);
 }
 
 /* cmocka fixture: *state is a new temporary directory, removed after the test, also when the

@@ -140,6 +140,26 @@ static void test_pread_all_stops_at_end_of_file(void **state)
     free(path);
 }
 
+static void test_remove_tree_removes_everything_below_but_follows_no_link(void **state)
+{
+    char tree[4096], keep[4096], path[4096];
+    snprintf(tree, sizeof(tree), "%s/tree", (const char *)*state);
+    snprintf(keep, sizeof(keep), "%s/keep", (const char *)*state);
+    snprintf(path, sizeof(path), "%s/a/b", tree);
+    assert_int_equal(dl_mkdir_p(path), 0);
+    assert_int_equal(dl_mkdir_p(keep), 0);
+    snprintf(path, sizeof(path), "%s/a/b/file", tree);
+    assert_int_equal(dl_atomic_write_file(path, "x", 1), 0);
+    snprintf(path, sizeof(path), "%s/a/link", tree);
+    assert_int_equal(symlink(keep, path), 0);
+
+    assert_int_equal(dl_remove_tree(tree), 0);
+    struct stat st;
+    assert_int_not_equal(lstat(tree, &st), 0);
+    assert_int_equal(stat(keep, &st), 0);      /* the link went, not what it pointed to */
+    assert_int_equal(dl_remove_tree(tree), 0); /* a missing path is fine */
+}
+
 static void test_fsync_dir_of_missing_directory_is_enoent(void **state)
 {
     assert_int_equal(dl_fsync_dir("/nonexistent/ddialab"), -ENOENT);
@@ -157,6 +177,7 @@ int main(void)
         cmocka_unit_test(test_read_file_reads_files_whose_size_is_unknown),
         TMPDIR_TEST(test_read_file_reads_large_binary_files_whole),
         TMPDIR_TEST(test_pread_all_stops_at_end_of_file),
+        TMPDIR_TEST(test_remove_tree_removes_everything_below_but_follows_no_link),
         cmocka_unit_test(test_fsync_dir_of_missing_directory_is_enoent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
